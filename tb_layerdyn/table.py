@@ -49,13 +49,14 @@ class RunTable:
 
 
 def merge_order(orders: Sequence[Sequence[str]]) -> List[str]:
-    """Merges several depth orders into one, keeping each name's neighbours.
+    """Merges several depth orders, oldest first, into one that keeps each name's neighbours.
 
-    A name missing from the merged list so far is placed right after the nearest name that precedes
-    it in its own order and is already placed (or first, when none is).
+    The newest order wins (a tracker may learn the forward order after its first call); a name that
+    only older orders know is placed right after the nearest name that precedes it in its own order
+    and is already placed (or first, when none is).
     """
     merged: List[str] = []
-    for order in orders:
+    for order in reversed(orders):
         for position, name in enumerate(order):
             if name in merged:
                 continue
