@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up tb_layerdyn from a source checkout on a fresh machine (Python 3.11+, Node 18+).
+#
+#   bash scripts/setup.sh          the package, its frontend bundle and TensorBoard (for the demo)
+#   bash scripts/setup.sh --test   also the test tools: pytest, Playwright's Python driver and
+#                                  Debian's Chromium for the browser test, the frontend's npm packages
+#
+# torch is pinned to the CPU build this kind of machine carries; an unpinned torch would pull
+# several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+  "$PY" -m pip install --quiet "torch==$TORCH_VERSION"
+fi
+
+if [ "$with_tests" = 1 ]; then
+  "$PY" -m pip install --quiet -e ".[test]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  fi
+  (cd frontend && npm ci --no-audit --no-fund --silent)
+else
+  "$PY" -m pip install --quiet -e .
+fi
+# The editable install registers the plugin; this (re)builds the bundle it serves.
+(cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && node build.mjs)
