@@ -1,0 +1,107 @@
+"""Shrinks step x series tables for display without hiding what matters (pure numpy).
+
+Two reductions, both over consecutive bins of steps (see ``http_api.md``):
+
+* ``envelope`` for line charts: each bin keeps its first and last step, and each series its
+  minimum and maximum over the bin at those two steps, in the order they occurred. A one-step spike
+  therefore still reaches its full height, and the last logged step is always the last point.
+* ``bin_means`` for the heatmap: each bin becomes one column at its last step, holding the mean of
+  the defined values in the bin.
+
+NaN marks an undefined value throughout; a bin with no defined value of a series gives NaN.
+"""
+
+import numpy as np
+
+
+def bin_edges(num_steps, num_bins):
+    """Start indices of ``num_bins`` consecutive, nearly equal bins over ``num_steps`` steps.
+
+    Args:
+        num_steps: number of rows to split; at least ``num_bins``.
+        num_bins: number of bins, at least 1.
+
+    Returns:
+        An int64 array of ``num_bins + 1`` boundaries, starting at 0 and ending at ``num_steps``;
+        bin ``b`` is ``[edges[b], edges[b + 1])`` and holds at least one step.
+    """
+    if num_bins < 1 or num_steps < num_bins:
+        raise ValueError(f"cannot split {num_steps} steps into {num_bins} non-empty bins")
+    return (np.arange(num_bins + 1, dtype=np.int64) * num_steps) // num_bins
+
+
+def envelope(steps, values, max_points):
+    """Min/max envelope of ``values`` in at most ``max_points`` steps.
+
+    Args:
+        steps: int array ``(n,)``, ascending.
+        values: float array ``(n, series)``; NaN where undefined.
+        max_points: the most steps to return, at least 2.
+
+    Returns:
+        ``(steps, values, downsampled)``: the inputs unchanged when ``n <= max_points``; otherwise
+        ``max_points // 2`` bins of two rows each, as described in the module docstring.
+    """
+    steps = np.asarray(steps)
+    values = np.asarray(values, dtype=np.float64)
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    num_steps = len(steps)
+    if num_steps <= max_points:
+        return steps, values, False
+    num_bins = max_points // 2
+    edges = bin_edges(num_steps, num_bins)
+    firsts = edges[:-1]
+    lasts = edges[1:] - 1
+    out_steps = np.empty(2 * num_bins, dtype=steps.dtype)
+    out_steps[0::2] = steps[firsts]
+    out_steps[1::2] = steps[lasts]
+
+    # Gather every bin into a padded (bins, width, series) block: padding and NaN are masked to
+    # +inf for the minimum and -inf for the maximum, so argmin/argmax see defined values only.
+    width = int(np.max(edges[1:] - edges[:-1]))
+    index = firsts[:, None] + np.arange(width)[None, :]
+    inside = index <= lasts[:, None]
+    block = values[np.minimum(index, num_steps - 1)]
+    undefined = np.isnan(block) | ~inside[:, :, None]
+    low_at = np.argmin(np.where(undefined, np.inf, block), axis=1)
+    high_at = np.argmax(np.where(undefined, -np.inf, block), axis=1)
+    low = np.take_along_axis(block, low_at[:, None, :], axis=1)[:, 0, :]
+    high = np.take_along_axis(block, high_at[:, None, :], axis=1)[:, 0, :]
+    empty = undefined.all(axis=1)
+    low[empty] = np.nan
+    high[empty] = np.nan
+
+    low_first = low_at <= high_at
+    out_values = np.empty((2 * num_bins, values.shape[1]), dtype=np.float64)
+    out_values[0::2] = np.where(low_first, low, high)
+    out_values[1::2] = np.where(low_first, high, low)
+    return out_steps, out_values, True
+
+
+def bin_means(steps, values, max_steps):
+    """Means of ``values`` over at most ``max_steps`` consecutive bins of steps.
+
+    Args:
+        steps: int array ``(n,)``, ascending.
+        values: float array ``(n, series)``; NaN where undefined.
+        max_steps: the most columns to return, at least 1.
+
+    Returns:
+        ``(steps, values, downsampled)``: the inputs unchanged when ``n <= max_steps``; otherwise
+        each bin's last step and the mean of the defined values in it (NaN when there are none).
+    """
+    steps = np.asarray(steps)
+    values = np.asarray(values, dtype=np.float64)
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+    num_steps = len(steps)
+    if num_steps <= max_steps:
+        return steps, values, False
+    edges = bin_edges(num_steps, max_steps)
+    defined = ~np.isnan(values)
+    sums = np.add.reduceat(np.where(defined, values, 0.0), edges[:-1], axis=0)
+    counts = np.add.reduceat(defined.astype(np.int64), edges[:-1], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return steps[edges[1:] - 1], means, True

@@ -1,0 +1,145 @@
+"""Shapes a run's ``RunTable`` into the JSON bodies of ``http_api.md``, ready for the charts.
+
+Time series go out as columns (steps, then one column per series) so uPlot takes them as they are.
+Every non-finite value becomes ``null``: JSON has no NaN, and the writer only logs NaN where a value
+is undefined.
+"""
+
+import json
+
+import numpy as np
+
+from tb_layerdyn import metadata
+from tb_layerdyn.plugin import downsample
+
+TARGETS = ("layers", "groups")
+
+# Metrics drawn as bars by the summary route, in the order of ``http_api.md``.
+SUMMARY_METRICS = ("distance_from_init", "relative_distance_from_init", "rwc")
+
+
+def nullable(values):
+    """A numpy array as nested lists of floats, with ``None`` for NaN and infinities."""
+    values = np.asarray(values, dtype=np.float64)
+    out = values.astype(object)
+    out[~np.isfinite(values)] = None
+    return out.tolist()
+
+
+def to_json(body):
+    """Serialises a payload; non-ASCII names are escaped so the bytes are plain ASCII."""
+    return json.dumps(body, allow_nan=False, separators=(",", ":"))
+
+
+def sorted_metrics(names):
+    """Metric names in the writer's order, unknown ones (from a newer writer) last by name."""
+    known = {name: i for i, name in enumerate(metadata.METRIC_NAMES)}
+    return sorted(names, key=lambda name: (known.get(name, len(known)), name))
+
+
+def run_entry(run, run_table=None, content=None, last_step=None):
+    """One element of the ``runs`` list.
+
+    Args:
+        run: the run name.
+        run_table: the run's merged ``RunTable``; needed when it has several layouts.
+        content: the layout dict, enough when the run has a single layout.
+        last_step: the run's largest logged step.
+
+    Returns:
+        The dict described under ``runs`` in ``http_api.md``.
+    """
+    if run_table is not None:
+        layers, param_counts, groups = run_table.layers, run_table.param_counts, run_table.groups
+        metrics, info = list(run_table.metrics), run_table.info
+    else:
+        layers, param_counts, groups = content["layers"], content["param_counts"], content["groups"]
+        metrics, info = content["metrics"], content
+    return {
+        "run": run,
+        "layers": list(layers),
+        "param_counts": [int(n) for n in param_counts],
+        "groups": [
+            {"name": g["name"], "kind": g.get("kind", "user"), "members": list(g["members"])}
+            for g in groups
+        ],
+        "metrics": sorted_metrics(metrics),
+        "rwc": info.get("rwc"),
+        "granularity": info.get("granularity"),
+        "order": info.get("order"),
+        "last_step": None if last_step is None else int(last_step),
+    }
+
+
+def _target_values(run_table, metric, target):
+    """``(names, step x series values)`` of one metric for layers or groups."""
+    if target == "groups":
+        return [g["name"] for g in run_table.groups], run_table.group_metrics[metric]
+    return list(run_table.layers), run_table.metrics[metric]
+
+
+def series(run, run_table, metric, target, max_points):
+    """The body of the ``series`` route (the metric must be in ``run_table.metrics``)."""
+    names, values = _target_values(run_table, metric, target)
+    steps, values, downsampled = downsample.envelope(run_table.steps, values, max_points)
+    return {
+        "run": run,
+        "metric": metric,
+        "target": target,
+        "names": names,
+        "columns": [steps.tolist()] + nullable(values.T),
+        "total_steps": int(len(run_table.steps)),
+        "downsampled": bool(downsampled),
+    }
+
+
+def heatmap(run, run_table, metric, target, max_steps):
+    """The body of the ``heatmap`` route (the metric must be in ``run_table.metrics``)."""
+    names, values = _target_values(run_table, metric, target)
+    steps, values, downsampled = downsample.bin_means(run_table.steps, values, max_steps)
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    return {
+        "run": run,
+        "metric": metric,
+        "target": target,
+        "names": names,
+        "steps": steps.tolist(),
+        "values": nullable(values.T),
+        "min_positive": float(positive.min()) if positive.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "downsampled": bool(downsampled),
+    }
+
+
+def latest_defined(values):
+    """Per column of a step x series array, its last finite value (NaN when it has none)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[0] == 0:
+        return np.full(values.shape[1], np.nan)
+    finite = np.isfinite(values)
+    last_row = values.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
+    latest = values[last_row, np.arange(values.shape[1])]
+    return np.where(finite.any(axis=0), latest, np.nan)
+
+
+def summary(run, run_table):
+    """The body of the ``summary`` route: latest defined values at the last logged step."""
+    steps = run_table.steps
+    layers = {"names": list(run_table.layers), "param_counts": list(run_table.param_counts)}
+    groups = {"names": [g["name"] for g in run_table.groups]}
+    for metric in SUMMARY_METRICS:
+        for out, tables, width in (
+            (layers, run_table.metrics, len(run_table.layers)),
+            (groups, run_table.group_metrics, len(run_table.groups)),
+        ):
+            if metric in tables:
+                out[metric] = nullable(latest_defined(tables[metric]))
+            else:
+                out[metric] = [None] * width
+    return {
+        "run": run,
+        "step": int(steps[-1]) if len(steps) else None,
+        "layers": layers,
+        "groups": groups,
+    }

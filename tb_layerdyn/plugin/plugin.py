@@ -1,0 +1,156 @@
+"""The Layer Dynamics TensorBoard plugin: its routes, as written up in ``http_api.md``.
+
+Each route is two halves: ``*_route`` parses the request and raises
+``errors.InvalidArgumentError`` (400) for a bad parameter; ``*_impl`` does the work and raises
+``errors.NotFoundError`` (404) for an unknown run or metric. TensorBoard turns both into plain-text
+answers, so no bad request ends in a 500.
+"""
+
+from tensorboard import errors
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_layerdyn import metadata
+from tb_layerdyn.plugin import params
+from tb_layerdyn.plugin import payloads
+from tb_layerdyn.plugin import runs_data
+from tb_layerdyn.plugin import static
+
+DEFAULT_MAX_POINTS = 10000
+MAX_MAX_POINTS = 100000
+DEFAULT_MAX_STEPS = 2000
+MAX_MAX_STEPS = 20000
+
+JSON = "application/json"
+
+
+def _request_scope(request):
+    """The data provider's ``ctx`` and experiment id of a request."""
+    return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+
+def _respond_json(request, body):
+    return http_util.Respond(request, payloads.to_json(body), JSON)
+
+
+class LayerDynamicsPlugin(base_plugin.TBPlugin):
+    """Serves per-layer training dynamics to the Layer Dynamics tab."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        """Creates the plugin.
+
+        Args:
+            context: the ``base_plugin.TBContext``; only its ``data_provider`` is read.
+        """
+        self._data = runs_data.RunsData(context.data_provider)
+
+    def get_plugin_apps(self):
+        """Route -> WSGI app, relative to ``/data/plugin/layer_dynamics``."""
+        apps = {
+            "/runs": self.runs_route,
+            "/series": self.series_route,
+            "/heatmap": self.heatmap_route,
+            "/summary": self.summary_route,
+        }
+        apps.update(static.static_apps())
+        return apps
+
+    def is_active(self):
+        """Always ``False``: TensorBoard activates the tab from ``data_plugin_names`` instead."""
+        return False
+
+    def data_plugin_names(self):
+        """The plugin name the writer puts on its summaries."""
+        return (metadata.PLUGIN_NAME,)
+
+    def frontend_metadata(self):
+        """Tells TensorBoard to load ``index.js`` as an ES module for the tab."""
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Layer Dynamics")
+
+    # runs
+
+    @wrappers.Request.application
+    def runs_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        return _respond_json(request, self.runs_impl(ctx, experiment_id))
+
+    def runs_impl(self, ctx, experiment_id):
+        """The body of ``runs``: every run with per-layer metrics, sorted by name."""
+        entries = []
+        for run, infos in sorted(self._data.list_layouts(ctx, experiment_id).items()):
+            last_step = max(info.max_step for info in infos)
+            if len(infos) == 1:
+                entries.append(payloads.run_entry(run, content=infos[0].content, last_step=last_step))
+                continue
+            # Several layouts: only the merged table knows the order that joins them.
+            run_table = self._data.run_table(ctx, experiment_id, run, infos)
+            if run_table is not None:
+                entries.append(payloads.run_entry(run, run_table=run_table, last_step=last_step))
+        return {"runs": entries}
+
+    # series
+
+    @wrappers.Request.application
+    def series_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        run = params.required(request, "run")
+        metric = params.required(request, "metric")
+        target = params.choice(request, "target", payloads.TARGETS, "layers")
+        max_points = params.integer(request, "max_points", DEFAULT_MAX_POINTS, 2, MAX_MAX_POINTS)
+        body = self.series_impl(ctx, experiment_id, run, metric, target, max_points)
+        return _respond_json(request, body)
+
+    def series_impl(self, ctx, experiment_id, run, metric, target, max_points):
+        """The body of ``series``: one metric of one run against step, as columns."""
+        run_table = self._metric_table(ctx, experiment_id, run, metric)
+        return payloads.series(run, run_table, metric, target, max_points)
+
+    # heatmap
+
+    @wrappers.Request.application
+    def heatmap_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        run = params.required(request, "run")
+        metric = params.required(request, "metric")
+        target = params.choice(request, "target", payloads.TARGETS, "layers")
+        max_steps = params.integer(request, "max_steps", DEFAULT_MAX_STEPS, 1, MAX_MAX_STEPS)
+        body = self.heatmap_impl(ctx, experiment_id, run, metric, target, max_steps)
+        return _respond_json(request, body)
+
+    def heatmap_impl(self, ctx, experiment_id, run, metric, target, max_steps):
+        """The body of ``heatmap``: a series x step grid, bin means beyond ``max_steps``."""
+        run_table = self._metric_table(ctx, experiment_id, run, metric)
+        return payloads.heatmap(run, run_table, metric, target, max_steps)
+
+    # summary
+
+    @wrappers.Request.application
+    def summary_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        run = params.required(request, "run")
+        return _respond_json(request, self.summary_impl(ctx, experiment_id, run))
+
+    def summary_impl(self, ctx, experiment_id, run):
+        """The body of ``summary``: per layer and group, latest values at the last step."""
+        return payloads.summary(run, self._run_table(ctx, experiment_id, run))
+
+    # shared lookups
+
+    def _run_table(self, ctx, experiment_id, run):
+        run_table = self._data.run_table(ctx, experiment_id, run)
+        if run_table is None:
+            raise errors.NotFoundError(f"run {run!r} has no layer dynamics")
+        return run_table
+
+    def _metric_table(self, ctx, experiment_id, run, metric):
+        run_table = self._run_table(ctx, experiment_id, run)
+        if metric not in run_table.metrics:
+            raise errors.NotFoundError(
+                f"metric {metric!r} was not logged for run {run!r}; it has "
+                f"{', '.join(payloads.sorted_metrics(run_table.metrics))}"
+            )
+        return run_table
