@@ -1,0 +1,343 @@
+"""Tests of ``tb_layerdyn.read``: every logged step comes back as written, for every run.
+
+Event files are written with the project's summary builders and TensorBoard's own
+``EventFileWriter``; what ``read`` returns is checked against the written arrays and against
+TensorBoard's own Python loaders (``EventMultiplexer``, ``EventFileLoader``) on the same files.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
+
+import tb_layerdyn
+from tb_layerdyn import event_records
+from tb_layerdyn import metadata
+from tb_layerdyn import summary
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+GROUPS = [
+    {"name": "features", "kind": "block", "members": ["conv1", "conv2"]},
+    {"name": "late", "kind": "user", "members": ["fc2", "fc3"]},
+]
+
+
+def _layout(layers=LAYERS, groups=GROUPS, metrics=metadata.METRIC_NAMES, rwc="both", **kw):
+    return summary.layer_metrics_layout(
+        metrics=metrics,
+        layers=layers,
+        param_counts=kw.get("param_counts", [100 * (i + 1) for i in range(len(layers))]),
+        order=kw.get("order", "forward"),
+        granularity=kw.get("granularity", "layer"),
+        rwc=rwc,
+        groups=groups,
+    )
+
+
+def _values(rng, num_steps, layout):
+    shape = (num_steps, len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
+    values = rng.uniform(1e-3, 3.0, size=shape).astype(np.float32)
+    values[0, 0, :] = np.nan  # RWC is undefined at the first call
+    return values
+
+
+def _write(run_dir, layout, steps, values, metadata_every_file=True, extra=()):
+    """Writes one event file; the layout rides on its first event only, as the tracker does it."""
+    os.makedirs(run_dir, exist_ok=True)
+    before = set(os.listdir(run_dir))
+    writer = EventFileWriter(run_dir)
+    for i, (step, value) in enumerate(zip(steps, values)):
+        pb = summary.layer_metrics_pb(value, layout, with_metadata=metadata_every_file and i == 0)
+        writer.add_event(event_pb2.Event(step=int(step), wall_time=1.0 + i, summary=pb))
+    for step, pb in extra:
+        writer.add_event(event_pb2.Event(step=int(step), wall_time=1.0, summary=pb))
+    writer.close()
+    [name] = set(os.listdir(run_dir)) - before
+    return os.path.join(run_dir, name)
+
+
+def _reference_read(run_dir):
+    """What TensorBoard's Python multiplexer holds for a run, with nothing sampled away.
+
+    Returns:
+        tag -> (layout dict, steps, values stacked along the first axis).
+    """
+    mux = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance={event_accumulator.TENSORS: 0},
+        tensor_size_guidance={metadata.PLUGIN_NAME: 0},
+    )
+    mux.AddRunsFromDirectory(run_dir)
+    mux.Reload()
+    result = {}
+    for tag in mux.Runs()["."]["tensors"]:
+        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+            continue
+        content = json.loads(mux.SummaryMetadata(".", tag).plugin_data.content)
+        events = mux.Tensors(".", tag)
+        steps = np.array([e.step for e in events])
+        values = np.stack([tensor_util.make_ndarray(e.tensor_proto) for e in events])
+        result[tag] = (content, steps, values)
+    return result
+
+
+def test_round_trip_matches_written_values_and_tensorboards_loader(tmp_path):
+    rng = np.random.default_rng(0)
+    layout = _layout()
+    steps = np.arange(0, 300, 3)
+    values = _values(rng, len(steps), layout)
+    _write(str(tmp_path), layout, steps, values)
+
+    run = tb_layerdyn.read(tmp_path)["."]
+
+    assert run.name == "."
+    assert run.layers == LAYERS
+    assert run.param_counts == [100, 200, 300, 400, 500]
+    assert (run.rwc_variant, run.granularity, run.order) == ("both", "layer", "forward")
+    np.testing.assert_array_equal(run.steps, steps)
+    assert run.steps.dtype.kind == "i"
+    assert sorted(run.metrics) == sorted(metadata.METRIC_NAMES)
+    num_layers = len(LAYERS)
+    for m, name in enumerate(layout["metrics"]):
+        assert run.metrics[name].shape == (len(steps), num_layers)
+        np.testing.assert_array_equal(run.metrics[name], values[:, m, :num_layers])
+        np.testing.assert_array_equal(run.group_metrics[name], values[:, m, num_layers:])
+        for g, group in enumerate(GROUPS):
+            np.testing.assert_array_equal(
+                run.groups[group["name"]].metrics[name], values[:, m, num_layers + g]
+            )
+    assert np.isnan(run.metrics["rwc"][0]).all()
+    assert list(run.groups) == ["features", "late"]
+    assert run.groups["features"].members == ("conv1", "conv2")
+    assert run.groups["late"].kind == "user"
+
+    [(tag, (content, ref_steps, ref_values))] = _reference_read(str(tmp_path)).items()
+    assert content["layers"] == run.layers
+    np.testing.assert_array_equal(ref_steps, run.steps)
+    for m, name in enumerate(content["metrics"]):
+        np.testing.assert_array_equal(ref_values[:, m, :num_layers], run.metrics[name])
+
+
+def test_runs_are_named_as_tensorboard_names_them_and_foreign_runs_are_skipped(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    rng = np.random.default_rng(1)
+    layout = _layout()
+    for run_dir in ["", "exp1/seed0", "exp1/seed1", "deep/er/run"]:
+        _write(str(tmp_path / run_dir), layout, [0, 1], _values(rng, 2, layout))
+    with SummaryWriter(str(tmp_path / "plain")) as plain:
+        for step in range(3):
+            plain.add_scalar("loss", 1.0 / (step + 1), step)
+    # The user's own scalars beside ours, in the same run directory, stay out of the way.
+    with SummaryWriter(str(tmp_path / "exp1/seed0")) as beside:
+        beside.add_scalar("loss", 0.5, 7)
+    os.makedirs(tmp_path / "empty")
+
+    runs = tb_layerdyn.read(str(tmp_path))
+
+    assert list(runs) == [".", "deep/er/run", "exp1/seed0", "exp1/seed1"]
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(tmp_path))
+    assert set(runs) == set(mux.Runs()) - {"plain"}
+    np.testing.assert_array_equal(runs["exp1/seed0"].steps, [0, 1])
+
+
+def test_truncated_file_is_read_up_to_the_cut(tmp_path):
+    rng = np.random.default_rng(2)
+    layout = _layout()
+    values = _values(rng, 40, layout)
+    path = _write(str(tmp_path), layout, range(40), values)
+    whole = os.path.getsize(path)
+    record = (whole - _first_record_end(path)) // 40
+    cut = whole - record - record // 2  # in the middle of the second-to-last record
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+
+    run = tb_layerdyn.read(str(tmp_path))["."]
+
+    loaded = list(event_file_loader.EventFileLoader(path).Load())
+    tb_steps = [e.step for e in loaded if e.HasField("summary")]
+    np.testing.assert_array_equal(run.steps, tb_steps)
+    np.testing.assert_array_equal(run.steps, np.arange(38))
+    np.testing.assert_array_equal(run.metrics["weight_norm"], values[:38, 5, : len(LAYERS)])
+
+
+def _first_record_end(path):
+    """Bytes taken by the file-version record that every event file starts with."""
+    with open(path, "rb") as f:
+        (length,) = np.frombuffer(f.read(8), dtype="<u8")
+    return 12 + int(length) + 4
+
+
+def test_corrupt_record_stops_that_file_with_a_warning_and_keeps_others(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    layout = _layout()
+    first = _write(str(tmp_path), layout, range(10), _values(rng, 10, layout))
+    _write(str(tmp_path), layout, range(10, 15), _values(rng, 5, layout), metadata_every_file=False)
+    records = event_records.read_records(first)
+    raw = open(first, "rb").read()
+    damaged = raw.index(records[6]) + 20  # a byte inside the data of step 5
+    with open(first, "r+b") as f:
+        f.seek(damaged)
+        f.write(bytes([raw[damaged] ^ 0xFF]))
+
+    with caplog.at_level(logging.WARNING, logger="tb_layerdyn"):
+        run = tb_layerdyn.read(str(tmp_path))["."]
+
+    np.testing.assert_array_equal(run.steps, [0, 1, 2, 3, 4, 10, 11, 12, 13, 14])
+    assert any("corrupt record" in r.getMessage() and first in r.getMessage() for r in caplog.records)
+    tb_steps = [e.step for e in event_file_loader.EventFileLoader(first).Load() if e.HasField("summary")]
+    assert tb_steps == [0, 1, 2, 3, 4]
+
+
+def test_layout_on_first_file_only_and_a_new_layout_merge_by_name(tmp_path):
+    rng = np.random.default_rng(4)
+    old = _layout(layers=LAYERS[:3], groups=GROUPS[:1])
+    new = _layout(layers=LAYERS, groups=GROUPS)
+    old_values = _values(rng, 4, old)
+    new_values = _values(rng, 3, new)
+    _write(str(tmp_path), old, range(0, 2), old_values[:2])
+    # A second file of the same tag without the layout: TensorBoard's writer resumes this way.
+    _write(str(tmp_path), old, range(2, 4), old_values[2:], metadata_every_file=False)
+    _write(str(tmp_path), new, range(4, 7), new_values)
+
+    run = tb_layerdyn.read(str(tmp_path))["."]
+
+    assert run.layers == LAYERS
+    np.testing.assert_array_equal(run.steps, np.arange(7))
+    rwc = run.metrics["update_size"]
+    row = metadata.METRIC_NAMES.index("update_size")
+    np.testing.assert_array_equal(rwc[:4, :3], old_values[:, row, :3])
+    assert np.isnan(rwc[:4, 3:]).all()  # fc2, fc3 not logged before the new layout
+    np.testing.assert_array_equal(rwc[4:], new_values[:, row, :5])
+    np.testing.assert_array_equal(run.groups["late"].metrics["update_size"][4:], new_values[:, row, 6])
+    assert np.isnan(run.groups["late"].metrics["update_size"][:4]).all()
+
+
+def test_repeated_step_keeps_the_last_value_like_the_rust_loader(tmp_path):
+    layout = _layout(metrics=["rwc"], groups=[], rwc="l1")
+    values = np.arange(3 * 5, dtype=np.float32).reshape(3, 1, 5)
+    _write(str(tmp_path), layout, [0, 1, 1], values)
+
+    run = tb_layerdyn.read(str(tmp_path))["."]
+
+    np.testing.assert_array_equal(run.steps, [0, 1])
+    np.testing.assert_array_equal(run.metrics["rwc"], values[[0, 2], 0])
+    assert run.rwc_variant == "l1"
+    assert list(run.metrics) == ["rwc"]
+
+
+def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, monkeypatch):
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(metadata, "_warned_versions", set())
+    layout = _layout()
+    future = dict(layout, version=metadata.PAYLOAD_VERSION + 1)
+    future_meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=json.dumps(future).encode()
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+    future_events = []
+    for step in range(3):
+        value = summary_pb2.Summary.Value(
+            tag=metadata.METRICS_TAG_PREFIX + "future00",
+            tensor=tensor_util.make_tensor_proto(np.zeros((2, 2), np.float32)),
+        )
+        value.metadata.CopyFrom(future_meta)
+        future_events.append((step, summary_pb2.Summary(value=[value])))
+    _write(str(tmp_path / "ours"), layout, range(3), _values(rng, 3, layout), extra=future_events)
+    _write(str(tmp_path / "future"), layout, [], [], extra=future_events)
+
+    with caplog.at_level(logging.WARNING):
+        runs = tb_layerdyn.read(str(tmp_path))
+
+    assert list(runs) == ["ours"]
+    assert runs["ours"].layers == LAYERS
+    warnings = [r for r in caplog.records if "payload version" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_bad_logdir_fails_with_a_clear_error(tmp_path):
+    missing = tmp_path / "no_such_dir"
+    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+        tb_layerdyn.read(missing)
+    a_file = tmp_path / "events.out.tfevents.x"
+    a_file.write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="events.out.tfevents.x"):
+        tb_layerdyn.read(str(a_file))
+    with pytest.raises(TypeError, match="logdir"):
+        tb_layerdyn.read(None)
+    assert tb_layerdyn.read(str(tmp_path)) == {}
+
+
+def test_to_dataframe_is_the_long_format_of_the_arrays(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(6)
+    layout = _layout()
+    _write(str(tmp_path / "a"), layout, [0, 5, 9], _values(rng, 3, layout))
+    _write(str(tmp_path / "b"), layout, [1, 2], _values(rng, 2, layout))
+    runs = tb_layerdyn.read(str(tmp_path))
+
+    frame = runs.to_dataframe()
+
+    assert list(frame.columns) == ["run", "step", "layer", "metric", "value"]
+    assert len(frame) == (3 + 2) * len(LAYERS) * len(metadata.METRIC_NAMES)
+    for (run_name, step, layer, metric), value in frame.set_index(
+        ["run", "step", "layer", "metric"]
+    )["value"].items():
+        run = runs[run_name]
+        expected = run.metrics[metric][list(run.steps).index(step), run.layers.index(layer)]
+        assert value == expected or (np.isnan(value) and np.isnan(expected))
+    groups = runs["b"].to_dataframe(groups=True)
+    assert list(groups.columns) == ["run", "step", "group", "metric", "value"]
+    late = groups[(groups.group == "late") & (groups.metric == "grad_norm")]
+    np.testing.assert_array_equal(late.value, runs["b"].groups["late"].metrics["grad_norm"])
+    assert isinstance(frame, pd.DataFrame)
+
+
+def test_to_dataframe_without_pandas_says_how_to_get_it(tmp_path, monkeypatch):
+    layout = _layout()
+    _write(str(tmp_path), layout, [0], _values(np.random.default_rng(7), 1, layout))
+    run = tb_layerdyn.read(str(tmp_path))["."]
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        run.to_dataframe()
+
+
+def test_reading_imports_neither_torch_nor_the_plugin(tmp_path):
+    layout = _layout()
+    _write(str(tmp_path / "run"), layout, [0, 1], _values(np.random.default_rng(8), 2, layout))
+    script = (
+        "import sys, tb_layerdyn\n"
+        f"runs = tb_layerdyn.read({str(tmp_path)!r})\n"
+        "assert list(runs) == ['run'], runs\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('tb_layerdyn.plugin')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("length", [0, 1, 3, 8, 255, 1400])
+def test_batched_checksum_equals_tensorboards(length):
+    rng = np.random.default_rng(length)
+    blob = rng.integers(0, 256, size=length * 7 + 11, dtype=np.uint8)
+    starts = np.array([0, 5, length * 3, length * 6 + 11])
+    got = event_records.masked_crc32c(blob, starts, length)
+    expected = [pywrap_tensorflow.masked_crc32c(blob[s : s + length].tobytes()) for s in starts]
+    np.testing.assert_array_equal(got, expected)
