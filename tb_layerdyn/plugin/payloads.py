@@ -2,7 +2,8 @@
 
 Time series go out as columns (steps, then one column per series) so uPlot takes them as they are.
 Every non-finite value becomes ``null``: JSON has no NaN, and the writer only logs NaN where a value
-is undefined.
+is undefined. The large step x series arrays are written by ``json_numbers`` and embedded as
+``RawJSON`` text; the rest goes through ``json.dumps``.
 """
 
 import json
@@ -11,6 +12,7 @@ import numpy as np
 
 from tb_layerdyn import metadata
 from tb_layerdyn.plugin import downsample
+from tb_layerdyn.plugin import json_numbers
 
 TARGETS = ("layers", "groups")
 
@@ -26,9 +28,31 @@ def nullable(values):
     return out.tolist()
 
 
+class RawJSON(str):
+    """JSON text that ``to_json`` embeds as it is."""
+
+
 def to_json(body):
-    """Serialises a payload; non-ASCII names are escaped so the bytes are plain ASCII."""
-    return json.dumps(body, allow_nan=False, separators=(",", ":"))
+    """Serialises a payload dict whose top-level values may be ``RawJSON``.
+
+    Non-ASCII characters in names are escaped, so the text is plain ASCII.
+    """
+    parts = []
+    for key, value in body.items():
+        if isinstance(value, RawJSON):
+            text = str(value)
+        else:
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        parts.append(json.dumps(key) + ":" + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def columns_json(steps, values):
+    """uPlot's columns as JSON text: the steps, then one list per column of ``values``."""
+    series = json_numbers.float_rows(np.asarray(values).T)
+    if series == "[]":
+        return RawJSON("[" + json_numbers.int_list(steps) + "]")
+    return RawJSON("[" + json_numbers.int_list(steps) + "," + series[1:])
 
 
 def sorted_metrics(names):
@@ -87,7 +111,7 @@ def series(run, run_table, metric, target, max_points):
         "metric": metric,
         "target": target,
         "names": names,
-        "columns": [steps.tolist()] + nullable(values.T),
+        "columns": columns_json(steps, values),
         "total_steps": int(len(run_table.steps)),
         "downsampled": bool(downsampled),
     }
@@ -105,7 +129,7 @@ def heatmap(run, run_table, metric, target, max_steps):
         "target": target,
         "names": names,
         "steps": steps.tolist(),
-        "values": nullable(values.T),
+        "values": RawJSON(json_numbers.float_rows(values.T)),
         "min_positive": float(positive.min()) if positive.size else None,
         "max": float(finite.max()) if finite.size else None,
         "downsampled": bool(downsampled),

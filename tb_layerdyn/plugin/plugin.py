@@ -8,13 +8,13 @@ answers, so no bad request ends in a 500.
 
 from tensorboard import errors
 from tensorboard import plugin_util
-from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_layerdyn import metadata
 from tb_layerdyn.plugin import params
 from tb_layerdyn.plugin import payloads
+from tb_layerdyn.plugin import responses
 from tb_layerdyn.plugin import runs_data
 from tb_layerdyn.plugin import static
 
@@ -23,8 +23,6 @@ MAX_MAX_POINTS = 100000
 DEFAULT_MAX_STEPS = 2000
 MAX_MAX_STEPS = 20000
 
-JSON = "application/json"
-
 
 def _request_scope(request):
     """The data provider's ``ctx`` and experiment id of a request."""
@@ -32,7 +30,7 @@ def _request_scope(request):
 
 
 def _respond_json(request, body):
-    return http_util.Respond(request, payloads.to_json(body), JSON)
+    return responses.json_response(request, payloads.to_json(body))
 
 
 class LayerDynamicsPlugin(base_plugin.TBPlugin):
