@@ -1,0 +1,135 @@
+// @ts-check
+/**
+ * @file One uPlot line chart of many series, with a hover readout of the series nearest the
+ * cursor. Shared by the per-layer and the group curves.
+ *
+ * uPlot's own legend and hover points are off: with hundreds of series they would add a DOM node
+ * per series, and the readout below names the one line under the cursor instead.
+ */
+
+import uPlot from 'uplot';
+import { CSS } from './constants.js';
+import { el } from './dom.js';
+import { formatValue } from './scales.js';
+
+/**
+ * @typedef {{series: string, run: string, color: string, dash: readonly number[]}} Line
+ * @typedef {{
+ *   columns: Array<ReadonlyArray<number | null>>, lines: Line[], width: number, height: number,
+ *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean
+ * }} ChartSpec
+ */
+
+const AXIS_FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
+const AXIS_STROKE = '#616161';
+const GRID = { stroke: '#ebebeb', width: 1 };
+
+/**
+ * Index of the series whose value at data index `idx` is closest to the cursor, in pixels.
+ * @param {uPlot} u
+ * @param {number} idx
+ * @param {number} top cursor position in CSS pixels from the plot's top.
+ * @returns {number} series index (>= 1), or -1 when no series has a value there.
+ */
+function nearestSeries(u, idx, top) {
+  let best = -1;
+  let bestDistance = Infinity;
+  for (let s = 1; s < u.data.length; s++) {
+    const v = u.data[s][idx];
+    if (v === null || v === undefined) continue;
+    const distance = Math.abs(u.valToPos(v, 'y') - top);
+    if (distance < bestDistance) {
+      bestDistance = distance;
+      best = s;
+    }
+  }
+  return best;
+}
+
+/**
+ * uPlot hooks that keep a readout (series, run, step, value) next to the cursor.
+ * @param {Line[]} lines
+ * @param {boolean} showRun
+ * @returns {uPlot.Plugin}
+ */
+function hoverReadout(lines, showRun) {
+  const box = el('div', { className: CSS.tooltip, attrs: { role: 'status' } });
+  const name = el('strong');
+  const where = el('span');
+  box.append(name, where);
+  box.hidden = true;
+  return {
+    hooks: {
+      init: [(u) => u.over.append(box)],
+      setCursor: [
+        (u) => {
+          const { idx, left, top } = u.cursor;
+          const s = idx === null || idx === undefined || left === undefined || left < 0 || top === undefined
+            ? -1
+            : nearestSeries(u, idx, top);
+          if (s < 0 || idx === null || idx === undefined || left === undefined || top === undefined) {
+            box.hidden = true;
+            return;
+          }
+          const line = lines[s - 1];
+          name.textContent = showRun ? `${line.series} · ${line.run}` : line.series;
+          where.textContent = `step ${u.data[0][idx]} · ${formatValue(u.data[s][idx])}`;
+          box.style.borderColor = line.color;
+          box.hidden = false;
+          const flip = left > u.over.clientWidth - 180;
+          box.style.left = flip ? '' : `${left + 12}px`;
+          box.style.right = flip ? `${u.over.clientWidth - left + 12}px` : '';
+          box.style.top = `${Math.max(0, top - 40)}px`;
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * Draws one chart.
+ * @param {ChartSpec} spec
+ * @returns {{element: HTMLElement, plot: uPlot}}
+ */
+export function createCurveChart(spec) {
+  const element = el('div', { className: CSS.chart });
+  /** @type {uPlot.Options} */
+  const options = {
+    width: spec.width,
+    height: spec.height,
+    legend: { show: false },
+    cursor: {
+      sync: { key: spec.syncKey },
+      drag: { x: true, y: false },
+      points: { show: false },
+    },
+    scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1 } },
+    axes: [
+      { label: 'step', stroke: AXIS_STROKE, grid: GRID, ticks: GRID, font: AXIS_FONT, labelFont: AXIS_FONT },
+      {
+        label: spec.yLabel,
+        stroke: AXIS_STROKE,
+        grid: GRID,
+        ticks: GRID,
+        font: AXIS_FONT,
+        labelFont: AXIS_FONT,
+        size: 64,
+        values: (_u, splits) => splits.map((v) => formatValue(v)),
+      },
+    ],
+    series: [
+      {},
+      ...spec.lines.map((line) => ({
+        label: line.series,
+        stroke: line.color,
+        width: 1.25,
+        dash: [...line.dash],
+        spanGaps: spec.spanGaps,
+        points: { show: false },
+      })),
+    ],
+    plugins: [hoverReadout(spec.lines, spec.showRun)],
+  };
+  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (spec.columns), element);
+  return { element, plot };
+}

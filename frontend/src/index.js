@@ -1,0 +1,90 @@
+// @ts-check
+/**
+ * @file Entry point of the Layer Dynamics tab. TensorBoard loads this module in the plugin's
+ * iframe and calls `render()` once; it lays out the picker, the toolbar and the panels, and wires
+ * them to one selection and one model.
+ *
+ * A new panel is a module exporting a `PanelFactory` plus one entry in `PANELS`.
+ */
+
+import 'uplot/dist/uPlot.min.css';
+import './styles.css';
+
+import { createRunColors } from './colors.js';
+import { CSS } from './constants.js';
+import { el } from './dom.js';
+import { Model } from './model.js';
+import { createGroupCurvesPanel } from './panels/group_curves.js';
+import { createHeatmapPanel } from './panels/heatmap.js';
+import { createLayerCurvesPanel } from './panels/layer_curves.js';
+import { createPickerPanel } from './panels/picker.js';
+import { createSummaryPanel } from './panels/summary.js';
+import { Selection } from './selection.js';
+import { createToolbar } from './toolbar.js';
+
+/** Panels in page order. */
+/** @type {import('./panel.js').PanelFactory[]} */
+const PANELS = [
+  createLayerCurvesPanel,
+  createHeatmapPanel,
+  createSummaryPanel,
+  createGroupCurvesPanel,
+];
+
+/** Links the bundle's stylesheet, which sits next to this module. */
+function linkStylesheet() {
+  const href = new URL('./index.css', import.meta.url).href;
+  if (document.querySelector(`link[href="${href}"]`)) return;
+  document.head.append(el('link', { attrs: { rel: 'stylesheet', href } }));
+}
+
+/**
+ * Asks for the run list, keeping what the user chose; runs not seen before start ticked.
+ * @param {Model} model
+ * @param {Selection} selection
+ * @param {Set<string>} seen runs listed by earlier loads.
+ */
+async function loadRuns(model, selection, seen) {
+  selection.set({ status: 'loading', error: '' });
+  try {
+    const runs = await model.runs();
+    const names = new Set(runs.map((r) => r.run));
+    const checked = selection.state.checked
+      .filter((name) => names.has(name))
+      .concat(runs.map((r) => r.run).filter((name) => !seen.has(name)));
+    for (const name of names) seen.add(name);
+    const logged = runs.flatMap((r) => r.metrics);
+    const metric = logged.includes(selection.state.metric) || logged.length === 0 ? selection.state.metric : logged[0];
+    selection.set({ runs, checked, metric, status: 'ready' });
+  } catch (e) {
+    selection.set({ status: 'error', error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+/** Builds the tab into the document; TensorBoard calls this once. */
+export function render() {
+  linkStylesheet();
+  const model = new Model();
+  const selection = new Selection();
+  const context = { model, selection, runColor: createRunColors() };
+  /** @type {Set<string>} */
+  const seen = new Set();
+  const reload = () => {
+    model.reload();
+    loadRuns(model, selection, seen);
+  };
+  const picker = createPickerPanel(context);
+  const toolbar = createToolbar(context, reload);
+  const panels = PANELS.map((create) => create(context));
+  const root = el('div', { className: CSS.root }, [
+    picker.element,
+    el('main', { className: CSS.main }, [toolbar.element, ...panels.map((p) => p.element)]),
+  ]);
+  document.body.append(root);
+  const everything = new Set(Object.keys(selection.state));
+  for (const part of [picker, toolbar, ...panels]) {
+    selection.subscribe(part.update);
+    part.update(selection.state, everything);
+  }
+  loadRuns(model, selection, seen);
+}

@@ -1,0 +1,115 @@
+// @ts-check
+/**
+ * @file Legends: the depth ramp of per-layer lines, run line styles, the heatmap colour scale.
+ */
+
+import { CSS, DEPTH_RAMP, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ZERO, LEGEND_MAX_ENTRIES } from './constants.js';
+import { rampGradient } from './colors.js';
+import { chip, el, hiDpiCanvas } from './dom.js';
+import { formatValue, logPosition, logTicks } from './scales.js';
+
+/**
+ * The depth legend: a ramp from the first layer (input) to the last (output), then each layer
+ * with its colour when there are few enough to list.
+ * @param {ReadonlyArray<{name: string, color: string}>} layers in depth order.
+ * @returns {HTMLElement}
+ */
+export function depthLegend(layers) {
+  const ramp = el('div', { className: CSS.legendRamp, attrs: { 'aria-hidden': 'true' } });
+  ramp.style.background = rampGradient(DEPTH_RAMP);
+  const first = layers[0]?.name ?? '';
+  const last = layers[layers.length - 1]?.name ?? '';
+  const legend = el('div', { className: CSS.legend, attrs: { 'data-legend': 'depth' } }, [
+    el('div', { className: CSS.legendEnds }, [
+      el('span', { text: `input: ${first}` }),
+      ramp,
+      el('span', { text: `output: ${last}` }),
+    ]),
+  ]);
+  if (layers.length <= LEGEND_MAX_ENTRIES) {
+    for (const layer of layers) {
+      legend.append(
+        el('span', { className: CSS.legendEntry, attrs: { 'data-layer': layer.name } }, [
+          chip(layer.color),
+          el('span', { text: layer.name }),
+        ]),
+      );
+    }
+  } else {
+    legend.append(el('span', { className: CSS.legendEntry, text: `${layers.length} layers` }));
+  }
+  return legend;
+}
+
+/**
+ * A sample of a dashed line, as runs are drawn when overlaid.
+ * @param {readonly number[]} dash
+ * @returns {HTMLCanvasElement}
+ */
+function dashSample(dash) {
+  const { canvas, ctx } = hiDpiCanvas(28, 10, CSS.dash);
+  ctx.strokeStyle = '#424242';
+  ctx.lineWidth = 1.5;
+  ctx.setLineDash([...dash]);
+  ctx.beginPath();
+  ctx.moveTo(0, 5);
+  ctx.lineTo(28, 5);
+  ctx.stroke();
+  return canvas;
+}
+
+/**
+ * Which line style stands for which run when runs share a chart.
+ * @param {ReadonlyArray<{run: string, color: string, dash: readonly number[]}>} runs
+ * @returns {HTMLElement}
+ */
+export function runLegend(runs) {
+  return el(
+    'div',
+    { className: CSS.legend, attrs: { 'data-legend': 'runs' } },
+    runs.map((r) =>
+      el('span', { className: CSS.legendEntry, attrs: { 'data-run': r.run } }, [
+        dashSample(r.dash),
+        chip(r.color),
+        el('span', { text: r.run }),
+      ]),
+    ),
+  );
+}
+
+/**
+ * The heatmap's log colour scale with ticks at powers of ten, plus the colours of zero and of a
+ * missing value.
+ * @param {number} min smallest positive value on the scale.
+ * @param {number} max largest value on the scale.
+ * @returns {HTMLElement}
+ */
+export function colourScaleLegend(min, max) {
+  const ramp = el('div', { className: CSS.legendRamp, attrs: { 'aria-hidden': 'true' } });
+  ramp.style.background = rampGradient(HEATMAP_RAMP);
+  const ticks = el('div', { className: CSS.heatmapAxis });
+  const values = [min, ...logTicks(min, max).filter((t) => t > min * 1.5 && t < max / 1.5), max];
+  for (const value of values) {
+    const tick = el('span', { text: formatValue(value) });
+    tick.style.left = `${logPosition(value, min, max) * 100}%`;
+    ticks.append(tick);
+  }
+  const scale = el('div', { className: CSS.legendEnds }, [
+    el('span', { text: 'log scale' }),
+    el('div', {}, [ramp, ticks]),
+  ]);
+  /**
+   * @param {string} colour
+   * @param {string} text
+   */
+  const swatch = (colour, text) => {
+    const sample = chip(colour);
+    sample.classList.add(CSS.legendSwatch);
+    return el('span', { className: CSS.legendEntry }, [sample, el('span', { text })]);
+  };
+  return el('div', { className: CSS.legend, attrs: { 'data-legend': 'colour-scale' } }, [
+    scale,
+    swatch(HEATMAP_ZERO, 'zero'),
+    swatch(HEATMAP_MISSING, 'undefined / not logged'),
+  ]);
+}

@@ -1,0 +1,70 @@
+// @ts-check
+/**
+ * @file The frame every panel shares: a titled card whose body shows content or a state message.
+ */
+
+import { CSS } from './constants.js';
+import { el, stateMessage } from './dom.js';
+
+/**
+ * @typedef {import('./selection.js').State} State
+ * @typedef {import('./model.js').Model} Model
+ * @typedef {{model: Model, selection: import('./selection.js').Selection,
+ *            runColor: (run: string) => string}} PanelContext
+ * @typedef {{element: HTMLElement, update: (state: State, changed: Set<string>) => void}} Panel
+ * @typedef {(context: PanelContext) => Panel} PanelFactory
+ */
+
+/** A titled card with a replaceable body. */
+export class PanelShell {
+  /**
+   * @param {string} id stable identifier, used as the card's `data-panel` attribute.
+   * @param {string} title
+   * @param {string} hint one line under the title saying how to read the panel.
+   */
+  constructor(id, title, hint) {
+    this.body = el('div', { className: CSS.panelBody });
+    this.element = el('section', { className: CSS.panel, attrs: { 'data-panel': id } }, [
+      el('header', { className: CSS.panelHeader }, [
+        el('h2', { className: CSS.panelTitle, text: title }),
+        el('p', { className: CSS.panelHint, text: hint }),
+      ]),
+      this.body,
+    ]);
+  }
+
+  /**
+   * Replaces the body with some nodes.
+   * @param {Array<Node | null>} nodes
+   */
+  show(nodes) {
+    this.body.replaceChildren(...nodes.filter((n) => n !== null));
+  }
+
+  /**
+   * Replaces the body with a state message.
+   * @param {'loading' | 'empty' | 'error'} kind
+   * @param {string} text
+   */
+  showState(kind, text) {
+    this.body.replaceChildren(stateMessage(kind, text));
+  }
+
+  /**
+   * Shows "loading" over the current content without removing it, so a redraw does not flicker.
+   * @param {boolean} busy
+   */
+  setBusy(busy) {
+    this.element.toggleAttribute('aria-busy', busy);
+    if (busy && this.body.childElementCount === 0) this.showState('loading', 'Loading…');
+  }
+
+  /**
+   * Says why a failed request left this panel empty.
+   * @param {unknown} error
+   */
+  showError(error) {
+    this.setBusy(false);
+    this.showState('error', error instanceof Error ? error.message : String(error));
+  }
+}

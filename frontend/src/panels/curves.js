@@ -1,0 +1,242 @@
+// @ts-check
+/**
+ * @file The curves view shared by the per-layer and the group panels: one metric against step,
+ * one line per series coloured by depth, runs overlaid (a dash per run) or as small multiples.
+ */
+
+import {
+  CHART_HEIGHT, CSS, CURVE_MAX_POINTS, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
+} from '../constants.js';
+import { depthColor } from '../colors.js';
+import { createCurveChart } from '../curve_chart.js';
+import { el, chip } from '../dom.js';
+import { depthLegend, runLegend } from '../legend.js';
+import { createRequestGuard } from '../model.js';
+import { PanelShell } from '../panel.js';
+import { activeRuns } from '../selection.js';
+import { joinColumns, pickColumns, positiveOnly, unionNames } from '../shaping.js';
+import { smoothSeries } from '../smoothing.js';
+
+/**
+ * @typedef {import('../panel.js').PanelContext} PanelContext
+ * @typedef {import('../panel.js').Panel} Panel
+ * @typedef {import('../selection.js').State} State
+ * @typedef {import('../model.js').RunInfo} RunInfo
+ * @typedef {import('../curve_chart.js').Line} Line
+ * @typedef {{
+ *   id: string, title: string, hint: string, target: 'layers' | 'groups',
+ *   seriesOf: (run: RunInfo) => string[],
+ *   keep: (state: State, runs: RunInfo[]) => Set<string>,
+ *   nothing: string
+ * }} CurvesConfig
+ * @typedef {{run: RunInfo, columns: Array<ReadonlyArray<number | null>>, lines: Line[]}} RunCurves
+ */
+
+/** State fields this view draws from. */
+const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'status'];
+
+/**
+ * @param {string} metric
+ * @returns {string}
+ */
+export function metricLabel(metric) {
+  return METRICS.find((m) => m.id === metric)?.label ?? metric;
+}
+
+/**
+ * Whether a column has any value to draw.
+ * @param {ReadonlyArray<number | null>} column
+ */
+function hasValue(column) {
+  for (const v of column) if (v !== null) return true;
+  return false;
+}
+
+/**
+ * Creates a curves panel.
+ * @param {PanelContext} context
+ * @param {CurvesConfig} config
+ * @returns {Panel}
+ */
+export function createCurvesPanel(context, config) {
+  const shell = new PanelShell(config.id, config.title, config.hint);
+  const guard = createRequestGuard();
+  /** @type {Array<{plot: import('uplot'), height: number}>} */
+  let plots = [];
+  let columnsPerRow = 1;
+
+  const resize = () => {
+    const width = chartWidth();
+    for (const { plot, height } of plots) plot.setSize({ width, height });
+  };
+  new ResizeObserver(() => {
+    if (plots.length && Math.abs(plots[0].plot.width - chartWidth()) > 1) resize();
+  }).observe(shell.body);
+
+  function chartWidth() {
+    const available = Math.max(240, shell.body.clientWidth - 4);
+    return Math.floor((available - (columnsPerRow - 1) * 16) / columnsPerRow);
+  }
+
+  function destroyPlots() {
+    for (const { plot } of plots) plot.destroy();
+    plots = [];
+  }
+
+  /**
+   * @param {State} state
+   * @param {RunInfo[]} runs
+   * @param {import('../model.js').SeriesPayload[]} payloads
+   * @returns {{curves: RunCurves[], notes: string[], order: string[]}}
+   */
+  function shape(state, runs, payloads) {
+    const keep = config.keep(state, runs);
+    const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
+    /** @type {string[]} */
+    const notes = [];
+    /** @type {RunCurves[]} */
+    const curves = [];
+    payloads.forEach((payload, r) => {
+      const run = runs[r];
+      if (payload.total_steps === 0) {
+        notes.push(`Nothing logged for run ${run.run} yet.`);
+        return;
+      }
+      const indices = [];
+      for (let i = 0; i < payload.names.length; i++) if (keep.has(payload.names[i])) indices.push(i);
+      if (indices.length === 0) return;
+      const picked = pickColumns(payload.columns, indices);
+      /** @type {Array<ReadonlyArray<number | null>>} */
+      const columns = [picked[0]];
+      for (let c = 1; c < picked.length; c++) {
+        const values = state.smoothing > 0 ? smoothSeries(picked[c], state.smoothing) : picked[c];
+        columns.push(state.logY ? positiveOnly(values) : values);
+      }
+      if (!columns.slice(1).some(hasValue)) {
+        notes.push(`Run ${run.run} has no ${state.logY ? 'positive ' : ''}values of ${state.metric} for these ${config.target}.`);
+        return;
+      }
+      const dash = RUN_DASHES[runs.indexOf(run) % RUN_DASHES.length];
+      const lines = indices.map((i) => {
+        const name = payload.names[i];
+        return {
+          series: name,
+          run: run.run,
+          color: depthColor(order.indexOf(name), order.length),
+          dash: state.layout === 'overlay' ? dash : [],
+        };
+      });
+      curves.push({ run, columns, lines });
+    });
+    return { curves, notes, order };
+  }
+
+  /**
+   * @param {State} state
+   * @param {RunCurves[]} curves
+   * @param {string[]} order
+   * @param {string[]} notes
+   */
+  function draw(state, curves, order, notes) {
+    destroyPlots();
+    const yLabel = metricLabel(state.metric);
+    /** @type {Node[]} */
+    const nodes = [];
+    const legendLayers = order.map((name, i) => ({ name, color: depthColor(i, order.length) }));
+    nodes.push(depthLegend(legendLayers));
+    const multiples = state.layout === 'multiples' && curves.length > 1;
+    columnsPerRow = multiples && shell.body.clientWidth > 900 ? 2 : 1;
+    const container = el('div', { className: multiples ? `${CSS.charts} ${CSS.chartsMultiples}` : CSS.charts });
+    const syncKey = `${config.id}-cursor`;
+    if (!multiples && curves.length > 0) {
+      if (curves.length > 1) {
+        nodes.push(
+          runLegend(curves.map((c) => ({ run: c.run.run, color: context.runColor(c.run.run), dash: c.lines[0].dash }))),
+        );
+      }
+      const columns = joinColumns(curves.map((c) => c.columns));
+      const spanGaps = curves.length > 1 && columns[0] !== curves[0].columns[0];
+      const chart = createCurveChart({
+        columns, lines: curves.flatMap((c) => c.lines), width: chartWidth(), height: CHART_HEIGHT,
+        logY: state.logY, yLabel, syncKey, spanGaps, showRun: curves.length > 1,
+      });
+      plots.push({ plot: chart.plot, height: CHART_HEIGHT });
+      container.append(chart.element);
+    } else {
+      for (const c of curves) {
+        const chart = createCurveChart({
+          columns: c.columns, lines: c.lines, width: chartWidth(), height: MULTIPLE_HEIGHT,
+          logY: state.logY, yLabel, syncKey, spanGaps: false, showRun: false,
+        });
+        plots.push({ plot: chart.plot, height: MULTIPLE_HEIGHT });
+        const title = el('div', { className: CSS.chartTitle }, [chip(context.runColor(c.run.run)), el('span', { text: c.run.run })]);
+        container.append(el('div', { attrs: { 'data-run': c.run.run } }, [title, chart.element]));
+      }
+    }
+    const noteNodes = notes.map((text) => el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text, attrs: { role: 'status' } }));
+    shell.show([...nodes, ...noteNodes, container]);
+    // The container was measured before it was attached; fit the charts to the final width.
+    resize();
+  }
+
+  /**
+   * @param {State} state
+   * @param {Set<string>} changed
+   */
+  async function update(state, changed) {
+    if (!WATCHED.some((key) => changed.has(key))) return;
+    const ticket = guard.next();
+    if (state.status === 'loading') {
+      shell.setBusy(true);
+      return;
+    }
+    if (state.status === 'error') {
+      destroyPlots();
+      shell.showError(state.error);
+      return;
+    }
+    const runs = activeRuns(state);
+    if (runs.length === 0) {
+      destroyPlots();
+      shell.showState('empty', state.runs.length ? 'No run selected: tick runs on the left.' : config.nothing);
+      return;
+    }
+    /** @type {string[]} */
+    const notes = [];
+    const usable = runs.filter((r) => {
+      if (!r.metrics.includes(state.metric)) {
+        notes.push(`Run ${r.run} did not log ${state.metric}.`);
+        return false;
+      }
+      if (config.seriesOf(r).length === 0) {
+        notes.push(`Run ${r.run} has no ${config.target} to show.`);
+        return false;
+      }
+      return true;
+    });
+    shell.setBusy(true);
+    let payloads;
+    try {
+      payloads = await Promise.all(
+        usable.map((r) => context.model.series(r.run, state.metric, config.target, CURVE_MAX_POINTS)),
+      );
+    } catch (e) {
+      if (!guard.isCurrent(ticket)) return;
+      destroyPlots();
+      shell.showError(e);
+      return;
+    }
+    if (!guard.isCurrent(ticket)) return;
+    shell.setBusy(false);
+    const shaped = shape(state, usable, payloads);
+    if (shaped.curves.length === 0) {
+      destroyPlots();
+      const why = notes.concat(shaped.notes);
+      shell.showState('empty', why.length ? why.join(' ') : `No ${config.target} match the filter.`);
+      return;
+    }
+    draw(state, shaped.curves, shaped.order, notes.concat(shaped.notes));
+  }
+
+  return { element: shell.element, update };
+}

@@ -1,0 +1,145 @@
+// @ts-check
+/**
+ * @file Panel: the runs and layers picker. Several runs (filtered by regex, each with a colour
+ * that stays its own), and the layers to draw (filtered by regex or by group).
+ */
+
+import { CSS } from '../constants.js';
+import { depthColor } from '../colors.js';
+import { chip, el, stateMessage } from '../dom.js';
+import { activeRuns, visibleLayers } from '../selection.js';
+import { compileFilter, unionNames } from '../shaping.js';
+
+/**
+ * @typedef {import('../selection.js').State} State
+ */
+
+/**
+ * A text box for a regex that marks itself and says why when the text is no regex.
+ * @param {string} label
+ * @param {string} placeholder
+ * @param {(text: string) => void} onInput
+ * @returns {{element: HTMLElement, input: HTMLInputElement}}
+ */
+function regexFilter(label, placeholder, onInput) {
+  const input = el('input', {
+    className: CSS.filter,
+    attrs: { type: 'search', placeholder, 'aria-label': label, spellcheck: 'false' },
+  });
+  const message = el('div', { className: CSS.filterMessage, attrs: { role: 'status' } });
+  input.addEventListener('input', () => {
+    const { error } = compileFilter(input.value);
+    input.classList.toggle(CSS.filterInvalid, error !== null);
+    message.textContent = error ?? '';
+    onInput(input.value);
+  });
+  return { element: el('div', {}, [input, message]), input };
+}
+
+/** @type {import('../panel.js').PanelFactory} */
+export function createPickerPanel(context) {
+  const { selection } = context;
+
+  const runFilter = regexFilter('Filter runs (regex)', 'Filter runs (regex)', (text) => selection.set({ runFilter: text }));
+  const runCount = el('span', { className: CSS.count });
+  const runList = el('div', { className: CSS.list, attrs: { 'data-list': 'runs' } });
+  /** @param {boolean} checked */
+  const setShown = (checked) => {
+    const { regex } = compileFilter(selection.state.runFilter);
+    const shown = selection.state.runs.map((r) => r.run).filter((name) => !regex || regex.test(name));
+    const others = selection.state.checked.filter((name) => !shown.includes(name));
+    selection.set({ checked: checked ? others.concat(shown) : others });
+  };
+  const allButton = el('button', { className: CSS.linkButton, text: 'all', attrs: { type: 'button' } });
+  const noneButton = el('button', { className: CSS.linkButton, text: 'none', attrs: { type: 'button' } });
+  allButton.addEventListener('click', () => setShown(true));
+  noneButton.addEventListener('click', () => setShown(false));
+
+  const layerFilter = regexFilter('Filter layers (regex)', 'Filter layers (regex)', (text) => selection.set({ layerFilter: text }));
+  const groupSelect = el('select', { className: CSS.filter, attrs: { 'aria-label': 'Layer group' } });
+  groupSelect.addEventListener('change', () => selection.set({ group: groupSelect.value }));
+  const layerCount = el('span', { className: CSS.count });
+  const layerList = el('div', { className: CSS.list, attrs: { 'data-list': 'layers' } });
+
+  const element = el('aside', { className: CSS.sidebar, attrs: { 'data-panel': 'picker' } }, [
+    el('section', { className: CSS.section }, [
+      el('h3', { className: CSS.sectionTitle }, [el('span', { text: 'Runs' }), runCount, allButton, noneButton]),
+      runFilter.element,
+      runList,
+    ]),
+    el('section', { className: CSS.section }, [
+      el('h3', { className: CSS.sectionTitle }, [el('span', { text: 'Layers' }), layerCount]),
+      layerFilter.element,
+      groupSelect,
+      layerList,
+    ]),
+  ]);
+
+  /** @param {State} state */
+  function drawRuns(state) {
+    if (state.status === 'error') {
+      runList.replaceChildren(stateMessage('error', state.error));
+      runCount.textContent = '';
+      return;
+    }
+    if (state.runs.length === 0) {
+      runList.replaceChildren(
+        stateMessage(state.status === 'loading' ? 'loading' : 'empty',
+          state.status === 'loading' ? 'Loading runs…' : 'No run holds layer dynamics yet.'),
+      );
+      runCount.textContent = '';
+      return;
+    }
+    const { regex } = compileFilter(state.runFilter);
+    const checked = new Set(state.checked);
+    const rows = state.runs
+      .filter((r) => !regex || regex.test(r.run))
+      .map((r) => {
+        const box = el('input', { attrs: { type: 'checkbox' } });
+        box.checked = checked.has(r.run);
+        box.addEventListener('change', () => {
+          const others = selection.state.checked.filter((name) => name !== r.run);
+          selection.set({ checked: box.checked ? others.concat([r.run]) : others });
+        });
+        return el('label', { className: CSS.runRow, title: r.run, attrs: { 'data-run': r.run } }, [
+          box, chip(context.runColor(r.run)), el('span', { text: r.run }),
+        ]);
+      });
+    runList.replaceChildren(...(rows.length ? rows : [stateMessage('empty', 'No run matches the filter.')]));
+    runCount.textContent = `${activeRuns(state).length} of ${state.runs.length}`;
+  }
+
+  /** @param {State} state */
+  function drawLayers(state) {
+    const runs = activeRuns(state);
+    const groups = unionNames(runs.map((r) => r.groups.map((g) => g.name)));
+    const options = [el('option', { text: 'All layers', attrs: { value: '' } })];
+    for (const name of groups) options.push(el('option', { text: `Group: ${name}`, attrs: { value: name } }));
+    groupSelect.replaceChildren(...options);
+    groupSelect.value = groups.includes(state.group) ? state.group : '';
+    groupSelect.disabled = groups.length === 0;
+
+    const names = unionNames(runs.map((r) => r.layers));
+    const keep = visibleLayers(state, runs);
+    layerCount.textContent = names.length ? `${keep.size} of ${names.length}` : '';
+    const rows = names
+      .map((name, i) => ({ name, i }))
+      .filter(({ name }) => keep.has(name))
+      .map(({ name, i }) =>
+        el('div', { className: CSS.layerRow, title: name, attrs: { 'data-layer': name } }, [
+          chip(depthColor(i, names.length)), el('span', { text: name }),
+        ]));
+    layerList.replaceChildren(...(rows.length || !names.length ? rows : [stateMessage('empty', 'No layer matches.')]));
+  }
+
+  /**
+   * @param {State} state
+   * @param {Set<string>} changed
+   */
+  function update(state, changed) {
+    if (['runs', 'checked', 'runFilter', 'status', 'error'].some((k) => changed.has(k))) drawRuns(state);
+    if (['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'status'].some((k) => changed.has(k))) drawLayers(state);
+  }
+
+  return { element, update };
+}

@@ -1,0 +1,70 @@
+// @ts-check
+/**
+ * @file Pure scale helpers: log normalisation, log ticks, compact number formatting.
+ */
+
+/**
+ * Maps a positive value onto [0, 1] on a log scale between `min` and `max` (clamped).
+ * @param {number} value
+ * @param {number} min smallest positive value of the scale.
+ * @param {number} max largest value of the scale.
+ * @returns {number} position in [0, 1]; NaN when `value` is not positive.
+ */
+export function logPosition(value, min, max) {
+  if (!(value > 0)) return NaN;
+  if (!(max > min)) return 1;
+  const t = (Math.log(value) - Math.log(min)) / (Math.log(max) - Math.log(min));
+  return t < 0 ? 0 : t > 1 ? 1 : t;
+}
+
+/**
+ * Powers of ten between `min` and `max` inclusive, for labelling a log axis; when the range spans
+ * less than one decade, the two ends instead.
+ * @param {number} min positive.
+ * @param {number} max not below `min`.
+ * @returns {number[]}
+ */
+export function logTicks(min, max) {
+  if (!(min > 0) || !(max >= min)) return [];
+  const first = Math.ceil(Math.log10(min) - 1e-9);
+  const last = Math.floor(Math.log10(max) + 1e-9);
+  if (last < first) return min === max ? [min] : [min, max];
+  const ticks = [];
+  for (let e = first; e <= last; e++) ticks.push(Number(`1e${e}`));
+  return ticks;
+}
+
+/**
+ * Smallest positive and largest finite values over some rows, ignoring `null` and non-finite.
+ * @param {ReadonlyArray<ReadonlyArray<number | null>>} rows
+ * @returns {{minPositive: number | null, max: number | null}}
+ */
+export function valueRange(rows) {
+  let minPositive = Infinity;
+  let max = -Infinity;
+  for (const row of rows) {
+    for (const v of row) {
+      if (v === null || !Number.isFinite(v)) continue;
+      if (v > max) max = v;
+      if (v > 0 && v < minPositive) minPositive = v;
+    }
+  }
+  return {
+    minPositive: minPositive === Infinity ? null : minPositive,
+    max: max === -Infinity ? null : max,
+  };
+}
+
+/**
+ * Formats a number compactly for labels and tooltips (4 significant digits, exponent when tiny or
+ * huge); `null` and NaN read as "–".
+ * @param {number | null | undefined} value
+ * @returns {string}
+ */
+export function formatValue(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return '–';
+  if (value === 0) return '0';
+  const abs = Math.abs(value);
+  if (abs >= 1e-3 && abs < 1e5) return String(Number(value.toPrecision(4)));
+  return value.toExponential(2).replace('e+', 'e');
+}
