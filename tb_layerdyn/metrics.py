@@ -1,0 +1,116 @@
+"""Metric math: per-column sums in, metric values out. Pure numpy, no torch, no state.
+
+The device pass (``reduce``) produces, for each layer, the sums listed by the ``SUM_*`` column
+indices below. Every metric is a function of those sums, so a group's metric is the same function
+of its members' summed sums: a group's RWC is ``sum |dw| / sum |w_prev|`` over all its weights, never
+an average of its layers' ratios.
+"""
+
+import numpy as np
+
+# Columns of a sums row. All are plain sums over the elements of a layer, so they add across
+# parameters, chunks, shards and group members.
+SUM_ABS_DIFF = 0  # sum |w - w_prev|
+SUM_SQ_DIFF = 1  # sum (w - w_prev)^2
+SUM_ABS_PREV = 2  # sum |w_prev|
+SUM_SQ_INIT_DIFF = 3  # sum (w - w_0)^2
+SUM_SQ_WEIGHT = 4  # sum w^2
+SUM_SQ_GRAD = 5  # sum g^2
+SUM_RATIO = 6  # sum over w_prev != 0 of |w - w_prev| / |w_prev|
+SUM_ZERO_PREV = 7  # number of elements with w_prev == 0
+SUM_SQ_INIT = 8  # sum w_0^2
+SUM_NUMEL = 9  # number of elements
+NUM_SUMS = 10
+
+# Sums that involve only the weights: a non-finite one means the layer holds a NaN or an Inf.
+_WEIGHT_SUMS = [SUM_ABS_DIFF, SUM_SQ_DIFF, SUM_ABS_PREV, SUM_SQ_INIT_DIFF, SUM_SQ_WEIGHT]
+
+RWC_VARIANTS = ("l1", "elementwise", "both")
+
+
+def metric_names(rwc: str):
+    """The metrics a payload holds, in row order, for an RWC choice (``"l1"``, ``"elementwise"``,
+    ``"both"``)."""
+    if rwc not in RWC_VARIANTS:
+        raise ValueError(f"rwc must be one of {RWC_VARIANTS}, got {rwc!r}")
+    names = []
+    if rwc in ("l1", "both"):
+        names.append("rwc")
+    if rwc in ("elementwise", "both"):
+        names.append("rwc_elementwise")
+    return tuple(
+        names
+        + [
+            "distance_from_init",
+            "relative_distance_from_init",
+            "update_size",
+            "weight_norm",
+            "grad_norm",
+        ]
+    )
+
+
+def group_sums(layer_sums: np.ndarray, members) -> np.ndarray:
+    """Sums of groups from the sums of layers.
+
+    Args:
+        layer_sums: ``(layers, NUM_SUMS)``.
+        members: one list of layer row indices per group.
+
+    Returns:
+        ``(groups, NUM_SUMS)``; NaN in any member makes the group's sums NaN.
+    """
+    out = np.zeros((len(members), layer_sums.shape[1]), dtype=np.float64)
+    for g, rows in enumerate(members):
+        out[g] = layer_sums[list(rows)].sum(axis=0)
+    return out
+
+
+def nonfinite_columns(sums: np.ndarray) -> np.ndarray:
+    """Columns whose weights hold a NaN or an Inf (found from the sums; no extra pass)."""
+    return ~np.isfinite(sums[:, _WEIGHT_SUMS]).all(axis=1)
+
+
+def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
+    """Metric values for each column (layer or group) from its sums.
+
+    Args:
+        sums: ``(columns, NUM_SUMS)`` float64.
+        has_previous: bool per column: previous weights exist (false at a column's first call).
+        has_grad: bool per column: a gradient was present (for a group: for at least one member;
+            members without one contribute nothing to ``SUM_SQ_GRAD``).
+        rwc: which RWC variants to return, see ``metric_names``.
+
+    Returns:
+        ``(len(metric_names(rwc)), columns)`` float64. NaN where undefined: RWC and update size
+        without previous weights, RWC when the previous weights are all zero, grad norm without a
+        gradient or with a NaN/Inf gradient, and every metric of a column whose weights are not
+        finite.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    has_previous = np.asarray(has_previous, dtype=bool)
+    has_grad = np.asarray(has_grad, dtype=bool)
+    rows = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rwc in ("l1", "both"):
+            defined = has_previous & (sums[:, SUM_ABS_PREV] > 0)
+            rows.append(_where(defined, sums[:, SUM_ABS_DIFF] / sums[:, SUM_ABS_PREV]))
+        if rwc in ("elementwise", "both"):
+            counted = sums[:, SUM_NUMEL] - sums[:, SUM_ZERO_PREV]
+            defined = has_previous & (counted > 0)
+            rows.append(_where(defined, sums[:, SUM_RATIO] / counted))
+        distance = np.sqrt(sums[:, SUM_SQ_INIT_DIFF])
+        init_norm = np.sqrt(sums[:, SUM_SQ_INIT])
+        rows.append(distance)
+        rows.append(_where(init_norm > 0, distance / init_norm))
+        rows.append(_where(has_previous, np.sqrt(sums[:, SUM_SQ_DIFF])))
+        rows.append(np.sqrt(sums[:, SUM_SQ_WEIGHT]))
+        grad_defined = has_grad & np.isfinite(sums[:, SUM_SQ_GRAD])
+        rows.append(_where(grad_defined, np.sqrt(sums[:, SUM_SQ_GRAD])))
+    values = np.stack(rows) if rows else np.zeros((0, len(sums)))
+    values[:, nonfinite_columns(sums)] = np.nan
+    return values
+
+
+def _where(defined, values):
+    return np.where(defined, values, np.nan)

@@ -1,0 +1,306 @@
+"""The public logging API: ``LayerDynamics`` and ``log_layer_dynamics``.
+
+A tracker ties the pieces together for one (model, writer) pair: ``layers`` says what to measure and
+in which order, ``reduce`` holds the snapshots and runs the pass, ``distributed`` says who measures
+and writes, ``metrics`` turns sums into values, ``writer`` writes them.
+"""
+
+import operator
+import os
+import warnings
+import weakref
+
+import numpy as np
+import torch
+from torch import nn
+
+from tb_layerdyn import distributed, layers as layers_mod, metrics, summary
+from tb_layerdyn.reduce import Reducer
+from tb_layerdyn.writer import EventSink
+
+_GRANULARITIES = ("layer", "parameter")
+
+
+class LayerDynamics:
+    """Measures how each layer of a model moves, and writes it for TensorBoard.
+
+    The first ``log`` records the initial weights; each later one measures the weights against the
+    initial ones and against those of the previous ``log``. Call it after ``optimizer.step()`` and
+    before ``zero_grad()``, so that gradient norms see the gradients of that step.
+
+    Example::
+
+        tracker = LayerDynamics(model, SummaryWriter("runs/seed0"), groups={"head": ["fc"]})
+        for step, (x, y) in enumerate(loader):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward(); opt.step()
+            tracker.log(step)
+            opt.zero_grad()
+
+    Args:
+        model: the ``nn.Module`` (DDP and ``torch.compile`` wrappers are looked through). Held
+            weakly: the tracker never keeps a dropped model alive.
+        writer: a ``SummaryWriter`` or a logdir path. May be ``None`` on ranks that do not write
+            (every rank but 0 under torch.distributed).
+        granularity: ``"layer"`` (each module's own parameters together) or ``"parameter"`` (each
+            parameter tensor separately).
+        rwc: ``"l1"`` (Eq. 1, ratio of L1 norms), ``"elementwise"`` (mean over elements with
+            nonzero previous weight of |dw| / |w_prev|) or ``"both"``.
+        groups: ``{name: [layer or module names] | "regex"}``; measured like layers, from summed
+            sums.
+        block_groups: also group the layers of each top-level child holding two or more layers
+            (ResNet's ``layer1`` .. ``layer4``).
+        exclude_frozen: skip layers whose parameters all have ``requires_grad=False`` (measured, with
+            RWC 0, by default).
+        histogram_every: write TensorBoard weight and gradient histograms every this many steps;
+            ``None`` turns them off.
+        snapshot_device: where the initial and previous weights are kept; ``None`` beside the
+            parameters, ``"cpu"`` for models too large to hold three times on the accelerator.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
+        ValueError: an option is out of range or a group matches no layer.
+    """
+
+    def __init__(
+        self,
+        model,
+        writer=None,
+        *,
+        granularity="layer",
+        rwc="l1",
+        groups=None,
+        block_groups=True,
+        exclude_frozen=False,
+        histogram_every=100,
+        snapshot_device=None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}; pass the model "
+                "itself (not model.parameters() or a state dict)"
+            )
+        if granularity not in _GRANULARITIES:
+            raise ValueError(f"granularity must be one of {_GRANULARITIES}, got {granularity!r}")
+        metrics.metric_names(rwc)
+        if histogram_every is not None and (
+            isinstance(histogram_every, bool)
+            or not isinstance(histogram_every, int)
+            or histogram_every < 1
+        ):
+            raise ValueError(
+                f"histogram_every must be a positive int or None (no histograms), got {histogram_every!r}"
+            )
+        if snapshot_device is not None:
+            try:
+                snapshot_device = torch.device(snapshot_device)
+            except (RuntimeError, TypeError):
+                raise ValueError(
+                    f"snapshot_device must be None or a torch device such as 'cpu', got {snapshot_device!r}"
+                ) from None
+        self._sink = None if writer is None else EventSink(writer)
+        inner = layers_mod.unwrap(model)
+        self._model = weakref.ref(inner)
+        self._granularity = granularity
+        self._rwc = rwc
+        self._groups_spec = groups
+        self._block_groups = block_groups
+        self._exclude_frozen = exclude_frozen
+        self._histogram_every = histogram_every
+        found = layers_mod.find_layers(inner, granularity=granularity, exclude_frozen=exclude_frozen)
+        if not found:
+            raise ValueError(
+                "model has no parameters to measure"
+                + (" (every layer is frozen and exclude_frozen=True)" if exclude_frozen else "")
+            )
+        layers_mod.user_groups(groups, found)
+        self._order = layers_mod.ForwardOrder(inner)
+        self._reducer = Reducer(
+            snapshot_device=snapshot_device,
+            elementwise=rwc in ("elementwise", "both"),
+            local=distributed.local,
+        )
+        self._all_reduce = distributed.AllReduce()
+        self._layers = None
+        self._signatures = {}
+        self._measured = set()
+        self._layout = None
+        self._group_rows = []
+        self._warned_nonfinite = set()
+        self._warned_sharded_histograms = False
+
+    def log(self, step):
+        """Measures the model now and writes the values at ``step``.
+
+        Args:
+            step: the global step (a non-negative int) the values belong to.
+
+        Raises:
+            TypeError: ``step`` is not an integer.
+            ValueError: ``step`` is negative, the writer is closed or missing on the writing rank.
+            RuntimeError: the model was garbage-collected.
+        """
+        if isinstance(step, bool):
+            raise TypeError("step must be an int, got bool")
+        try:
+            step = operator.index(step)
+        except TypeError:
+            raise TypeError(f"step must be an int, got {type(step).__name__}") from None
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model of this LayerDynamics was garbage-collected; create a new one")
+        found = layers_mod.find_layers(
+            model, granularity=self._granularity, exclude_frozen=self._exclude_frozen
+        )
+        sharded = distributed.is_sharded(p for layer in found for _, p in layer.params)
+        writing = distributed.rank() == 0
+        if not writing and not sharded:
+            return
+        if writing:
+            if self._sink is None:
+                raise ValueError("writer is None on the writing rank (rank 0); pass a SummaryWriter or a logdir")
+            self._sink.check_open()
+        if self._order.complete:
+            found = self._order.sort(found)
+        fresh = self._update_layers(found, model)
+        sums = self._reducer.reduce()
+        if sharded:
+            sums = self._all_reduce(sums)
+        has_previous = np.array([lay.name in self._measured and lay.name not in fresh for lay in found])
+        self._measured = {lay.name for lay in found}
+        if not writing:
+            return
+        layer_sums = self._reducer.layer_sums(self._reducer.to_host(sums))
+        values = self._values(layer_sums, has_previous, self._reducer.has_grad(found), step)
+        self._sink.write_metrics(self._layout, values, step)
+        if self._histogram_every is not None and step % self._histogram_every == 0:
+            if sharded:
+                if not self._warned_sharded_histograms:
+                    warnings.warn("histograms are not written for sharded (FSDP) parameters", stacklevel=2)
+                    self._warned_sharded_histograms = True
+            else:
+                self._sink.write_histograms(found, step)
+
+    def flush(self):
+        """Flushes the writer's pending events to disk."""
+        if self._sink is not None:
+            self._sink.flush()
+
+    def _update_layers(self, found, model):
+        """Rebuilds snapshots, buffers and layout when the layers or their order changed.
+
+        Returns:
+            Names of layers whose snapshots start over at this call.
+        """
+        signatures = {lay.name: lay.signature for lay in found}
+        same_order = self._layers is not None and [l.name for l in self._layers] == [l.name for l in found]
+        order = "forward" if self._order.complete else "registration"
+        if (
+            same_order
+            and signatures == self._signatures
+            and self._layout["order"] == order
+            and not self._reducer.stale()
+        ):
+            return set()
+        fresh = {name for name, sig in signatures.items() if self._signatures.get(name) != sig}
+        if self._layers is not None:
+            gone = sorted(set(self._signatures) - set(signatures))
+            changed = sorted(fresh)
+            if changed or gone:
+                warnings.warn(
+                    f"layers changed between calls (new or reshaped: {changed}; gone: {gone}); their "
+                    "measurements restart from the current weights under a new layout",
+                    stacklevel=3,
+                )
+        self._reducer.prepare(found, [lay.name in fresh for lay in found])
+        self._layers = found
+        self._signatures = signatures
+        self._build_layout(found, model)
+        return fresh
+
+    def _build_layout(self, found, model):
+        groups = layers_mod.user_groups(self._groups_spec, found, strict=False)
+        if self._block_groups:
+            taken = {g["name"] for g in groups}
+            groups = [
+                g for g in layers_mod.block_groups(model, found) if g["name"] not in taken
+            ] + groups
+        self._layout = summary.layer_metrics_layout(
+            metrics=metrics.metric_names(self._rwc),
+            layers=[lay.name for lay in found],
+            param_counts=[lay.numel for lay in found],
+            order="forward" if self._order.complete else "registration",
+            granularity=self._granularity,
+            rwc=self._rwc,
+            groups=groups,
+        )
+        index = {lay.name: i for i, lay in enumerate(found)}
+        self._group_rows = [[index[m] for m in g["members"]] for g in groups]
+
+    def _values(self, layer_sums, has_previous, has_grad, step):
+        bad = metrics.nonfinite_columns(layer_sums)
+        newly = [lay.name for lay, b in zip(self._layers, bad) if b and lay.name not in self._warned_nonfinite]
+        if newly:
+            self._warned_nonfinite.update(newly)
+            warnings.warn(
+                f"layers {newly} hold NaN or Inf weights at step {step}; their values are NaN "
+                "while that lasts (warned once per layer)",
+                stacklevel=3,
+            )
+        group_sums = metrics.group_sums(layer_sums, self._group_rows)
+        sums = np.concatenate([layer_sums, group_sums])
+        previous = np.concatenate(
+            [has_previous, [bool(has_previous[rows].all()) for rows in self._group_rows]]
+        ).astype(bool)
+        grads = np.concatenate(
+            [has_grad, [bool(has_grad[rows].any()) for rows in self._group_rows]]
+        ).astype(bool)
+        return metrics.compute(sums, has_previous=previous, has_grad=grads, rwc=self._rwc)
+
+
+# model (unwrapped, weakly held) -> {writer key: (options, tracker)}
+_registry = weakref.WeakKeyDictionary()
+
+
+def _writer_key(writer):
+    if isinstance(writer, (str, os.PathLike)):
+        return ("path", os.path.abspath(os.fspath(writer)))
+    return writer
+
+
+def log_layer_dynamics(writer, model, step, **options):
+    """Logs per-layer weight dynamics of ``model`` at ``step``; call it in the training loop.
+
+    Keeps one ``LayerDynamics`` per (writer, model) pair, created on the first call with
+    ``options`` (see ``LayerDynamics`` for them) and dropped with the model. Call it after
+    ``optimizer.step()`` and before ``zero_grad()``.
+
+    Example::
+
+        log_layer_dynamics(writer, model, step)            # writer: SummaryWriter or "runs/x"
+        log_layer_dynamics(writer, model, step, rwc="both", histogram_every=None)
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``writer`` is of the wrong type.
+        ValueError: ``options`` differ from those of the first call for this pair, or as
+            ``LayerDynamics.log`` raises.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}; pass the model itself"
+        )
+    inner = layers_mod.unwrap(model)
+    per_model = _registry.setdefault(inner, {})
+    key = _writer_key(writer)
+    entry = per_model.get(key)
+    if entry is None:
+        entry = (options, LayerDynamics(model, writer, **options))
+        per_model[key] = entry
+    elif entry[0] != options:
+        raise ValueError(
+            f"options {options} differ from the first call's {entry[0]} for this writer and model; "
+            "create a LayerDynamics(model, writer, ...) to log with other options"
+        )
+    entry[1].log(step)
