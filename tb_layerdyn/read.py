@@ -281,8 +281,8 @@ def _collect(
             continue
         if tag not in contents and value.HasField("metadata"):
             contents[tag] = _layout(value.metadata)
-        if contents.get(tag, True) is None:
-            continue
+        if tag in contents and contents[tag] is None:
+            continue  # a layout this release cannot read: its events would be dropped anyway
         array = _decode(value.tensor)
         if array is not None:
             events.setdefault(tag, []).append((event.step, array))
