@@ -1,0 +1,92 @@
+"""Shared test pieces: a model with every kind of layer, a short training, reading events back."""
+
+import numpy as np
+import torch
+from tensorboard.backend.event_processing import event_accumulator
+from torch import nn
+
+from tb_layerdyn import metadata
+
+
+class Zoo(nn.Module):
+    """Conv, batchnorm, embedding, linear layers, a frozen layer, a tied weight and a
+    parameter-free module, registered in an order that differs from the forward order."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+        self.block = nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 4))
+        self.head = nn.Linear(4, 10)
+        self.head.weight = self.emb.weight
+
+    def forward(self, images, tokens):
+        h = self.act(self.bn(self.conv(images))).mean((2, 3))
+        h = self.block(h) + self.emb(tokens).mean(1)
+        return self.head(self.frozen(h))
+
+
+# Layer -> its parameters, written out by hand: the tied head.weight belongs to emb only.
+ZOO_LAYERS = {
+    "emb": ["emb.weight"],
+    "conv": ["conv.weight", "conv.bias"],
+    "bn": ["bn.weight", "bn.bias"],
+    "frozen": ["frozen.weight", "frozen.bias"],
+    "block.0": ["block.0.weight", "block.0.bias"],
+    "block.1": ["block.1.weight", "block.1.bias"],
+    "head": ["head.bias"],
+}
+ZOO_FORWARD_ORDER = ["conv", "bn", "block.0", "block.1", "emb", "frozen", "head"]
+
+
+def zoo_batch(generator):
+    images = torch.randn(4, 1, 6, 6, generator=generator)
+    tokens = torch.randint(0, 10, (4, 3), generator=generator)
+    labels = torch.randint(0, 10, (4,), generator=generator)
+    return images, tokens, labels
+
+
+def train_step(model, opt, batch):
+    images, tokens, labels = batch
+    loss = nn.functional.cross_entropy(model(images, tokens), labels)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def metric_events(logdir):
+    """``[(tag, content, steps, values)]`` of the metrics tags, read with the Python loader."""
+    acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    found = []
+    for tag in sorted(acc.Tags()["tensors"]):
+        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+            continue
+        content = metadata.parse_plugin_metadata(acc.SummaryMetadata(tag).plugin_data.content)
+        events = acc.Tensors(tag)
+        steps = [e.step for e in events]
+        values = [
+            np.frombuffer(e.tensor_proto.tensor_content, dtype=np.float32).reshape(
+                [d.size for d in e.tensor_proto.tensor_shape.dim]
+            )
+            for e in events
+        ]
+        found.append((tag, content, steps, values))
+    return found
+
+
+def values_by_step(logdir):
+    """``{step: {(metric, column name): value}}`` over every metrics tag of a logdir."""
+    table = {}
+    for _, content, steps, values in metric_events(logdir):
+        columns = content["layers"] + [g["name"] for g in content["groups"]]
+        for step, array in zip(steps, values):
+            row = table.setdefault(step, {})
+            for m, metric in enumerate(content["metrics"]):
+                for c, column in enumerate(columns):
+                    row[(metric, column)] = float(array[m, c])
+    return table
