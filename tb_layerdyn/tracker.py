@@ -98,7 +98,8 @@ class LayerDynamics:
                 raise ValueError(
                     f"snapshot_device must be None or a torch device such as 'cpu', got {snapshot_device!r}"
                 ) from None
-        self._sink = None if writer is None else EventSink(writer)
+        # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
+        self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer)
         inner = layers_mod.unwrap(model)
         self._model = weakref.ref(inner)
         self._granularity = granularity
