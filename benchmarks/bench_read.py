@@ -8,7 +8,8 @@ reading does not depend on the values.
 
 Columns:
 
-``steps``          logged steps in the run; ``layers``, ``groups``, ``metrics``: what ``read`` found;
+``steps``          logged steps in the run;
+``layers``, ``groups``, ``metrics``: what ``read`` found in it;
 ``file MiB``       size of the event file;
 ``read s``         median wall time of ``tb_layerdyn.read(logdir)``, everything included (walking
                    the logdir, checksums, parsing, merging into step x layer arrays);

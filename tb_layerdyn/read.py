@@ -8,7 +8,7 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     runs = tb_layerdyn.read("runs")
     run = runs["lenet-seed0"]
     run.layers                   # ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'], input -> output
-    run.metrics["rwc"]           # float array (len(run.steps), len(run.layers)), NaN where undefined
+    run.metrics["rwc"]           # (len(run.steps), len(run.layers)) floats, NaN where undefined
     run.groups["late"].metrics["rwc"]   # one value per step, from the group's pooled sums
     runs.to_dataframe()          # long format: run, step, layer, metric, value (needs pandas)
 
@@ -209,7 +209,9 @@ def _read_run(name: str, paths: List[str]) -> Optional[Run]:
         try:
             records = event_records.read_records(path)
         except OSError as error:
-            logger.warning("Cannot read event file %s (%s); reading the run's other files.", path, error)
+            logger.warning(
+                "Cannot read event file %s (%s); reading the run's other files.", path, error
+            )
             continue
         for record in records:
             _collect(record, contents, events, path)

@@ -198,8 +198,10 @@ def test_corrupt_record_stops_that_file_with_a_warning_and_keeps_others(tmp_path
         run = tb_layerdyn.read(str(tmp_path))["."]
 
     np.testing.assert_array_equal(run.steps, [0, 1, 2, 3, 4, 10, 11, 12, 13, 14])
-    assert any("corrupt record" in r.getMessage() and first in r.getMessage() for r in caplog.records)
-    tb_steps = [e.step for e in event_file_loader.EventFileLoader(first).Load() if e.HasField("summary")]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("corrupt record" in m and first in m for m in messages)
+    loaded = event_file_loader.EventFileLoader(first).Load()
+    tb_steps = [e.step for e in loaded if e.HasField("summary")]
     assert tb_steps == [0, 1, 2, 3, 4]
 
 
@@ -223,8 +225,9 @@ def test_layout_on_first_file_only_and_a_new_layout_merge_by_name(tmp_path):
     np.testing.assert_array_equal(rwc[:4, :3], old_values[:, row, :3])
     assert np.isnan(rwc[:4, 3:]).all()  # fc2, fc3 not logged before the new layout
     np.testing.assert_array_equal(rwc[4:], new_values[:, row, :5])
-    np.testing.assert_array_equal(run.groups["late"].metrics["update_size"][4:], new_values[:, row, 6])
-    assert np.isnan(run.groups["late"].metrics["update_size"][:4]).all()
+    late = run.groups["late"].metrics["update_size"]
+    np.testing.assert_array_equal(late[4:], new_values[:, row, 6])
+    assert np.isnan(late[:4]).all()
 
 
 def test_repeated_step_keeps_the_last_value_like_the_rust_loader(tmp_path):
@@ -325,7 +328,8 @@ def test_reading_imports_neither_torch_nor_the_plugin(tmp_path):
         "import sys, tb_layerdyn\n"
         f"runs = tb_layerdyn.read({str(tmp_path)!r})\n"
         "assert list(runs) == ['run'], runs\n"
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('tb_layerdyn.plugin')))\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m == 'torch' or m.startswith('tb_layerdyn.plugin')))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -341,3 +345,91 @@ def test_batched_checksum_equals_tensorboards(length):
     got = event_records.masked_crc32c(blob, starts, length)
     expected = [pywrap_tensorflow.masked_crc32c(blob[s : s + length].tobytes()) for s in starts]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tb_layerdyn import writer as writer_module
+
+    class Net(nn.Module):
+        """Conv, batch norm, linear, layer norm and a frozen layer; the head registered first."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Sequential(nn.Linear(4 * 6 * 6, 16), nn.LayerNorm(16), nn.Linear(16, 3))
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+            self.frozen = nn.Linear(3, 3)
+            self.frozen.requires_grad_(False)
+
+        def forward(self, x):
+            x = torch.relu(self.bn(self.conv(x)))
+            return self.frozen(self.head(x.flatten(1)))
+
+    written = []
+    write_metrics = writer_module.EventSink.write_metrics
+
+    def recording(self, layout, values, step):
+        written.append((layout, np.array(values, dtype=np.float32), step))
+        write_metrics(self, layout, values, step)
+
+    monkeypatch.setattr(writer_module.EventSink, "write_metrics", recording)
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    weight_norms = []
+    steps = [0, 2, 4, 6, 8]
+    with SummaryWriter(str(tmp_path / "seed0")) as summary_writer:
+        for step in range(9):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if step in steps:
+                tb_layerdyn.log_layer_dynamics(
+                    summary_writer,
+                    model,
+                    step,
+                    rwc="both",
+                    groups={"late": ["head.2", "frozen"]},
+                    histogram_every=None,
+                )
+                weight_norms.append(
+                    {
+                        name: float(
+                            sum((p.detach().double() ** 2).sum() for p in module.parameters(False))
+                        )
+                        ** 0.5
+                        for name, module in model.named_modules()
+                        if list(module.parameters(False))
+                    }
+                )
+            opt.zero_grad()
+
+    run = tb_layerdyn.read(str(tmp_path))["seed0"]
+
+    assert [s for _, _, s in written] == steps
+    layout = written[-1][0]
+    assert run.layers == layout["layers"] == ["conv", "bn", "head.0", "head.1", "head.2", "frozen"]
+    assert (run.rwc_variant, run.granularity, run.order) == ("both", "layer", layout["order"])
+    np.testing.assert_array_equal(run.steps, steps)
+    for i, (lay, values, _) in enumerate(written):
+        for row, metric in enumerate(lay["metrics"]):
+            for col, layer in enumerate(lay["layers"]):
+                got = run.metrics[metric][i, run.layers.index(layer)]
+                assert got == values[row, col] or (np.isnan(got) and np.isnan(values[row, col]))
+            for g, group in enumerate(lay["groups"]):
+                got = run.groups[group["name"]].metrics[metric][i]
+                expected = values[row, len(lay["layers"]) + g]
+                assert got == expected or (np.isnan(got) and np.isnan(expected))
+    assert run.groups["late"].members == ("head.2", "frozen")
+    # An independent check that every column is labelled with the right layer.
+    for i, norms in enumerate(weight_norms):
+        for layer, norm in norms.items():
+            got = run.metrics["weight_norm"][i, run.layers.index(layer)]
+            assert got == pytest.approx(norm, rel=1e-5)
+    assert np.isnan(run.metrics["rwc"][0]).all()
+    assert (run.metrics["rwc"][1:, run.layers.index("frozen")] == 0).all()
