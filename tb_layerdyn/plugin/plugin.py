@@ -38,13 +38,15 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
 
     plugin_name = metadata.PLUGIN_NAME
 
-    def __init__(self, context):
+    def __init__(self, context, static_dir=static.STATIC_DIR):
         """Creates the plugin.
 
         Args:
             context: the ``base_plugin.TBContext``; only its ``data_provider`` is read.
+            static_dir: where the frontend bundle lies (the package's ``static/`` by default).
         """
         self._data = runs_data.RunsData(context.data_provider)
+        self._static_dir = static_dir
 
     def get_plugin_apps(self):
         """Route -> WSGI app, relative to ``/data/plugin/layer_dynamics``."""
@@ -54,7 +56,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             "/heatmap": self.heatmap_route,
             "/summary": self.summary_route,
         }
-        apps.update(static.static_apps())
+        apps.update(static.static_apps(self._static_dir))
         return apps
 
     def is_active(self):

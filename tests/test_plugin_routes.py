@@ -1,0 +1,649 @@
+"""The plugin's routes through TensorBoard's real WSGI app, under both of TensorBoard's loaders.
+
+Logdirs are written with ``tb_layerdyn.summary`` (and once with ``log_layer_dynamics``), loaded by
+the Python ``EventMultiplexer`` or by the Rust data server started in-process, with flags parsed by
+TensorBoard's own ``program.TensorBoard`` so that the loader's ``fix_flags`` is what keeps every
+step. Expected bodies come from slow per-value references written below.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+from tensorboard import program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.data import server_ingester
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.core import core_plugin
+from tensorboard.util import tensor_util
+from werkzeug import test as werkzeug_test
+
+from conftest import make_layout, random_values, write_layer_metrics
+from tb_layerdyn import metadata
+from tb_layerdyn.plugin import downsample
+from tb_layerdyn.plugin import json_numbers
+from tb_layerdyn.plugin.loader import LayerDynamicsLoader
+from tb_layerdyn.plugin.plugin import LayerDynamicsPlugin
+
+PREFIX = "/data/plugin/layer_dynamics/"
+HOSTILE_RUNS = ("<img src=x onerror=alert(1)>", "..%2F..", "...", "ünïcødé ✓ 层 & x=1#y?")
+LONG_STEPS = 1200  # beyond the 1,000 scalars and 100 tensors a stock TensorBoard keeps per tag
+GROUPS = [
+    {"name": "early", "kind": "user", "members": ["conv1", "conv2"]},
+    {"name": "late", "kind": "block", "members": ["fc2", "fc3"]},
+]
+
+
+# ---------------------------------------------------------------- logdir and servers
+
+
+def _foreign_summary(tag, plugin_name, content, value):
+    """A summary of another kind under our plugin name or another plugin, which runs must skip."""
+    pb = summary_pb2.Summary()
+    entry = pb.value.add(tag=tag, tensor=tensor_util.make_tensor_proto(np.float32(value)))
+    entry.metadata.plugin_data.plugin_name = plugin_name
+    entry.metadata.plugin_data.content = content
+    entry.metadata.data_class = summary_pb2.DATA_CLASS_TENSOR
+    return pb
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """Writes the logdir every test reads; returns ``(logdir, {run: [(layout, steps, values)]})``."""
+    logdir = str(tmp_path_factory.mktemp("logdir"))
+    rng = np.random.default_rng(7)
+    written = {}
+
+    def add(run, layout, steps, values, **kwargs):
+        run_dir = logdir if run == "." else os.path.join(logdir, run)
+        write_layer_metrics(run_dir, layout, steps, values, **kwargs)
+        written.setdefault(run, []).append((layout, np.asarray(steps), values))
+
+    lenet = make_layout(["conv1", "conv2", "fc1", "fc2", "fc3"], groups=GROUPS)
+    values = random_values(rng, LONG_STEPS, lenet, nan_fraction=0.05)
+    values[:, :, 4] = np.nan  # fc3 was never defined in this run
+    values[-3:, 0, 1] = np.nan  # conv2's RWC is undefined at the last steps: summary falls back
+    add("lenet/seed0", lenet, np.arange(LONG_STEPS) * 10, values)
+
+    small = make_layout(["a", "b"], metrics=["rwc", "weight_norm"], rwc="elementwise")
+    for run in HOSTILE_RUNS + (".",):
+        add(run, small, [0, 1, 2], random_values(rng, 3, small))
+
+    # A layer appears at step 10: two layouts, merged by name.
+    before = make_layout(["a", "c"], metrics=["rwc"])
+    after = make_layout(["a", "b", "c"], metrics=["rwc"])
+    add("grown", before, range(10), random_values(rng, 10, before))
+    add("grown", after, range(10, 15), random_values(rng, 5, after))
+
+    # Neither is layer dynamics: a sweep-kind payload and another plugin's tensor.
+    sweep = metadata.create_summary_metadata({"kind": metadata.KIND_SWEEP}).plugin_data.content
+    foreign_dir = os.path.join(logdir, "foreign")
+    write_layer_metrics(
+        foreign_dir, small, [], [],
+        extra_summaries=[
+            (0, _foreign_summary(metadata.SWEEP_TAG_PREFIX + "x", metadata.PLUGIN_NAME, sweep, 1.0)),
+            (0, _foreign_summary("loss", "other_plugin", b"", 2.0)),
+        ],
+    )
+    return logdir, written
+
+
+def _parse_flags(argv):
+    """TensorBoard's flags as its command line parses them, loaders' ``fix_flags`` applied."""
+    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, LayerDynamicsLoader])
+    tb.configure(argv=["tensorboard"] + list(argv))
+    return tb.flags
+
+
+class _PluginWithStatic(base_plugin.TBLoader):
+    """Loads the real plugin with its bundle read from another directory."""
+
+    def __init__(self, static_dir):
+        self._static_dir = static_dir
+
+    def load(self, context):
+        return LayerDynamicsPlugin(context, static_dir=self._static_dir)
+
+
+def _wait_for(client, expected_last_steps, timeout=30.0):
+    """Polls ``runs`` until the loader has every run at its last step (the Rust server loads in
+    the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = json.loads(client.get(PREFIX + "runs").get_data())
+        seen = {entry["run"]: entry["last_step"] for entry in body["runs"]}
+        if seen == expected_last_steps or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
+def _expected_last_steps(written):
+    return {run: int(max(int(s.max()) for _, s, _ in parts)) for run, parts in written.items()}
+
+
+@pytest.fixture(scope="module", params=["python", "rust"])
+def served(request, logged, tmp_path_factory):
+    """``(client, loader name)`` of a TensorBoard WSGI app over the logdir, per loader."""
+    logdir, written = logged
+    flags = _parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
+    static_dir = str(tmp_path_factory.mktemp("static"))
+    stop = None
+    if request.param == "python":
+        ingester = data_ingester.LocalDataIngester(flags)
+        ingester.start()
+    else:
+        ingester = server_ingester.SubprocessServerDataIngester(
+            server_binary=server_ingester.get_server_binary(),
+            logdir=logdir,
+            reload_interval=0,
+            channel_creds_type=flags.grpc_creds_type,
+            samples_per_plugin=flags.samples_per_plugin,
+        )
+        ingester.start()
+        # The server exits when its stdin closes (--die-after-stdin); the ingester keeps that pipe.
+        stop = ingester._stdin_handle.close
+    app = application.TensorBoardWSGIApp(
+        flags, [core_plugin.CorePluginLoader(), _PluginWithStatic(static_dir)], ingester.data_provider
+    )
+    client = werkzeug_test.Client(app)
+    _wait_for(client, _expected_last_steps(written))
+    yield client, static_dir
+    if stop is not None:
+        stop()
+
+
+def _get(client, route, **query):
+    url = PREFIX + route + ("?" + urllib.parse.urlencode(query) if query else "")
+    return client.get(url)
+
+
+def _json(response):
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    return json.loads(response.get_data())
+
+
+# ---------------------------------------------------------------- references
+
+
+def _merged(written, run):
+    """Slow reference of a run's merged tables: {metric: {layer: {step: value}}} and groups."""
+    by_metric, by_group, steps = {}, {}, set()
+    for layout, layout_steps, values in written[run]:
+        n = len(layout["layers"])
+        for row, step in enumerate(layout_steps.tolist()):
+            steps.add(step)
+            for m, metric in enumerate(layout["metrics"]):
+                for c, name in enumerate(layout["layers"]):
+                    value = float(values[row, m, c])
+                    if not math.isnan(value):
+                        by_metric.setdefault(metric, {}).setdefault(name, {})[step] = value
+                for g, group in enumerate(layout["groups"]):
+                    value = float(values[row, m, n + g])
+                    if not math.isnan(value):
+                        by_group.setdefault(metric, {}).setdefault(group["name"], {})[step] = value
+    return by_metric, by_group, sorted(steps)
+
+
+def _reference_series(table, names, steps):
+    return [[table.get(name, {}).get(step) for step in steps] for name in names]
+
+
+def _reference_envelope(steps, rows, max_points):
+    """Per bin: its first and last step; per series min and max in the order they occurred."""
+    n, bins = len(steps), max_points // 2
+    out_steps, out_rows = [], [[] for _ in rows]
+    for b in range(bins):
+        lo, hi = b * n // bins, (b + 1) * n // bins
+        out_steps += [steps[lo], steps[hi - 1]]
+        for row, out in zip(rows, out_rows):
+            defined = [(i, v) for i, v in enumerate(row[lo:hi]) if v is not None]
+            if not defined:
+                out += [None, None]
+                continue
+            low = min(defined, key=lambda iv: (iv[1], iv[0]))
+            high = max(defined, key=lambda iv: (iv[1], -iv[0]))
+            out += [low[1], high[1]] if low[0] <= high[0] else [high[1], low[1]]
+    return out_steps, out_rows
+
+
+def _reference_means(steps, rows, max_steps):
+    n = len(steps)
+    out_steps = [steps[(b + 1) * n // max_steps - 1] for b in range(max_steps)]
+    out_rows = []
+    for row in rows:
+        out = []
+        for b in range(max_steps):
+            defined = [v for v in row[b * n // max_steps : (b + 1) * n // max_steps] if v is not None]
+            out.append(sum(defined) / len(defined) if defined else None)
+        out_rows.append(out)
+    return out_steps, out_rows
+
+
+def _as_float32(rows):
+    return [[None if v is None else float(np.float32(v)) for v in row] for row in rows]
+
+
+def _close_rows(got, want, rel):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w)
+        for a, b in zip(g, w):
+            assert (a is None) == (b is None), (a, b)
+            if a is not None:
+                assert a == pytest.approx(b, rel=rel, abs=0)
+
+
+# ---------------------------------------------------------------- flags and retention
+
+
+def test_fix_flags_keeps_every_step_unless_the_user_chose():
+    assert _parse_flags(["--logdir", "x"]).samples_per_plugin == {metadata.PLUGIN_NAME: 0}
+    chosen = _parse_flags(["--logdir", "x", "--samples_per_plugin", "layer_dynamics=50,images=3"])
+    assert chosen.samples_per_plugin == {metadata.PLUGIN_NAME: 50, "images": 3}
+    other = _parse_flags(["--logdir", "x", "--samples_per_plugin", "images=3"])
+    assert other.samples_per_plugin == {"images": 3, metadata.PLUGIN_NAME: 0}
+
+
+def test_every_step_is_served_without_extra_flags(served, logged):
+    client, _ = served
+    body = _json(_get(client, "series", run="lenet/seed0", metric="rwc"))
+    assert body["total_steps"] == LONG_STEPS
+    assert body["columns"][0] == (np.arange(LONG_STEPS) * 10).tolist()
+
+
+def test_without_the_loader_a_stock_python_loader_drops_steps(logged):
+    """The control for the test above: the lever in ``fix_flags`` is what keeps the steps."""
+    logdir, _ = logged
+    flags = _parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
+    flags.samples_per_plugin = {}
+    ingester = data_ingester.LocalDataIngester(flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
+    body = _json(_get(werkzeug_test.Client(app), "series", run="lenet/seed0", metric="rwc"))
+    assert body["total_steps"] < LONG_STEPS
+
+
+# ---------------------------------------------------------------- exact bodies
+
+
+def test_runs_lists_layer_dynamics_runs_only(served, logged):
+    client, _ = served
+    _, written = logged
+    body = _json(_get(client, "runs"))
+    assert [entry["run"] for entry in body["runs"]] == sorted(written)
+    by_run = {entry["run"]: entry for entry in body["runs"]}
+    assert by_run["lenet/seed0"] == {
+        "run": "lenet/seed0",
+        "layers": ["conv1", "conv2", "fc1", "fc2", "fc3"],
+        "param_counts": [10, 20, 30, 40, 50],
+        "groups": GROUPS,
+        "metrics": list(metadata.METRIC_NAMES),
+        "rwc": "l1",
+        "granularity": "layer",
+        "order": "forward",
+        "last_step": (LONG_STEPS - 1) * 10,
+    }
+    assert by_run["grown"]["layers"] == ["a", "b", "c"]
+    assert by_run["grown"]["param_counts"] == [10, 20, 30]
+    assert by_run["grown"]["last_step"] == 14
+    for run in HOSTILE_RUNS + (".",):
+        assert by_run[run]["metrics"] == ["rwc", "weight_norm"]
+        assert by_run[run]["rwc"] == "elementwise"
+
+
+@pytest.mark.parametrize("target", ["layers", "groups"])
+def test_series_is_every_logged_value_as_columns(served, logged, target):
+    client, _ = served
+    _, written = logged
+    by_metric, by_group, steps = _merged(written, "lenet/seed0")
+    for metric in ("rwc", "grad_norm"):
+        body = _json(_get(client, "series", run="lenet/seed0", metric=metric, target=target))
+        names = [g["name"] for g in GROUPS] if target == "groups" else [
+            "conv1", "conv2", "fc1", "fc2", "fc3"]
+        table = (by_group if target == "groups" else by_metric)[metric]
+        assert body["run"] == "lenet/seed0"
+        assert body["metric"] == metric and body["target"] == target
+        assert body["names"] == names
+        assert body["downsampled"] is False
+        assert body["columns"][0] == steps
+        # Nine significant digits read back as exactly the float32 that was logged.
+        assert _as_float32(body["columns"][1:]) == _reference_series(table, names, steps)
+
+
+def test_series_beyond_max_points_is_a_min_max_envelope(served, logged):
+    client, _ = served
+    _, written = logged
+    by_metric, _, steps = _merged(written, "lenet/seed0")
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    rows = _reference_series(by_metric["update_size"], names, steps)
+    for max_points in (2, 7, 100, LONG_STEPS - 1):
+        body = _json(
+            _get(client, "series", run="lenet/seed0", metric="update_size", max_points=max_points)
+        )
+        want_steps, want_rows = _reference_envelope(steps, rows, max_points)
+        assert body["downsampled"] is True
+        assert body["total_steps"] == LONG_STEPS
+        assert body["columns"][0] == want_steps
+        assert body["columns"][0][-1] == steps[-1]
+        assert _as_float32(body["columns"][1:]) == want_rows
+
+
+def test_heatmap_bins_are_means_of_defined_values(served, logged):
+    client, _ = served
+    _, written = logged
+    by_metric, _, steps = _merged(written, "lenet/seed0")
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    rows = _reference_series(by_metric["rwc"], names, steps)
+
+    whole = _json(_get(client, "heatmap", run="lenet/seed0", metric="rwc"))
+    assert whole["downsampled"] is False and whole["steps"] == steps
+    assert whole["names"] == names
+    assert _as_float32(whole["values"]) == rows
+
+    for max_steps in (1, 13, 500):
+        body = _json(_get(client, "heatmap", run="lenet/seed0", metric="rwc", max_steps=max_steps))
+        want_steps, want_rows = _reference_means(steps, rows, max_steps)
+        assert body["downsampled"] is True
+        assert body["steps"] == want_steps
+        _close_rows(body["values"], want_rows, rel=1e-8)
+        defined = [v for row in want_rows for v in row if v is not None]
+        assert body["max"] == pytest.approx(max(defined), rel=1e-8)
+        assert body["min_positive"] == pytest.approx(min(v for v in defined if v > 0), rel=1e-8)
+        assert body["values"][4] == [None] * max_steps  # fc3 never had a value
+
+
+def test_summary_takes_the_latest_defined_value(served, logged):
+    client, _ = served
+    _, written = logged
+    by_metric, by_group, steps = _merged(written, "lenet/seed0")
+    body = _json(_get(client, "summary", run="lenet/seed0"))
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+
+    def latest(table, name):
+        defined = [s for s in steps if s in table.get(name, {})]
+        return table[name][defined[-1]] if defined else None
+
+    assert body["run"] == "lenet/seed0" and body["step"] == steps[-1]
+    assert body["layers"]["names"] == names
+    assert body["layers"]["param_counts"] == [10, 20, 30, 40, 50]
+    assert body["groups"]["names"] == ["early", "late"]
+    for metric in ("distance_from_init", "relative_distance_from_init", "rwc"):
+        assert body["layers"][metric] == [latest(by_metric[metric], n) for n in names]
+        assert body["groups"][metric] == [latest(by_group[metric], g) for g in ("early", "late")]
+    assert body["layers"]["rwc"][1] is not None  # conv2: undefined at the end, shown from before
+    assert body["layers"]["rwc"][4] is None  # fc3: never defined
+
+
+def test_metrics_not_logged_are_nulls_in_summary(served):
+    client, _ = served
+    body = _json(_get(client, "summary", run="."))
+    assert body["layers"]["distance_from_init"] == [None, None]
+    assert body["groups"] == {
+        "names": [], "distance_from_init": [], "relative_distance_from_init": [], "rwc": []}
+
+
+def test_a_run_whose_layers_changed_is_merged_by_name(served, logged):
+    client, _ = served
+    _, written = logged
+    by_metric, _, steps = _merged(written, "grown")
+    body = _json(_get(client, "series", run="grown", metric="rwc"))
+    assert body["names"] == ["a", "b", "c"]
+    assert body["columns"][0] == list(range(15))
+    assert _as_float32(body["columns"][1:]) == _reference_series(by_metric["rwc"], ["a", "b", "c"], steps)
+    assert body["columns"][2][:10] == [None] * 10  # b did not exist yet
+
+
+@pytest.mark.parametrize("run", HOSTILE_RUNS + (".",))
+def test_hostile_and_unicode_run_names_round_trip_as_text(served, logged, run):
+    client, _ = served
+    _, written = logged
+    by_metric, _, steps = _merged(written, run)
+    body = _json(_get(client, "series", run=run, metric="weight_norm"))
+    assert body["run"] == run
+    assert _as_float32(body["columns"][1:]) == _reference_series(by_metric["weight_norm"], ["a", "b"], steps)
+    assert _json(_get(client, "summary", run=run))["run"] == run
+    assert _json(_get(client, "heatmap", run=run, metric="rwc"))["run"] == run
+
+
+def test_unknown_run_names_never_reach_other_runs(served):
+    client, _ = served
+    for run in ("lenet", "lenet/seed0/..", "../lenet/seed0", "foreign", "LENET/SEED0"):
+        response = _get(client, "summary", run=run)
+        assert response.status_code == 404, run
+
+
+# ---------------------------------------------------------------- bad requests
+
+BAD_QUERIES = [
+    ("series", {}, 400, "run"),
+    ("series", {"run": "lenet/seed0"}, 400, "metric"),
+    ("series", {"run": "", "metric": "rwc"}, 400, "run"),
+    ("series", {"run": "nope", "metric": "rwc"}, 404, "nope"),
+    ("series", {"run": "lenet/seed0", "metric": "loss"}, 404, "loss"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "target": "heads"}, 400, "target"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "abc"}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "-5"}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "1"}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "100001"}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "1e3"}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "9" * 40}, 400, "max_points"),
+    ("series", {"run": "lenet/seed0", "metric": "rwc", "max_points": "٣"}, 400, "max_points"),
+    ("series", {"run": "\x00", "metric": "rwc"}, 404, "run"),
+    ("series", {"run": "x" * 5000, "metric": "rwc"}, 404, "run"),
+    ("series", {"run": "foreign", "metric": "rwc"}, 404, "foreign"),
+    ("heatmap", {"run": "lenet/seed0"}, 400, "metric"),
+    ("heatmap", {"run": "lenet/seed0", "metric": "rwc", "max_steps": "0"}, 400, "max_steps"),
+    ("heatmap", {"run": "lenet/seed0", "metric": "rwc", "max_steps": "20001"}, 400, "max_steps"),
+    ("heatmap", {"run": ".", "metric": "grad_norm"}, 404, "grad_norm"),
+    ("summary", {}, 400, "run"),
+    ("summary", {"run": "<script>"}, 404, "<script>"),
+]
+
+
+@pytest.mark.parametrize("route,query,status,named", BAD_QUERIES)
+def test_bad_queries_get_a_clear_4xx(served, route, query, status, named):
+    client, _ = served
+    response = _get(client, route, **query)
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert named in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "raw_query",
+    ["run=%ff%fe&metric=rwc", "run=lenet%2Fseed0&metric=%ff", "run&metric", "=&=&", "%", "run=%zz"],
+)
+def test_malformed_query_strings_never_500(served, raw_query):
+    client, _ = served
+    for route in ("series", "heatmap", "summary"):
+        response = client.get(PREFIX + route + "?" + raw_query)
+        # summary ignores ``metric``, so a valid run answers 200 there; nothing answers 500.
+        assert response.status_code in (200, 400, 404), (route, raw_query, response.status_code)
+
+
+# ---------------------------------------------------------------- static files and listing
+
+TRAVERSALS = [
+    "../../../../etc/passwd",
+    "%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "..%2f..%2f..%2fetc%2fpasswd",
+    "static/index.js",
+    "index.js/../secret.txt",
+    "..%2fsecret.txt",
+    "/secret.txt",
+    "//etc/passwd",
+    "index.js%00.css",
+    "plugin.py",
+    "INDEX.JS",
+    "index.html",
+    "..\\secret.txt",
+]
+
+
+def test_static_bundle_is_served_with_its_content_type(served):
+    client, static_dir = served
+    with open(os.path.join(static_dir, "index.js"), "w", encoding="utf-8") as f:
+        f.write("export function render() {}\n")
+    with open(os.path.join(static_dir, "index.css"), "w", encoding="utf-8") as f:
+        f.write("body { margin: 0 }\n")
+    try:
+        js = client.get(PREFIX + "index.js")
+        assert js.status_code == 200
+        assert js.headers["Content-Type"].split(";")[0] == "text/javascript"
+        assert js.get_data(as_text=True) == "export function render() {}\n"
+        css = client.get(PREFIX + "index.css")
+        assert css.status_code == 200
+        assert css.headers["Content-Type"].split(";")[0] == "text/css"
+    finally:
+        os.remove(os.path.join(static_dir, "index.js"))
+        os.remove(os.path.join(static_dir, "index.css"))
+    missing = client.get(PREFIX + "index.js")
+    assert missing.status_code == 404
+    assert "not built" in missing.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_static_paths_outside_the_fixed_set_are_404(served, path):
+    client, static_dir = served
+    secret = os.path.join(os.path.dirname(static_dir), "secret.txt")
+    with open(secret, "w", encoding="utf-8") as f:
+        f.write("SECRET-MARKER")
+    response = client.get(PREFIX + path)
+    assert response.status_code == 404
+    assert b"SECRET-MARKER" not in response.get_data()
+    assert b"root:" not in response.get_data()
+
+
+def test_plugins_listing_points_at_the_module(served):
+    client, _ = served
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    entry = listing[metadata.PLUGIN_NAME]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Layer Dynamics"
+    assert entry["loading_mechanism"] == {
+        "type": "IFRAME", "module_path": PREFIX + "index.js"}
+
+
+def test_tab_is_inactive_without_layer_dynamics(tmp_path):
+    write_layer_metrics(
+        str(tmp_path / "run"), make_layout(["a"]), [], [],
+        extra_summaries=[(0, _foreign_summary("loss", "other_plugin", b"", 1.0))],
+    )
+    flags = _parse_flags(
+        ["--logdir", str(tmp_path), "--reload_interval", "0", "--reload_task", "blocking"])
+    ingester = data_ingester.LocalDataIngester(flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
+    client = werkzeug_test.Client(app)
+    assert json.loads(client.get("/data/plugins_listing").get_data())[metadata.PLUGIN_NAME][
+        "enabled"] is False
+    assert _json(_get(client, "runs")) == {"runs": []}
+
+
+def test_entry_point_names_the_loader():
+    from importlib import metadata as importlib_metadata
+
+    found = [ep for ep in importlib_metadata.entry_points(group="tensorboard_plugins")
+             if ep.name == metadata.PLUGIN_NAME]
+    assert [ep.load() for ep in found] == [LayerDynamicsLoader]
+
+
+def test_plugin_modules_do_not_import_torch():
+    code = (
+        "import pkgutil, importlib, sys, tb_layerdyn.plugin as p\n"
+        "names = [m.name for m in pkgutil.iter_modules(p.__path__)]\n"
+        "for n in names: importlib.import_module('tb_layerdyn.plugin.' + n)\n"
+        "assert 'plugin' in names and 'loader' in names, names\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def test_json_numbers_read_back_as_the_float32_they_came_from():
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2**31 - 1, 20000, dtype=np.int64).astype(np.uint32).view(np.float32)
+    special = np.array([0.0, -0.0, 1.0, 10.0, 1e-45, 3.4028235e38, 9.9999999e-5, -2.5], np.float32)
+    values = np.concatenate([bits[np.isfinite(bits)], -bits[np.isfinite(bits)], special])
+    grid = np.stack([values, values[::-1]])
+    grid[0, :3] = [np.nan, np.inf, -np.inf]
+    parsed = json.loads(json_numbers.float_rows(grid))
+    assert parsed[0][:3] == [None, None, None]
+    for row, want in zip(parsed, grid):
+        got = np.array([np.nan if v is None else v for v in row], dtype=np.float64)
+        expected = np.where(np.isfinite(want), want, np.nan)
+        assert np.array_equal(got.astype(np.float32), expected, equal_nan=True)
+    assert json.loads(json_numbers.float_rows(np.zeros((2, 0)))) == [[], []]
+    assert json_numbers.float_rows(np.zeros((0, 4))) == "[]"
+
+
+def test_envelope_keeps_a_one_step_spike_and_the_last_step():
+    steps = np.arange(1000)
+    values = np.zeros((1000, 1))
+    values[537, 0] = 9.0
+    values[999, 0] = -1.0
+    out_steps, out_values, downsampled = downsample.envelope(steps, values, 10)
+    assert downsampled and out_steps[-1] == 999
+    assert out_values[:, 0].max() == 9.0 and out_values[-1, 0] == -1.0
+
+
+# ---------------------------------------------------------------- written by the logging API
+
+
+def test_routes_serve_what_log_layer_dynamics_wrote(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tb_layerdyn import log_layer_dynamics
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    snapshots = []
+    for step in range(6):
+        loss = model(torch.randn(16, 4)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        log_layer_dynamics(writer, model, step, histogram_every=None)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    writer.close()
+    flags = _parse_flags(["--logdir", str(tmp_path), "--reload_interval", "0", "--reload_task", "blocking"])
+    ingester = data_ingester.LocalDataIngester(flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
+    client = werkzeug_test.Client(app)
+    _wait_for(client, {"run": 5}, timeout=5.0)
+    body = _json(_get(client, "series", run="run", metric="rwc"))
+    assert body["names"] == ["0", "2"]
+    assert body["columns"][0] == list(range(6))
+
+    def l1_change(layer, t):
+        now = sum((snapshots[t][k] - snapshots[t - 1][k]).abs().sum().item()
+                  for k in snapshots[t] if k.startswith(layer + "."))
+        before = sum(snapshots[t - 1][k].abs().sum().item()
+                     for k in snapshots[t] if k.startswith(layer + "."))
+        return now / before
+
+    for i, layer in enumerate(["0", "2"]):
+        column = body["columns"][i + 1]
+        assert column[0] is None
+        for t in range(1, 6):
+            assert column[t] == pytest.approx(l1_change(layer, t), rel=1e-4)
