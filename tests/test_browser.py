@@ -1,0 +1,316 @@
+"""End to end: the Layer Dynamics tab in a real TensorBoard, opened in headless Chromium.
+
+Two short training runs are logged with the project's own API, a real ``tensorboard`` process
+serves them, and Debian's Chromium (driven by Playwright, never a downloaded browser) opens the tab.
+The test checks what a user would see: every panel drew data, switching metrics and runs redraws,
+a run name full of markup stays text, a failed request shows the server's message, and the console
+stays clean.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRONTEND = os.path.join(REPO, "frontend")
+BUNDLE = os.path.join(REPO, "tb_layerdyn", "plugin", "static", "index.js")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IFRAME = "iframe[src*='plugin_entry.html?name=layer_dynamics']"
+
+# A run name made of markup: shown as text it is harmless; parsed as HTML it would add an <img>
+# whose failed load shows up in the console.
+HOSTILE_RUN = "mlp <img src=x onerror=alert(1)>"
+LENET_RUN = "lenet/seed0"
+LENET_LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+LENET_GROUPS = {"early": ["conv1", "conv2"], "late": ["fc2", "fc3"]}
+STEPS = 30
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
+)
+
+# Per canvas: pixels in colour (charts draw data in saturated colours, axes and grids in greys),
+# distinct colours, and a hash of all pixels to tell whether a redraw changed anything.
+CANVAS_STATS_JS = """
+(selector) => [...document.querySelectorAll(selector)].map((canvas) => {
+  // Read a copy, so the page's own canvases are never flagged for frequent read-back.
+  const copy = document.createElement('canvas');
+  copy.width = canvas.width;
+  copy.height = canvas.height;
+  const ctx = copy.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(canvas, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let coloured = 0;
+  let hash = 2166136261;
+  const distinct = new Set();
+  for (let i = 0; i < data.length; i += 4) {
+    const r = data[i], g = data[i + 1], b = data[i + 2], a = data[i + 3];
+    if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured++;
+    distinct.add((r << 16) | (g << 8) | b);
+    hash = Math.imul(hash ^ (r + 3 * g + 7 * b + 11 * a), 16777619) >>> 0;
+  }
+  return {coloured, distinct: distinct.size, hash};
+})
+"""
+
+
+def _sources_newer_than(path):
+    built = os.path.getmtime(path)
+    for folder, _dirs, files in os.walk(os.path.join(FRONTEND, "src")):
+        for name in files:
+            if os.path.getmtime(os.path.join(folder, name)) > built:
+                return True
+    return os.path.getmtime(os.path.join(FRONTEND, "build.mjs")) > built
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    """The frontend bundle, rebuilt when missing or older than its sources."""
+    if os.path.exists(BUNDLE) and not _sources_newer_than(BUNDLE):
+        return BUNDLE
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("the frontend bundle is missing or stale and Node.js is not on PATH to build it")
+    if not os.path.isdir(os.path.join(FRONTEND, "node_modules")):
+        subprocess.run(
+            [shutil.which("npm") or "npm", "ci", "--no-audit", "--no-fund"],
+            cwd=FRONTEND, check=True, capture_output=True,
+        )
+    subprocess.run([node, "build.mjs"], cwd=FRONTEND, check=True, capture_output=True)
+    return BUNDLE
+
+
+def _train(model, inputs, targets, writer_dir, lr, **options):
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tb_layerdyn import log_layer_dynamics
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    with SummaryWriter(writer_dir) as writer:
+        for step in range(STEPS):
+            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            log_layer_dynamics(writer, model, step, **options)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    """Two runs logged by the project's API: LeNet-5 with groups, and an MLP with a hostile name."""
+    import torch
+
+    from tb_layerdyn.demo import models
+
+    root = tmp_path_factory.mktemp("browser_logdir")
+    torch.manual_seed(0)
+    images = torch.randn(32, 1, 32, 32)
+    labels = torch.randint(0, 10, (32,))
+    _train(models.lenet5(), images, labels, str(root / LENET_RUN), lr=0.05, groups=LENET_GROUPS)
+    torch.manual_seed(1)
+    _train(
+        models.mlp(in_features=64, hidden=(48, 32, 24)),
+        torch.randn(32, 64),
+        labels,
+        str(root / HOSTILE_RUN),
+        lr=0.01,
+    )
+    return root
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def tensorboard(bundle, logdir, tmp_path_factory):
+    """A real ``tensorboard`` process serving the logdir; yields its base URL."""
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("tensorboard") / "tensorboard.log", "w+")
+    # Started outside the repository so a stale egg-info there cannot shadow the installed one.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=str(logdir), stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 45
+    runs = ""
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            runs = _get(base + "/data/plugin/layer_dynamics/runs")
+            if LENET_RUN in runs and "onerror" in runs:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.3)
+    else:
+        process.terminate()
+        log.seek(0)
+        pytest.fail(f"TensorBoard did not serve both runs (last answer {runs!r}):\n{log.read()}")
+    yield base
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _canvas_stats(frame, selector):
+    return frame.evaluate(CANVAS_STATS_JS, selector)
+
+
+def _wait_for_redraw(frame, selector, before, timeout=10):
+    """Waits until the canvases under ``selector`` differ from ``before``; returns the new stats."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame.wait_for_timeout(100)
+        stats = _canvas_stats(frame, selector)
+        if stats and [s["hash"] for s in stats] != [s["hash"] for s in before]:
+            return stats
+    pytest.fail(f"{selector} did not redraw within {timeout} s")
+
+
+def _texts(frame, selector):
+    return frame.eval_on_selector_all(selector, "nodes => nodes.map(n => n.textContent)")
+
+
+CURVES = "[data-panel=layer-curves] .u-wrap canvas"
+GROUPS = "[data-panel=group-curves] .u-wrap canvas"
+HEATMAP = "[data-panel=heatmap] canvas.ld-heatmap-canvas"
+
+
+def test_layer_dynamics_tab(tensorboard, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = []
+
+    def on_console(message):
+        # TensorBoard's own page warns about its bundled libraries; only the tab is ours to judge,
+        # but an error from anywhere counts.
+        ours = "layer_dynamics" in message.location.get("url", "")
+        if message.type == "error" or (message.type == "warning" and ours):
+            problems.append(f"{message.type}: {message.text} ({message.location})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    page.goto(tensorboard + "/#layer_dynamics", wait_until="networkidle")
+    frame = page.wait_for_selector(IFRAME, timeout=20000).content_frame()
+    frame.wait_for_selector(CURVES, timeout=20000)
+    frame.wait_for_selector(HEATMAP, timeout=20000)
+    frame.wait_for_selector(GROUPS, timeout=20000)
+    frame.wait_for_selector("[data-panel=summary] .ld-summary-bar", timeout=20000)
+
+    # Picker: both runs, the hostile name as literal text, and nothing parsed from it.
+    run_names = _texts(frame, "[data-list=runs] .ld-run-row")
+    assert run_names == [LENET_RUN, HOSTILE_RUN]
+    assert frame.query_selector("img") is None
+    assert "conv1" in _texts(frame, "[data-list=layers] .ld-layer-row")
+
+    # Per-layer curves: one chart of both runs, lines in colour, a legend entry per layer.
+    curves = _canvas_stats(frame, CURVES)
+    assert len(curves) == 1 and curves[0]["coloured"] > 500
+    legend = _texts(frame, "[data-panel=layer-curves] [data-legend=depth] .ld-legend-entry")
+    for layer in LENET_LAYERS:
+        assert layer in legend
+    assert _texts(frame, "[data-panel=layer-curves] [data-legend=runs] .ld-legend-entry") == [
+        LENET_RUN, HOSTILE_RUN,
+    ]
+
+    # Hovering the plot names a layer, a step and a value.
+    box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    tooltip = frame.wait_for_selector("[data-panel=layer-curves] .ld-tooltip:not([hidden])")
+    hover = tooltip.text_content()
+    assert "step" in hover and any(name in hover for name in LENET_LAYERS + ["fc", "layer"])
+
+    # Heatmap: one canvas per run, many colours, a row label per LeNet layer.
+    heatmaps = _canvas_stats(frame, HEATMAP)
+    assert len(heatmaps) == 2
+    assert all(h["coloured"] > 500 and h["distinct"] > 10 for h in heatmaps)
+    lenet_rows = _texts(frame, f"[data-panel=heatmap] [data-run='{LENET_RUN}'] .ld-heatmap-label")
+    assert lenet_rows == LENET_LAYERS
+    assert _texts(frame, "[data-legend=colour-scale] .ld-heatmap-axis span")
+
+    # Summary: a row per layer in depth order, a bar per run per metric, some of them long.
+    rows = frame.eval_on_selector_all(
+        "[data-panel=summary] [aria-label=Layer] .ld-summary-row[data-name]",
+        "rows => rows.map(r => r.dataset.name)",
+    )
+    assert rows[: len(LENET_LAYERS)] == LENET_LAYERS
+    widths = frame.eval_on_selector_all(
+        "[data-panel=summary] [aria-label=Layer] .ld-summary-bar", "bars => bars.map(b => b.getBoundingClientRect().width)"
+    )
+    assert len(widths) == len(rows) * 3 * 2
+    assert max(widths) > 50
+
+    # Groups: LeNet's groups drawn and named.
+    assert _canvas_stats(frame, GROUPS)[0]["coloured"] > 100
+    group_legend = _texts(frame, "[data-panel=group-curves] [data-legend=depth] .ld-legend-entry")
+    assert set(group_legend) >= set(LENET_GROUPS)
+
+    # Another metric redraws the curves and the heatmap.
+    frame.select_option("[data-control=metric]", "distance_from_init")
+    _wait_for_redraw(frame, CURVES, curves)
+    _wait_for_redraw(frame, HEATMAP, heatmaps)
+
+    # Dropping a run redraws with the other one only.
+    curves = _canvas_stats(frame, CURVES)
+    frame.click(f"[data-list=runs] [data-run='{HOSTILE_RUN}'] input")
+    _wait_for_redraw(frame, CURVES, curves)
+    frame.wait_for_function("document.querySelectorAll('canvas.ld-heatmap-canvas').length === 1")
+
+    assert problems == []
+
+    # A request the server refuses: its message reaches the panel. The request is sent for real,
+    # with its metric misspelt on the way, so the message is the server's own.
+    page.route(
+        "**/data/plugin/layer_dynamics/series?*",
+        lambda route: route.continue_(url=route.request.url.replace("metric=", "metric=no_such_")),
+    )
+    frame.select_option("[data-control=metric]", "update_size")
+    error = frame.wait_for_selector("[data-panel=layer-curves] .ld-state-error", timeout=10000)
+    query = urllib.parse.urlencode({"run": LENET_RUN, "metric": "no_such_update_size"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{tensorboard}/data/plugin/layer_dynamics/series?{query}")
+    expected = refused.value.read().decode("utf-8").strip()
+    assert expected and expected in error.text_content()
+    assert str(refused.value.code) in error.text_content()
+    page.close()
