@@ -1,10 +1,10 @@
 """How long ``tb_layerdyn.read`` takes for a long ResNet-18 run, beside TensorBoard's own loader.
 
 The logdir holds what ``log_layer_dynamics`` writes for ResNet-18 at its default per-layer
-granularity: 41 layers (every module that owns parameters) and 7 blocks (its top-level children),
-every metric including both RWC variants, one tensor summary per logged step, the layout on the
-first event only. It is written once with TensorBoard's ``EventFileWriter`` from random values;
-reading does not depend on the values.
+granularity with ``rwc="both"``: 41 layers (every module that owns parameters), 4 blocks
+(``layer1`` .. ``layer4``, the top-level children that hold two or more layers), all 7 metrics, one
+tensor summary per logged step, the layout on the first event only. It is written once with
+TensorBoard's ``EventFileWriter`` from random values; reading does not depend on the values.
 
 Columns:
 
@@ -75,7 +75,11 @@ def resnet18_layout():
         order="forward",
         granularity="layer",
         rwc="both",
-        groups=[{"name": name, "kind": "block", "members": m} for name, m in blocks.items()],
+        groups=[
+            {"name": name, "kind": "block", "members": members}
+            for name, members in blocks.items()
+            if len(members) > 1
+        ],
     )
 
 
