@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -433,3 +434,51 @@ def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
             assert got == pytest.approx(norm, rel=1e-5)
     assert np.isnan(run.metrics["rwc"][0]).all()
     assert (run.metrics["rwc"][1:, run.layers.index("frozen")] == 0).all()
+
+
+def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
+    from tensorboard import context
+    from tensorboard.data import server_ingester
+    from tensorboard.util import grpc_util
+
+    rng = np.random.default_rng(9)
+    layout = _layout()
+    written = {}
+    for run_dir, steps in [("", range(0, 150, 3)), ("exp/seed1", range(120))]:
+        values = _values(rng, len(steps), layout)
+        _write(str(tmp_path / run_dir), layout, steps, values)
+        written[run_dir or "."] = values
+    runs = tb_layerdyn.read(str(tmp_path))
+
+    ingester = server_ingester.SubprocessServerDataIngester(
+        server_binary=server_ingester.get_server_binary(),
+        logdir=str(tmp_path),
+        reload_interval=0,
+        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
+        samples_per_plugin={metadata.PLUGIN_NAME: 0},
+    )
+    ingester.start()
+    try:
+        provider, ctx = ingester.data_provider, context.RequestContext()
+        deadline = time.monotonic() + 60
+        while True:
+            served = provider.read_tensors(
+                ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=10**6
+            )
+            counts = {run: sum(len(s) for s in tags.values()) for run, tags in served.items()}
+            if counts == {run: len(r.steps) for run, r in runs.items()}:
+                break
+            assert time.monotonic() < deadline, f"the data server served {counts}"
+            time.sleep(0.2)
+    finally:
+        # The server exits when its stdin closes; the ingester holds that pipe.
+        ingester._stdin_handle.close()
+
+    assert set(served) == set(runs) == {".", "exp/seed1"}
+    for name, run in runs.items():
+        [series] = served[name].values()
+        np.testing.assert_array_equal([datum.step for datum in series], run.steps)
+        stacked = np.stack([datum.numpy for datum in series])
+        for row, metric in enumerate(layout["metrics"]):
+            np.testing.assert_array_equal(stacked[:, row, : len(LAYERS)], run.metrics[metric])
+        np.testing.assert_array_equal(stacked, written[name])
