@@ -189,6 +189,32 @@ class LayerDynamics:
         if self._sink is not None:
             self._sink.flush()
 
+    def initial_state_dict(self):
+        """The weights recorded at the first ``log`` (a layer that changed restarts from then).
+
+        Returns:
+            ``{qualified parameter name: tensor}``, copies. ``interpolation_sweep`` takes this, or
+            the tracker itself, as ``start``.
+
+        Raises:
+            RuntimeError: ``log`` has not been called yet, so nothing was recorded.
+        """
+        if self._layers is None:
+            raise RuntimeError("no initial weights recorded yet; call log(step) once first")
+        return {entry.name: entry.init.detach().clone() for entry in self._reducer._params}
+
+    def sweep(self, eval_fn, step, **options):
+        """Sweeps from the recorded initial weights to the current ones and writes it at ``step``.
+
+        ``options`` go to ``tb_layerdyn.sweeps.interpolation_sweep``; returns its ``SweepResult``.
+        """
+        from tb_layerdyn.sweeps import interpolation_sweep, log_interpolation_sweep
+
+        result = interpolation_sweep(self._model(), eval_fn, self, **options)
+        if self._sink is not None:
+            log_interpolation_sweep(self._sink, result, step)
+        return result
+
     def _update_layers(self, found, model):
         """Rebuilds snapshots, buffers and layout when the layers or their order changed.
 

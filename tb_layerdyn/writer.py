@@ -104,6 +104,11 @@ class EventSink:
                         GRADIENT_HISTOGRAM_PREFIX + name, param.grad.detach().float().cpu(), step
                     )
 
+    def write_summary(self, proto, step: int, walltime=None) -> None:
+        """Writes a ready ``Summary`` proto (used by ``tb_layerdyn.sweeps``) at ``step``."""
+        self.check_open()
+        self._writer._get_file_writer().add_summary(proto, global_step=step, walltime=walltime)
+
     def flush(self) -> None:
         """Flushes pending events to disk."""
         if self._writer.all_writers is not None:

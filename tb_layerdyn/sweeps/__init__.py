@@ -1,0 +1,43 @@
+"""Interpolation sweeps and layer robustness (Goodfellow & Vinyals; Zhang, Bengio & Singer).
+
+Public names::
+
+    interpolation_sweep(model, eval_fn, start, end=None, ...) -> SweepResult
+    layer_robustness(model, eval_fn, start, end=None, ...)    -> RobustnessResult
+    log_interpolation_sweep(writer, result, step)
+    make_eval_fn(loss_fn, batches)                             -> eval_fn
+
+Modules: ``interpolation`` (the three scopes), ``robustness`` (re-initialization and
+re-randomization), ``prefix_cache`` (reusing activations the swept layer cannot affect),
+``session`` (endpoints, evaluation, restoration), ``evaluation`` (``make_eval_fn``),
+``encoding`` (event payload, torch-free) and ``writer``.
+
+Names are imported lazily so that ``tb_layerdyn.sweeps.encoding`` can be used without torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "interpolation_sweep": "tb_layerdyn.sweeps.interpolation",
+    "SweepResult": "tb_layerdyn.sweeps.interpolation",
+    "DEFAULT_ALPHAS": "tb_layerdyn.sweeps.interpolation",
+    "layer_robustness": "tb_layerdyn.sweeps.robustness",
+    "RobustnessResult": "tb_layerdyn.sweeps.robustness",
+    "log_interpolation_sweep": "tb_layerdyn.sweeps.writer",
+    "make_eval_fn": "tb_layerdyn.sweeps.evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tb_layerdyn.sweeps' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
