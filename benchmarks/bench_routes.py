@@ -1,0 +1,207 @@
+"""Latency of the Layer Dynamics routes on a large logdir, under both TensorBoard loaders.
+
+The logdir holds 20 runs x 100 layers (and 4 block groups) x 5,000 steps x 7 metrics, as the issue
+asks; one run's event file is written with ``tb_layerdyn.summary`` and copied to the others (the
+contents do not change the latency). Requests go through TensorBoard's real WSGI app with
+``Accept-Encoding: gzip``, as a browser sends them, and bodies are read to the end.
+
+Rows:
+
+* ``loader``: ``rust`` (the data server TensorBoard starts by default) or ``python``
+  (``--load_fast=false``); the Python loader gets fewer runs because it parses every event in
+  Python, which takes long and has no bearing on one run's latency.
+* ``route``: the request; ``state`` is ``cold`` (first request for that run: the provider reads
+  every event and the run's table is built) or ``warm`` (the table is cached and unchanged).
+* ``median s`` / ``max s``: over ``reps`` requests, each cold one on a run not read before.
+* ``target s``: the issue's bound for the curves and heatmap routes of one run.
+* ``read_tensors`` rows time the provider call alone (transfer and ``make_ndarray`` per event),
+  the part of a cold request the plugin cannot change.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+from tensorboard import program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.compat.proto import event_pb2
+from tensorboard.context import RequestContext
+from tensorboard.data import provider as tb_provider
+from tensorboard.data import server_ingester
+from tensorboard.plugins.core import core_plugin
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from werkzeug import test as werkzeug_test
+
+from tb_layerdyn import metadata
+from tb_layerdyn import summary
+from tb_layerdyn.plugin import runs_data
+from tb_layerdyn.plugin.loader import LayerDynamicsLoader
+
+PREFIX = "/data/plugin/layer_dynamics/"
+TARGET_S = 0.5
+LAYERS = 100
+STEPS = 5000
+
+
+def _write_logdir(root, num_runs, num_steps):
+    """Writes ``num_runs`` identical runs of 100 layers; returns the logdir."""
+    layers = [f"block{i // 25}.layer{i:03d}" for i in range(LAYERS)]
+    layout = summary.layer_metrics_layout(
+        metrics=metadata.METRIC_NAMES,
+        layers=layers,
+        param_counts=[1000 + i for i in range(LAYERS)],
+        order="forward",
+        granularity="layer",
+        rwc="both",
+        groups=[
+            {"name": f"block{b}", "kind": "block", "members": layers[b * 25 : (b + 1) * 25]}
+            for b in range(4)
+        ],
+    )
+    rng = np.random.default_rng(0)
+    first = os.path.join(root, "run00")
+    writer = EventFileWriter(first, max_queue_size=100)
+    shape = (len(layout["metrics"]), LAYERS + len(layout["groups"]))
+    for step in range(num_steps):
+        values = rng.lognormal(-4.0, 1.0, size=shape).astype(np.float32)
+        pb = summary.layer_metrics_pb(values, layout, with_metadata=(step == 0))
+        writer.add_event(event_pb2.Event(step=step, wall_time=1.0e9 + step, summary=pb))
+    writer.close()
+    (event_file,) = os.listdir(first)
+    for r in range(1, num_runs):
+        run_dir = os.path.join(root, f"run{r:02d}")
+        os.makedirs(run_dir)
+        shutil.copy(os.path.join(first, event_file), run_dir)
+    return root
+
+
+def _serve(loader, logdir):
+    """Starts a loader over ``logdir``; returns ``(client, data_provider, stop)``.
+
+    The Python loader reads the whole logdir before this returns; the Rust one in the background.
+    """
+    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, LayerDynamicsLoader])
+    tb.configure(
+        argv=["tensorboard", "--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"]
+    )
+    flags = tb.flags
+    stop = None
+    if loader == "python":
+        ingester = data_ingester.LocalDataIngester(flags)
+        ingester.start()
+    else:
+        ingester = server_ingester.SubprocessServerDataIngester(
+            server_binary=server_ingester.get_server_binary(),
+            logdir=logdir,
+            reload_interval=0,
+            channel_creds_type=flags.grpc_creds_type,
+            samples_per_plugin=flags.samples_per_plugin,
+        )
+        ingester.start()
+        stop = ingester._stdin_handle.close  # the server exits when its stdin closes
+    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
+    return werkzeug_test.Client(app), ingester.data_provider, stop
+
+
+def _get(client, url):
+    started = time.perf_counter()
+    response = client.get(PREFIX + url, headers={"Accept-Encoding": "gzip"})
+    body = response.get_data()
+    seconds = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {body[:200]!r}")
+    return seconds, len(body)
+
+
+def _wait_loaded(client, num_runs, last_step):
+    started = time.perf_counter()
+    while True:
+        response = client.get(PREFIX + "runs")
+        runs = json.loads(response.get_data())["runs"]
+        if len(runs) == num_runs and all(r["last_step"] == last_step for r in runs):
+            return time.perf_counter() - started
+        time.sleep(0.2)
+
+
+def _row(loader, runs, route, state, seconds, size=None):
+    row = {
+        "loader": loader,
+        "runs": runs,
+        "route": route,
+        "state": state,
+        "median s": statistics.median(seconds),
+        "max s": max(seconds),
+        "reps": len(seconds),
+    }
+    if size is not None:
+        row["body MB (gzip)"] = size / 2**20
+    if route.startswith(("series", "heatmap")):
+        row["target s"] = TARGET_S
+        row["meets target"] = max(seconds) < TARGET_S
+    return row
+
+
+def _measure(loader, logdir, num_runs, reps):
+    started = time.perf_counter()
+    client, data_provider, stop = _serve(loader, logdir)
+    rows = []
+    try:
+        _wait_loaded(client, num_runs, STEPS - 1)
+        rows.append(_row(loader, num_runs, "load logdir", "cold", [time.perf_counter() - started]))
+        run_names = [f"run{r:02d}" for r in range(num_runs)]
+        routes = {
+            "series rwc (layers)": "series?run={run}&metric=rwc",
+            "series rwc (groups)": "series?run={run}&metric=rwc&target=groups",
+            "heatmap rwc": "heatmap?run={run}&metric=rwc",
+            "summary": "summary?run={run}",
+        }
+        cold_runs = iter(run_names)
+        for route, url in routes.items():
+            if route.startswith(("series rwc (layers)", "heatmap")):
+                cold = [_get(client, url.format(run=next(cold_runs)))[0] for _ in range(reps // 2)]
+                rows.append(_row(loader, num_runs, route, "cold", cold))
+            warm, size = [], 0
+            for _ in range(reps):
+                seconds, size = _get(client, url.format(run=run_names[-1]))
+                warm.append(seconds)
+            rows.append(_row(loader, num_runs, route, "warm", warm[1:], size))
+        runs_s, size = zip(*[_get(client, "runs") for _ in range(reps)])
+        rows.append(_row(loader, num_runs, "runs", "warm", list(runs_s), size[0]))
+
+        read_s = []
+        for run in run_names[:reps // 2]:
+            started = time.perf_counter()
+            data_provider.read_tensors(
+                RequestContext(),
+                experiment_id="",
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=runs_data.READ_ALL,
+                run_tag_filter=tb_provider.RunTagFilter(runs=[run]),
+            )
+            read_s.append(time.perf_counter() - started)
+        rows.append(_row(loader, num_runs, "read_tensors (provider)", "cold", read_s))
+    finally:
+        if stop is not None:
+            stop()
+    return rows
+
+
+def run(quick):
+    """Times the routes under both loaders; see the module docstring for the rows."""
+    reps = 4 if quick else 10
+    rust_runs = 20
+    python_runs = 4 if quick else 10
+    with tempfile.TemporaryDirectory(prefix="bench_routes_") as root:
+        rust_dir = _write_logdir(os.path.join(root, "rust"), rust_runs, STEPS)
+        python_dir = os.path.join(root, "python")
+        os.makedirs(python_dir)
+        for r in range(python_runs):
+            shutil.copytree(os.path.join(rust_dir, f"run{r:02d}"), os.path.join(python_dir, f"run{r:02d}"))
+        rows = _measure("rust", rust_dir, rust_runs, reps)
+        rows += _measure("python", python_dir, python_runs, min(reps, python_runs))
+    return rows
