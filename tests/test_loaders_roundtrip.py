@@ -1,0 +1,97 @@
+"""Events written by the tracker, read back exactly through both TensorBoard loaders."""
+
+import numpy as np
+import pytest
+import torch
+from tensorboard import context
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
+from tensorboard.data import server_ingester
+from tensorboard.util import grpc_util, tensor_util
+from torch.utils.tensorboard import SummaryWriter
+
+from layerdyn_helpers import Zoo, train_step, zoo_batch
+from tb_layerdyn import LayerDynamics, metadata
+
+STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("logs")
+    torch.manual_seed(0)
+    model = Zoo()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    writer = SummaryWriter(str(root / "run"))
+    writer.add_scalar("loss", 1.5, 0)
+    tracker = LayerDynamics(model, writer, rwc="both", histogram_every=None)
+    for step in range(STEPS):
+        train_step(model, opt, zoo_batch(gen))
+        tracker.log(step)
+    writer.close()
+    return root
+
+
+def raw_events(run_dir):
+    """Tag -> {step: float32 array}, straight from the event file records."""
+    found = {}
+    for path in sorted(run_dir.iterdir()):
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag.startswith(metadata.METRICS_TAG_PREFIX):
+                    found.setdefault(value.tag, {})[event.step] = tensor_util.make_ndarray(value.tensor)
+    return found
+
+
+def provider_tensors(provider):
+    ctx = context.RequestContext()
+    listing = provider.list_tensors(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
+    tags = sorted(listing["run"])
+    data = provider.read_tensors(
+        ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000,
+        run_tag_filter=None,
+    )
+    out = {tag: {d.step: d.numpy for d in data["run"][tag]} for tag in tags}
+    contents = {tag: metadata.parse_plugin_metadata(listing["run"][tag].plugin_content) for tag in tags}
+    return out, contents
+
+
+def check_exact(raw, served):
+    assert sorted(served) == sorted(raw)
+    for tag, per_step in raw.items():
+        assert sorted(served[tag]) == sorted(per_step)
+        for step, array in per_step.items():
+            got = np.asarray(served[tag][step])
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, array)
+
+
+def test_python_loader_reads_exact_values(logdir):
+    raw = raw_events(logdir / "run")
+    assert sum(len(v) for v in raw.values()) == STEPS
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    served, contents = provider_tensors(MultiplexerDataProvider(multiplexer, str(logdir)))
+    check_exact(raw, served)
+    for content in contents.values():
+        assert content["metrics"][0] == "rwc" and content["rwc"] == "both"
+    assert "loss" in multiplexer.Runs()["run"]["tensors"]  # the user's own scalar is untouched
+
+
+def test_rust_loader_reads_exact_values(logdir):
+    binary = server_ingester.get_server_binary()
+    ingester = server_ingester.SubprocessServerDataIngester(
+        binary,
+        str(logdir),
+        reload_interval=0,
+        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
+        samples_per_plugin={metadata.PLUGIN_NAME: 0},
+    )
+    ingester.start()
+    served, contents = provider_tensors(ingester.data_provider)
+    check_exact(raw_events(logdir / "run"), served)
+    for tag, content in contents.items():
+        assert tag == metadata.metrics_tag({k: v for k, v in content.items() if k != "version"})
