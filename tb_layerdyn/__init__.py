@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     "log_layer_dynamics": "tb_layerdyn.tracker",
     "LayerDynamics": "tb_layerdyn.tracker",
-    "read": "tb_layerdyn.read",
+    "read": "tb_layerdyn.reader",
     "interpolation_sweep": "tb_layerdyn.sweeps",
     "log_interpolation_sweep": "tb_layerdyn.sweeps",
 }

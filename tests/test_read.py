@@ -482,3 +482,15 @@ def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
         for row, metric in enumerate(layout["metrics"]):
             np.testing.assert_array_equal(stacked[:, row, : len(LAYERS)], run.metrics[metric])
         np.testing.assert_array_equal(stacked, written[name])
+
+
+def test_read_stays_callable_after_its_module_is_imported(tmp_path):
+    script = (
+        "from tb_layerdyn.reader import Run\n"
+        "import tb_layerdyn\n"
+        f"print(type(tb_layerdyn.read({str(tmp_path)!r})).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "Runs"
