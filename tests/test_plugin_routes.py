@@ -647,3 +647,23 @@ def test_routes_serve_what_log_layer_dynamics_wrote(tmp_path):
         assert column[0] is None
         for t in range(1, 6):
             assert column[t] == pytest.approx(l1_change(layer, t), rel=1e-4)
+
+
+def test_single_layout_fast_path_equals_the_general_merge():
+    from tb_layerdyn import table
+    from tb_layerdyn.plugin import runs_data
+
+    layout = make_layout(["x", "y", "z"], groups=[{"name": "g", "kind": "user", "members": ["x", "z"]}])
+    values = random_values(np.random.default_rng(5), 40, layout, nan_fraction=0.2)
+    events = table.LayoutEvents(content=layout, steps=np.arange(40) * 3, values=values)
+    fast = runs_data.single_layout_table(events)
+    merged = table.build_run_table([events])
+    assert (fast.layers, fast.param_counts, fast.groups, fast.info) == (
+        merged.layers, merged.param_counts, merged.groups, merged.info)
+    assert np.array_equal(fast.steps, merged.steps)
+    for name in ("metrics", "group_metrics"):
+        got, want = getattr(fast, name), getattr(merged, name)
+        assert list(got) == list(want)
+        for metric in want:
+            assert got[metric].dtype == np.float32
+            assert np.array_equal(got[metric], want[metric].astype(np.float32), equal_nan=True)
