@@ -12,7 +12,10 @@ Rows:
   Python, which takes long and has no bearing on one run's latency.
 * ``route``: the request; ``state`` is ``cold`` (first request for that run: the provider reads
   every event and the run's table is built) or ``warm`` (the table is cached and unchanged).
-* ``median s`` / ``max s``: over ``reps`` requests, each cold one on a run not read before.
+* ``median s`` / ``max s``: wall time over ``reps`` requests, each cold one on a run not read
+  before. ``median cpu s``: CPU time of the TensorBoard process for the same requests, which
+  other work on a shared machine inflates less than wall time (the Rust server's own CPU time is
+  not in it).
 * ``target s``: the issue's bound for the curves and heatmap routes of one run.
 * ``read_tensors`` rows time the provider call alone (transfer and ``make_ndarray`` per event),
   the part of a cold request the plugin cannot change.
@@ -108,11 +111,13 @@ def _serve(loader, logdir):
     return werkzeug_test.Client(app), ingester.data_provider, stop
 
 
-def _get(client, url):
-    started = time.perf_counter()
+def _get(client, url, cpu=None):
+    started, started_cpu = time.perf_counter(), time.process_time()
     response = client.get(PREFIX + url, headers={"Accept-Encoding": "gzip"})
     body = response.get_data()
     seconds = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(time.process_time() - started_cpu)
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {body[:200]!r}")
     return seconds, len(body)
@@ -128,7 +133,7 @@ def _wait_loaded(client, num_runs, last_step):
         time.sleep(0.2)
 
 
-def _row(loader, runs, route, state, seconds, size=None):
+def _row(loader, runs, route, state, seconds, size=None, cpu=None):
     row = {
         "loader": loader,
         "runs": runs,
@@ -136,6 +141,7 @@ def _row(loader, runs, route, state, seconds, size=None):
         "state": state,
         "median s": statistics.median(seconds),
         "max s": max(seconds),
+        "median cpu s": statistics.median(cpu) if cpu else None,
         "reps": len(seconds),
     }
     if size is not None:
@@ -163,13 +169,16 @@ def _measure(loader, logdir, num_runs, reps):
         cold_runs = iter(run_names)
         for route, url in routes.items():
             if route.startswith(("series rwc (layers)", "heatmap")):
-                cold = [_get(client, url.format(run=next(cold_runs)))[0] for _ in range(reps // 2)]
-                rows.append(_row(loader, num_runs, route, "cold", cold))
-            warm, size = [], 0
+                cpu = []
+                cold = [
+                    _get(client, url.format(run=next(cold_runs)), cpu)[0] for _ in range(reps // 2)
+                ]
+                rows.append(_row(loader, num_runs, route, "cold", cold, cpu=cpu))
+            warm, cpu, size = [], [], 0
             for _ in range(reps):
-                seconds, size = _get(client, url.format(run=run_names[-1]))
+                seconds, size = _get(client, url.format(run=run_names[-1]), cpu)
                 warm.append(seconds)
-            rows.append(_row(loader, num_runs, route, "warm", warm[1:], size))
+            rows.append(_row(loader, num_runs, route, "warm", warm[1:], size, cpu[1:]))
         runs_s, size = zip(*[_get(client, "runs") for _ in range(reps)])
         rows.append(_row(loader, num_runs, "runs", "warm", list(runs_s), size[0]))
 
