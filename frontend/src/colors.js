@@ -75,6 +75,24 @@ export function depthColor(index, count) {
 }
 
 /**
+ * Depth colours for the layers of several runs: each layer is placed by its position in its own
+ * run (so a shallow and a deep model both span the ramp), and a name shared by runs takes its
+ * colour from the first run that has it.
+ * @param {ReadonlyArray<readonly string[]>} lists each run's layer names in depth order.
+ * @returns {Map<string, string>} layer name -> `#rrggbb`.
+ */
+export function layerColors(lists) {
+  /** @type {Map<string, string>} */
+  const colours = new Map();
+  for (const list of lists) {
+    list.forEach((name, i) => {
+      if (!colours.has(name)) colours.set(name, depthColor(i, list.length));
+    });
+  }
+  return colours;
+}
+
+/**
  * A CSS linear-gradient along a ramp, for legends.
  * @param {readonly string[]} stops
  * @returns {string}

@@ -17,14 +17,8 @@ import { formatValue, logPosition, logTicks } from './scales.js';
 export function depthLegend(layers) {
   const ramp = el('div', { className: CSS.legendRamp, attrs: { 'aria-hidden': 'true' } });
   ramp.style.background = rampGradient(DEPTH_RAMP);
-  const first = layers[0]?.name ?? '';
-  const last = layers[layers.length - 1]?.name ?? '';
   const legend = el('div', { className: CSS.legend, attrs: { 'data-legend': 'depth' } }, [
-    el('div', { className: CSS.legendEnds }, [
-      el('span', { text: `input: ${first}` }),
-      ramp,
-      el('span', { text: `output: ${last}` }),
-    ]),
+    el('div', { className: CSS.legendEnds }, [el('span', { text: 'input' }), ramp, el('span', { text: 'output' })]),
   ]);
   if (layers.length <= LEGEND_MAX_ENTRIES) {
     for (const layer of layers) {
@@ -36,7 +30,9 @@ export function depthLegend(layers) {
       );
     }
   } else {
-    legend.append(el('span', { className: CSS.legendEntry, text: `${layers.length} layers` }));
+    const first = layers[0].name;
+    const last = layers[layers.length - 1].name;
+    legend.append(el('span', { className: CSS.legendEntry, text: `${layers.length} layers, ${first} … ${last}` }));
   }
   return legend;
 }
@@ -88,12 +84,20 @@ export function colourScaleLegend(min, max) {
   const ramp = el('div', { className: CSS.legendRamp, attrs: { 'aria-hidden': 'true' } });
   ramp.style.background = rampGradient(HEATMAP_RAMP);
   const ticks = el('div', { className: CSS.heatmapAxis });
-  const values = [min, ...logTicks(min, max).filter((t) => t > min * 1.5 && t < max / 1.5), max];
-  for (const value of values) {
+  // Powers of ten between the ends, minus those so close to an end that their labels would collide.
+  const inner = logTicks(min, max).filter((t) => {
+    const at = logPosition(t, min, max);
+    return at > 0.18 && at < 0.82;
+  });
+  const values = max > min ? [min, ...inner, max] : [max];
+  values.forEach((value, k) => {
     const tick = el('span', { text: formatValue(value) });
     tick.style.left = `${logPosition(value, min, max) * 100}%`;
+    // The end labels sit inside the ramp's width instead of centred on its edges.
+    if (k === 0) tick.style.transform = 'none';
+    if (k === values.length - 1 && k > 0) tick.style.transform = 'translateX(-100%)';
     ticks.append(tick);
-  }
+  });
   const scale = el('div', { className: CSS.legendEnds }, [
     el('span', { text: 'log scale' }),
     el('div', {}, [ramp, ticks]),

@@ -66,5 +66,26 @@ export function formatValue(value) {
   if (value === 0) return '0';
   const abs = Math.abs(value);
   if (abs >= 1e-3 && abs < 1e5) return String(Number(value.toPrecision(4)));
-  return value.toExponential(2).replace('e+', 'e');
+  // 1.50e-4 -> 1.5e-4, 1.00e-4 -> 1e-4: axis labels at powers of ten stay short.
+  return value.toExponential(2).replace(/\.?0+e/, 'e').replace('e+', 'e');
+}
+
+/**
+ * Round tick values (1, 2 or 5 times a power of ten apart) covering [min, max].
+ * @param {number} min
+ * @param {number} max
+ * @param {number} count roughly how many ticks are wanted.
+ * @returns {number[]} ascending ticks within [min, max].
+ */
+export function niceTicks(min, max, count) {
+  if (!Number.isFinite(min) || !Number.isFinite(max) || max < min) return [];
+  if (max === min) return [min];
+  const rough = (max - min) / Math.max(1, count);
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const spacing = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) ?? 10 * power;
+  const ticks = [];
+  for (let t = Math.ceil(min / spacing) * spacing; t <= max + spacing * 1e-9; t += spacing) {
+    ticks.push(Number(t.toPrecision(12)));
+  }
+  return ticks;
 }

@@ -7,7 +7,7 @@
 import {
   CHART_HEIGHT, CSS, CURVE_MAX_POINTS, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
 } from '../constants.js';
-import { depthColor } from '../colors.js';
+import { layerColors } from '../colors.js';
 import { createCurveChart } from '../curve_chart.js';
 import { el, chip } from '../dom.js';
 import { depthLegend, runLegend } from '../legend.js';
@@ -87,10 +87,11 @@ export function createCurvesPanel(context, config) {
    * @param {State} state
    * @param {RunInfo[]} runs
    * @param {import('../model.js').SeriesPayload[]} payloads
-   * @returns {{curves: RunCurves[], notes: string[], order: string[]}}
+   * @returns {{curves: RunCurves[], notes: string[], order: string[], colours: Map<string, string>}}
    */
   function shape(state, runs, payloads) {
     const keep = config.keep(state, runs);
+    const colours = layerColors(runs.map(config.seriesOf));
     const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
     /** @type {string[]} */
     const notes = [];
@@ -122,27 +123,28 @@ export function createCurvesPanel(context, config) {
         return {
           series: name,
           run: run.run,
-          color: depthColor(order.indexOf(name), order.length),
+          color: colours.get(name) ?? '#757575',
           dash: state.layout === 'overlay' ? dash : [],
         };
       });
       curves.push({ run, columns, lines });
     });
-    return { curves, notes, order };
+    return { curves, notes, order, colours };
   }
 
   /**
    * @param {State} state
    * @param {RunCurves[]} curves
    * @param {string[]} order
+   * @param {Map<string, string>} colours
    * @param {string[]} notes
    */
-  function draw(state, curves, order, notes) {
+  function draw(state, curves, order, colours, notes) {
     destroyPlots();
     const yLabel = metricLabel(state.metric);
     /** @type {Node[]} */
     const nodes = [];
-    const legendLayers = order.map((name, i) => ({ name, color: depthColor(i, order.length) }));
+    const legendLayers = order.map((name) => ({ name, color: colours.get(name) ?? '#757575' }));
     nodes.push(depthLegend(legendLayers));
     const multiples = state.layout === 'multiples' && curves.length > 1;
     columnsPerRow = multiples && shell.body.clientWidth > 900 ? 2 : 1;
@@ -235,7 +237,7 @@ export function createCurvesPanel(context, config) {
       shell.showState('empty', why.length ? why.join(' ') : `No ${config.target} match the filter.`);
       return;
     }
-    draw(state, shaped.curves, shaped.order, notes.concat(shaped.notes));
+    draw(state, shaped.curves, shaped.order, shaped.colours, notes.concat(shaped.notes));
   }
 
   return { element: shell.element, update };

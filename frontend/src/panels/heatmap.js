@@ -14,7 +14,7 @@ import { chip, el, hiDpiCanvas } from '../dom.js';
 import { colourScaleLegend } from '../legend.js';
 import { createRequestGuard } from '../model.js';
 import { PanelShell } from '../panel.js';
-import { formatValue, valueRange } from '../scales.js';
+import { formatValue, niceTicks, valueRange } from '../scales.js';
 import { activeRuns, visibleLayers } from '../selection.js';
 import { heatmapPixels } from '../shaping.js';
 import { metricLabel } from './curves.js';
@@ -29,16 +29,17 @@ const LABEL_WIDTH = 150;
 const ROWS_HEIGHT_TARGET = 260;
 
 /**
- * Steps shown under the heatmap: first, last and a few between, at their column positions.
- * @param {readonly number[]} steps
+ * Round steps under the heatmap, each placed over the first column that reached it (columns need
+ * not be evenly spaced in steps).
+ * @param {readonly number[]} steps ascending.
  * @returns {HTMLElement}
  */
 function stepAxis(steps) {
   const axis = el('div', { className: CSS.heatmapAxis });
-  const count = Math.min(steps.length, 6);
-  for (let k = 0; k < count; k++) {
-    const j = count === 1 ? 0 : Math.round((k * (steps.length - 1)) / (count - 1));
-    const tick = el('span', { text: String(steps[j]) });
+  let j = 0;
+  for (const step of niceTicks(steps[0], steps[steps.length - 1], 6)) {
+    while (j < steps.length - 1 && steps[j] < step) j++;
+    const tick = el('span', { text: String(step) });
     tick.style.left = `${((j + 0.5) / steps.length) * 100}%`;
     axis.append(tick);
   }

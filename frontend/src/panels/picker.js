@@ -5,7 +5,7 @@
  */
 
 import { CSS } from '../constants.js';
-import { depthColor } from '../colors.js';
+import { layerColors } from '../colors.js';
 import { chip, el, stateMessage } from '../dom.js';
 import { activeRuns, visibleLayers } from '../selection.js';
 import { compileFilter, unionNames } from '../shaping.js';
@@ -120,14 +120,14 @@ export function createPickerPanel(context) {
     groupSelect.disabled = groups.length === 0;
 
     const names = unionNames(runs.map((r) => r.layers));
+    const colours = layerColors(runs.map((r) => r.layers));
     const keep = visibleLayers(state, runs);
     layerCount.textContent = names.length ? `${keep.size} of ${names.length}` : '';
     const rows = names
-      .map((name, i) => ({ name, i }))
-      .filter(({ name }) => keep.has(name))
-      .map(({ name, i }) =>
+      .filter((name) => keep.has(name))
+      .map((name) =>
         el('div', { className: CSS.layerRow, title: name, attrs: { 'data-layer': name } }, [
-          chip(depthColor(i, names.length)), el('span', { text: name }),
+          chip(colours.get(name) ?? '#757575'), el('span', { text: name }),
         ]));
     layerList.replaceChildren(...(rows.length || !names.length ? rows : [stateMessage('empty', 'No layer matches.')]));
   }

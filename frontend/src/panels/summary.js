@@ -61,7 +61,9 @@ function barTable(caption, names, runs, runColor) {
       const cell = el('div', { className: CSS.summaryCell, attrs: { role: 'cell' } });
       for (const { run, part, step } of runs) {
         const i = part.names.indexOf(name);
-        const value = i < 0 ? null : part[metric.id]?.[i] ?? null;
+        // A run without this layer gets no bar; a layer with no value yet gets an empty one.
+        if (i < 0) continue;
+        const value = part[metric.id]?.[i] ?? null;
         const bar = el('div', {
           className: CSS.summaryBar,
           title: `${run} · ${name} · ${metric.label} at step ${step}: ${formatValue(value)}`,
