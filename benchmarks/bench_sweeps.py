@@ -10,8 +10,8 @@ ResNet-18's forwards are not ``nn.Sequential``; the MLP's is.
 Models and evaluation sets (as in the project's performance notes): LeNet-5 on 512 samples of
 1x32x32, the MLP 784-512-256-10 on 512 samples, ResNet-18 on 64 samples of 3x32x32, each in two
 batches. Start weights are a fresh initialization, end weights the same plus Gaussian noise.
-ResNet-18 sweeps 6 of its 41 layers (evenly spaced in depth, first and last included) to keep the
-run short.
+The parameter scope takes 2 scalars per layer. ResNet-18 sweeps 6 of its 41 layers (evenly spaced in
+depth, first and last included) and 1 scalar per layer, to keep the run short.
 
 Columns:
 
@@ -20,6 +20,8 @@ Columns:
 ``sweep s``            median wall time of ``interpolation_sweep`` (its evaluation of the end
                        model and layer ordering included);
 ``speedup x``          median of the paired ratios ``loop s / sweep s``;
+``cpu speedup x``      the same ratio of process CPU times: steadier than wall time when other
+                       jobs share the cores (it counts the work, not the waiting);
 ``target x``           issue 4's target on LeNet-5 (3 for layers, 5 for parameters), else empty;
 ``max abs diff``       the largest difference between the two methods' metric values.
 
@@ -27,6 +29,7 @@ Run alone with ``python -m benchmarks.bench_sweeps [--quick]``.
 """
 
 import sys
+import time
 
 import numpy as np
 import torch
@@ -125,17 +128,23 @@ def run(quick):
             if quick and name == "ResNet-18" and scope == "parameters":
                 continue
             outputs = {}
+            cpu = {"loop": [], "sweep": []}
+            per_layer = 1 if name == "ResNet-18" else 2
 
             def loop():
+                started = time.process_time()
                 outputs["loop"] = _obvious_loop(
-                    model, eval_fn, start, alphas, scope, layer_names, 2, 0
+                    model, eval_fn, start, alphas, scope, layer_names, per_layer, 0
                 )
+                cpu["loop"].append(time.process_time() - started)
 
             def sweep():
+                started = time.process_time()
                 outputs["sweep"] = interpolation_sweep(
                     model, eval_fn, start, alphas=alphas, scope=scope, layers=selection,
-                    params_per_layer=2,
+                    params_per_layer=per_layer,
                 ).curves
+                cpu["sweep"].append(time.process_time() - started)
 
             seconds = timing.interleaved({"loop": loop, "sweep": sweep}, repetitions)
             diff = max(
@@ -152,6 +161,7 @@ def run(quick):
                 "loop s": timing.median(seconds["loop"]),
                 "sweep s": timing.median(seconds["sweep"]),
                 "speedup x": timing.median(ratios),
+                "cpu speedup x": timing.median([a / b for a, b in zip(cpu["loop"], cpu["sweep"])]),
                 "target x": TARGETS.get((name, scope), ""),
                 "max abs diff": diff,
             })
