@@ -7,7 +7,9 @@ a run name full of markup stays text, a failed request shows the server's messag
 stays clean.
 """
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -258,8 +260,10 @@ def test_layer_dynamics_tab(tensorboard, browser):
     box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
     tooltip = frame.wait_for_selector("[data-panel=layer-curves] .ld-tooltip:not([hidden])")
-    hover = tooltip.text_content()
-    assert "step" in hover and any(name in hover for name in LENET_LAYERS + ["fc", "layer"])
+    runs = json.loads(_get(tensorboard + "/data/plugin/layer_dynamics/runs"))["runs"]
+    labels = {f"{layer} · {r['run']}" for r in runs for layer in r["layers"]}
+    assert tooltip.query_selector("strong").text_content() in labels
+    assert re.fullmatch(r"step \d+ · \S+", tooltip.query_selector("span").text_content())
 
     # Heatmap: one canvas per run, many colours, a row label per LeNet layer.
     heatmaps = _canvas_stats(frame, HEATMAP)

@@ -86,6 +86,9 @@ export const HEATMAP_MISSING = '#d6d6d6';
 /** Line dash per run when runs are overlaid in one chart (colour already encodes depth). */
 export const RUN_DASHES = Object.freeze([[], [7, 4], [2, 3], [10, 3, 2, 3], [4, 2], [1, 2]]);
 
+/** Most lines an overlaid chart draws dashed (see panels/curves.js for why there is a limit). */
+export const DASHED_LINES_MAX = 120;
+
 /** Metrics the curves can show, in menu order, with how they are labelled. */
 export const METRICS = Object.freeze([
   { id: 'rwc', label: 'RWC (‖Δw‖₁ / ‖w‖₁)' },
@@ -105,10 +108,11 @@ export const SUMMARY_METRICS = Object.freeze([
 ]);
 
 /**
- * Points per series asked of the `series` route. The server keeps a min/max envelope beyond it, so
- * two points per pixel of a wide chart lose nothing visible while bounding the work per redraw.
+ * Points per series asked of the `series` route. The server keeps a min/max envelope beyond it (a
+ * bin's low and high), so about one bin per pixel of a wide chart loses nothing visible, spikes
+ * included, while bounding the transfer and the work per redraw.
  */
-export const CURVE_MAX_POINTS = 4000;
+export const CURVE_MAX_POINTS = 2000;
 
 /** Heatmap columns asked of the `heatmap` route: about one per pixel of a wide chart. */
 export const HEATMAP_MAX_STEPS = 1200;

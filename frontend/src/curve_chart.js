@@ -58,13 +58,25 @@ function hoverReadout(lines, showRun) {
   const where = el('span');
   box.append(name, where);
   box.hidden = true;
+  // Synced charts move their cursors together; only the chart under the pointer shows a readout.
+  let pointerInside = false;
   return {
     hooks: {
-      init: [(u) => u.over.append(box)],
+      init: [
+        (u) => {
+          u.over.append(box);
+          u.over.addEventListener('mouseenter', () => { pointerInside = true; });
+          u.over.addEventListener('mouseleave', () => {
+            pointerInside = false;
+            box.hidden = true;
+          });
+        },
+      ],
       setCursor: [
         (u) => {
           const { idx, left, top } = u.cursor;
-          const s = idx === null || idx === undefined || left === undefined || left < 0 || top === undefined
+          const s = !pointerInside || idx === null || idx === undefined || left === undefined || left < 0
+            || top === undefined
             ? -1
             : nearestSeries(u, idx, top);
           if (s < 0 || idx === null || idx === undefined || left === undefined || top === undefined) {
@@ -122,7 +134,7 @@ export function createCurveChart(spec) {
       ...spec.lines.map((line) => ({
         label: line.series,
         stroke: line.color,
-        width: 1.25,
+        width: 1,
         dash: [...line.dash],
         spanGaps: spec.spanGaps,
         points: { show: false },

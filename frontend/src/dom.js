@@ -72,3 +72,12 @@ export function hiDpiCanvas(width, height, className) {
   ctx.scale(ratio, ratio);
   return { canvas, ctx };
 }
+
+/**
+ * Lets the browser handle input and paint before the caller goes on, so panels that all get
+ * their data at once (from the cache) draw in separate tasks instead of one long freeze.
+ * @returns {Promise<void>}
+ */
+export function yieldToBrowser() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}

@@ -5,11 +5,11 @@
  */
 
 import {
-  CHART_HEIGHT, CSS, CURVE_MAX_POINTS, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
+  CHART_HEIGHT, CSS, CURVE_MAX_POINTS, DASHED_LINES_MAX, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
 } from '../constants.js';
 import { layerColors } from '../colors.js';
 import { createCurveChart } from '../curve_chart.js';
-import { el, chip } from '../dom.js';
+import { el, chip, yieldToBrowser } from '../dom.js';
 import { depthLegend, runLegend } from '../legend.js';
 import { createRequestGuard } from '../model.js';
 import { PanelShell } from '../panel.js';
@@ -95,8 +95,8 @@ export function createCurvesPanel(context, config) {
     const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
     /** @type {string[]} */
     const notes = [];
-    /** @type {RunCurves[]} */
-    const curves = [];
+    /** @type {Array<{run: RunInfo, names: string[], columns: Array<ReadonlyArray<number | null>>}>} */
+    const kept = [];
     payloads.forEach((payload, r) => {
       const run = runs[r];
       if (payload.total_steps === 0) {
@@ -117,18 +117,21 @@ export function createCurvesPanel(context, config) {
         notes.push(`Run ${run.run} has no ${state.logY ? 'positive ' : ''}values of ${state.metric} for these ${config.target}.`);
         return;
       }
-      const dash = RUN_DASHES[runs.indexOf(run) % RUN_DASHES.length];
-      const lines = indices.map((i) => {
-        const name = payload.names[i];
-        return {
-          series: name,
-          run: run.run,
-          color: colours.get(name) ?? '#757575',
-          dash: state.layout === 'overlay' ? dash : [],
-        };
-      });
-      curves.push({ run, columns, lines });
+      kept.push({ run, names: indices.map((i) => payload.names[i]), columns });
     });
+    const lineCount = kept.reduce((n, k) => n + k.names.length, 0);
+    // Dashed strokes cost many times a solid one to rasterise; past a few dozen lines they would
+    // stall the page, and so many lines are told apart by run in small multiples anyway.
+    const dashed = state.layout === 'overlay' && kept.length > 1 && lineCount <= DASHED_LINES_MAX;
+    /** @type {RunCurves[]} */
+    const curves = kept.map(({ run, names, columns }, k) => {
+      const dash = dashed ? RUN_DASHES[k % RUN_DASHES.length] : [];
+      const lines = names.map((name) => ({ series: name, run: run.run, color: colours.get(name) ?? '#757575', dash }));
+      return { run, columns, lines };
+    });
+    if (state.layout === 'overlay' && kept.length > 1 && !dashed) {
+      notes.push(`${lineCount} lines are too many to tell runs apart by dash: pick “small multiples” to see each run on its own.`);
+    }
     return { curves, notes, order, colours };
   }
 
@@ -228,6 +231,7 @@ export function createCurvesPanel(context, config) {
       shell.showError(e);
       return;
     }
+    await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
     const shaped = shape(state, usable, payloads);

@@ -10,7 +10,7 @@ import {
   CSS, HEATMAP_MAX_STEPS, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ROW_MAX, HEATMAP_ROW_MIN,
   HEATMAP_ZERO, LABEL_MIN_SPACING,
 } from '../constants.js';
-import { chip, el, hiDpiCanvas } from '../dom.js';
+import { chip, el, hiDpiCanvas, yieldToBrowser } from '../dom.js';
 import { colourScaleLegend } from '../legend.js';
 import { createRequestGuard } from '../model.js';
 import { PanelShell } from '../panel.js';
@@ -191,6 +191,7 @@ export function createHeatmapPanel(context) {
       shell.showError(e);
       return;
     }
+    await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
     draw(state, payloads);

@@ -5,7 +5,7 @@
  */
 
 import { CSS, SUMMARY_METRICS } from '../constants.js';
-import { chip, el } from '../dom.js';
+import { chip, el, yieldToBrowser } from '../dom.js';
 import { createRequestGuard } from '../model.js';
 import { PanelShell } from '../panel.js';
 import { formatValue } from '../scales.js';
@@ -130,6 +130,7 @@ export function createSummaryPanel(context) {
       shell.showError(e);
       return;
     }
+    await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
     const keep = visibleLayers(state, runs);
