@@ -17,7 +17,6 @@ import zlib
 import numpy as np
 import torch
 
-from tb_layerdyn.sweeps import layers as layer_lib
 from tb_layerdyn.sweeps.session import SweepSession
 
 SCOPES = ("model", "layers", "parameters")
@@ -185,14 +184,14 @@ def _sweep_model(session, result):
             points.append(session.evaluate())
     finally:
         session.set_end(names)
-    travel = layer_lib.travel(session.theta0, session.theta1, session.param_names())
+    travel = _travel(session.theta0, session.theta1, session.param_names())
     result.add_curve("model", MODEL_CURVE, points, travel)
 
 
 def _sweep_layers(session, result):
     for layer in session.layers:
         names = session.moving(layer)
-        travel = layer_lib.travel(session.theta0, session.theta1, layer.params)
+        travel = _travel(session.theta0, session.theta1, layer.params)
         if session.still(names):
             # Nothing moves: every alpha evaluates the end model, already evaluated.
             result.add_curve("layers", layer.name, [session.end_metrics] * len(result.alphas), travel)
@@ -274,6 +273,14 @@ def _sweep_parameters(session, result, count, seed):
                 result.add_curve("parameters", curve, points, travel)
         finally:
             close()
+
+
+def _travel(start, end, names):
+    """Euclidean distance between the endpoints over the named tensors, summed in float64."""
+    total = 0.0
+    for name in names:
+        total += float(torch.sum((end[name].double() - start[name].double()) ** 2))
+    return total ** 0.5
 
 
 def _check_scopes(scope):

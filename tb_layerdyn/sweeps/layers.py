@@ -7,8 +7,6 @@ Layers are ordered by when they first run in a forward pass (depth order), and t
 ran follow in registration order.
 """
 
-import torch
-
 from tb_layerdyn import layers as tracked_layers
 
 
@@ -83,10 +81,3 @@ def order_by_first_call(layers, model, run):
 
     return result, sorted(layers, key=key)
 
-
-def travel(start, end, names):
-    """Euclidean distance between two endpoints over the named tensors, accumulated in float64."""
-    total = 0.0
-    for name in names:
-        total += float(torch.sum((end[name].double() - start[name].double()) ** 2))
-    return total ** 0.5

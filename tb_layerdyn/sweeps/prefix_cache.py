@@ -26,6 +26,8 @@ replay the stored outputs are checked for in-place changes; if one changed, the 
 off for the rest of the sweep (the evaluation just made is still exact).
 """
 
+import contextlib
+
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
@@ -189,17 +191,13 @@ class PrefixCache:
                     call.output = None
             root.calls = []
 
+    @contextlib.contextmanager
     def _wrapped(self):
-        cache = self
-
-        class _Patch:
-            def __enter__(self):
-                cache._patch()
-
-            def __exit__(self, *exc):
-                cache._unpatch()
-
-        return _Patch()
+        self._patch()
+        try:
+            yield
+        finally:
+            self._unpatch()
 
     def _patch(self):
         self._root = None

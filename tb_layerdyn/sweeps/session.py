@@ -6,7 +6,6 @@ and put back to ``theta1`` after each curve; on exit the model gets back exactly
 """
 
 import contextlib
-import math
 from collections.abc import Mapping
 
 import torch
@@ -212,7 +211,3 @@ class SweepSession(contextlib.AbstractContextManager):
             )
         return values
 
-
-def nan_metrics(metrics):
-    """A metrics dict of NaN, for a curve point that could not be computed."""
-    return {name: math.nan for name in metrics}
