@@ -17,7 +17,8 @@ How
    only the outermost are kept; their nested calls are covered by them.
 3. **Replay** (every later evaluation): a kept call returns its stored output without running.
    A root call is replayed only if its inputs equal those seen when recording; otherwise it runs
-   normally, as does everything after the first read of a swept tensor.
+   normally, as does everything after the first read of a swept tensor. Only ``forward`` is
+   replaced, so the module's hooks still run around a reused output.
 
 Assumptions, which hold for evaluation code: the evaluation is deterministic (the sweep runs in eval
 mode; dropout in train mode would draw new masks in a plain loop), feeds the same inputs in the same
