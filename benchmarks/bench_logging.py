@@ -4,13 +4,20 @@ For an MLP (784-512-256-10, batch 64), LeNet-5 (1x32x32, batch 64) and ResNet-18
 batch 32), on CPU, every variant trains its own copy of the same model on a fixed batch:
 
 ``plain``      the SGD step alone (forward, backward, step, zero_grad);
-``ours``       the step, then ``log_layer_dynamics(writer, model, step)`` every step;
+``ours``       the step, then ``log_layer_dynamics(writer, model, step)`` every step, with its
+               defaults (so TensorBoard histograms of weights and gradients every 100 steps);
+``ours, no histograms`` the same with ``histogram_every=None``: the per-layer metrics alone;
 ``histograms`` the step, then the usual practice: ``add_histogram`` of every parameter and every
                gradient every step;
 ``naive``      the step, then the same metrics computed layer by layer with one ``.item()`` per
                value (computing only: nothing is written, so this is its cheapest form);
 ``traffic``    not a training loop: an equivalent streaming op over tensors of the model's
                parameter sizes, to measure the bandwidth for the memory-traffic lower bound.
+
+Columns: ``<variant> %`` is the extra time of the whole loop over ``plain`` (median of paired
+repetitions); ``call ms`` is the median time of one metrics-only call measured inside its loop;
+``bound ms`` is the memory-traffic bound of one call; ``histograms/ours`` is the extra time per step
+of the histogram practice over ours (ours counted as at least one call's time).
 
 Variants are timed in interleaved repetitions (see ``timing``). Loops that write flush their
 writer inside the timed region, so the writer thread's work is counted. The traffic bound is the
@@ -45,10 +52,13 @@ OVERHEAD_TARGETS = {"LeNet-5": 10.0, "ResNet-18": 5.0}
 BOUND_TARGET = {"ResNet-18": 2.0}
 HISTOGRAM_TARGET = 20.0
 
+# The training loops timed side by side; see the module docstring.
+LOOPS = ("plain", "ours", "ours, no histograms", "histograms", "naive")
+
 # (steps per repetition, repetitions) for small models and for ResNet-18
 PLANS = {
-    False: {"small": (200, 9), "ResNet-18": (15, 7)},
-    True: {"small": (40, 3), "ResNet-18": (3, 3)},
+    False: {"small": (100, 7), "ResNet-18": (8, 5)},
+    True: {"small": (30, 3), "ResNet-18": (2, 3)},
 }
 
 
@@ -135,92 +145,89 @@ class StreamingOp:
 
 
 def measure_model(name, factory, input_shape, steps, repetitions, logdir):
-    plain = Trainer(factory, input_shape)
-    ours = Trainer(factory, input_shape)
-    hist = Trainer(factory, input_shape)
-    naive = Trainer(factory, input_shape)
-    ours_writer = SummaryWriter(f"{logdir}/{name}-ours")
-    hist_writer = SummaryWriter(f"{logdir}/{name}-histograms")
-    stream = StreamingOp(plain.model)
-    call_seconds = []
+    trainers = {key: Trainer(factory, input_shape) for key in LOOPS}
+    writers = {
+        key: SummaryWriter(f"{logdir}/{name}-{key}")
+        for key in ("ours", "ours, no histograms", "histograms")
+    }
+    stream = StreamingOp(trainers["plain"].model)
+    call_seconds = {"ours": [], "ours, no histograms": []}
     stream_seconds = []
 
-    def ours_hook(step):
-        started = time.perf_counter()
-        log_layer_dynamics(ours_writer, ours.model, step)
-        call_seconds.append(time.perf_counter() - started)
+    def logging_hook(key, **options):
+        trainer, writer, calls = trainers[key], writers[key], call_seconds[key]
 
-    hooks = {"histograms": histogram_hook(hist, hist_writer), "naive": naive_hook(naive)}
+        def hook(step):
+            started = time.perf_counter()
+            log_layer_dynamics(writer, trainer.model, step, **options)
+            calls.append(time.perf_counter() - started)
 
-    def run_plain():
-        plain.steps(steps)
+        return hook
 
-    def run_ours():
-        ours.steps(steps, ours_hook)
-        ours_writer.flush()
+    hooks = {
+        "plain": None,
+        "ours": logging_hook("ours"),
+        "ours, no histograms": logging_hook("ours, no histograms", histogram_every=None),
+        "histograms": histogram_hook(trainers["histograms"], writers["histograms"]),
+        "naive": naive_hook(trainers["naive"]),
+    }
 
-    def run_hist():
-        hist.steps(steps, hooks["histograms"])
-        hist_writer.flush()
+    def training_loop(key):
+        def loop():
+            trainers[key].steps(steps, hooks[key])
+            if key in writers:
+                writers[key].flush()
 
-    def run_naive():
-        naive.steps(steps, hooks["naive"])
+        return loop
 
-    def run_stream():
-        # As many calls as the logging loop makes, timed one by one like the logging calls.
-        times = []
+    def streaming():
+        # As many calls as a logging loop makes, timed one by one like the logging calls.
         for _ in range(steps):
             started = time.perf_counter()
             stream()
-            times.append(time.perf_counter() - started)
-        stream_seconds.extend(times)
+            stream_seconds.append(time.perf_counter() - started)
         return 0.0
 
     # Warm-up: first calls allocate snapshots, caches and the writers' files.
-    for trainer, hook in ((plain, None), (ours, ours_hook), (hist, hooks["histograms"]),
-                          (naive, hooks["naive"])):
-        trainer.steps(2, hook)
+    for key in LOOPS:
+        trainers[key].steps(2, hooks[key])
     stream()
-    call_seconds.clear()
+    for calls in call_seconds.values():
+        calls.clear()
 
-    seconds = timing.interleaved(
-        {"plain": run_plain, "ours": run_ours, "histograms": run_hist, "naive": run_naive,
-         "traffic": run_stream},
-        repetitions,
-    )
-    ours_writer.close()
-    hist_writer.close()
+    variants = {key: training_loop(key) for key in LOOPS}
+    variants["traffic"] = streaming
+    seconds = timing.interleaved(variants, repetitions)
+    for writer in writers.values():
+        writer.close()
 
     params = stream.params
     step_s = timing.median(seconds["plain"]) / steps
-    call_s = timing.median(call_seconds)
-    stream_s = timing.median(stream_seconds)
-    bound_s = stream_s * BOUND_BYTES_PER_PARAM / STREAM_BYTES_PER_PARAM
-    extra = {
-        key: [(s - b) / steps for s, b in zip(seconds[key], seconds["plain"])]
-        for key in ("ours", "histograms", "naive")
-    }
-    ours_extra_s = timing.median(extra["ours"])
-    hist_extra_s = timing.median(extra["histograms"])
+    call_s = timing.median(call_seconds["ours, no histograms"])
+    bound_s = timing.median(stream_seconds) * BOUND_BYTES_PER_PARAM / STREAM_BYTES_PER_PARAM
+
+    def extra_per_step(key):
+        return timing.median([(s - b) / steps for s, b in zip(seconds[key], seconds["plain"])])
+
     # Our end-to-end extra can read near zero or below on a noisy machine; never credit less than
     # the call itself costs, so the ratio errs against us.
-    ours_cost_s = max(ours_extra_s, call_s)
+    ours_cost_s = max(extra_per_step("ours"), call_s)
     row = {
         "model": name,
         "params": params,
         "tensors": len(stream.tensors),
         "step ms": 1e3 * step_s,
-        "ours %": timing.overhead_percent(seconds["ours"], seconds["plain"]),
-        "histograms %": timing.overhead_percent(seconds["histograms"], seconds["plain"]),
-        "naive %": timing.overhead_percent(seconds["naive"], seconds["plain"]),
+    }
+    for key in ("ours", "ours, no histograms", "histograms", "naive"):
+        row[f"{key} %"] = timing.overhead_percent(seconds[key], seconds["plain"])
+    row.update({
         "call ms": 1e3 * call_s,
         "call/step": call_s / step_s,
         "bound ms": 1e3 * bound_s,
         "call/bound": call_s / bound_s,
-        "bandwidth GB/s": STREAM_BYTES_PER_PARAM * params / stream_s / 1e9,
-        "histograms/ours": hist_extra_s / ours_cost_s,
+        "histograms/ours": extra_per_step("histograms") / ours_cost_s,
         "steps x reps": f"{steps}x{repetitions}",
-    }
+    })
     row["targets met"] = targets_met(name, row)
     return row
 
