@@ -6,6 +6,7 @@ The loop is what a user writes: a ``SummaryWriter``, a standard SGD step, their 
 
 import dataclasses
 import functools
+from typing import Callable, Dict, List
 
 import torch
 from torch.nn import functional as F
@@ -20,8 +21,8 @@ from tb_layerdyn.demo import models
 class DemoModel:
     """A model the demo trains, and the early/middle/late groups of its layers."""
 
-    factory: callable
-    groups: dict
+    factory: Callable[[], torch.nn.Module]
+    groups: Dict[str, List[str]]
     learning_rate: float
 
 
