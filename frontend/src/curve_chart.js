@@ -16,8 +16,10 @@ import { formatValue } from './scales.js';
  * @typedef {{series: string, run: string, color: string, dash: readonly number[]}} Line
  * @typedef {{
  *   columns: Array<ReadonlyArray<number | null>>, lines: Line[], width: number, height: number,
- *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean
- * }} ChartSpec
+ *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean,
+ *   xLabel?: string
+ * }} ChartSpec `xLabel` names a real-valued x axis (such as α); without it the x axis is the
+ *   training step.
  */
 
 const AXIS_FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
@@ -50,9 +52,10 @@ function nearestSeries(u, idx, top) {
  * uPlot hooks that keep a readout (series, run, step, value) next to the cursor.
  * @param {Line[]} lines
  * @param {boolean} showRun
+ * @param {string | undefined} xLabel
  * @returns {uPlot.Plugin}
  */
-function hoverReadout(lines, showRun) {
+function hoverReadout(lines, showRun, xLabel) {
   const box = el('div', { className: CSS.tooltip, attrs: { role: 'status' } });
   const name = el('strong');
   const where = el('span');
@@ -85,7 +88,8 @@ function hoverReadout(lines, showRun) {
           }
           const line = lines[s - 1];
           name.textContent = showRun ? `${line.series} · ${line.run}` : line.series;
-          where.textContent = `step ${u.data[0][idx]} · ${formatValue(u.data[s][idx])}`;
+          const x = u.data[0][idx];
+          where.textContent = `${xLabel ? `${xLabel} ${formatValue(x)}` : `step ${x}`} · ${formatValue(u.data[s][idx])}`;
           box.style.borderColor = line.color;
           box.hidden = false;
           const flip = left > u.over.clientWidth - 180;
@@ -117,7 +121,7 @@ export function createCurveChart(spec) {
     },
     scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1 } },
     axes: [
-      { label: 'step', stroke: AXIS_STROKE, grid: GRID, ticks: GRID, font: AXIS_FONT, labelFont: AXIS_FONT },
+      { label: spec.xLabel ?? 'step', stroke: AXIS_STROKE, grid: GRID, ticks: GRID, font: AXIS_FONT, labelFont: AXIS_FONT },
       {
         label: spec.yLabel,
         stroke: AXIS_STROKE,
@@ -140,7 +144,7 @@ export function createCurveChart(spec) {
         points: { show: false },
       })),
     ],
-    plugins: [hoverReadout(spec.lines, spec.showRun)],
+    plugins: [hoverReadout(spec.lines, spec.showRun, spec.xLabel)],
   };
   const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (spec.columns), element);
   return { element, plot };
