@@ -16,17 +16,14 @@ import urllib.parse
 
 import numpy as np
 import pytest
-from tensorboard import program
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.data import server_ingester
 from tensorboard.plugins import base_plugin
-from tensorboard.plugins.core import core_plugin
 from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
-from conftest import make_layout, random_values, write_layer_metrics
+from conftest import make_layout, parse_flags, random_values, tensorboard_client, write_layer_metrics
 from tb_layerdyn import metadata
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
@@ -96,13 +93,6 @@ def logged(tmp_path_factory):
     return logdir, written
 
 
-def _parse_flags(argv):
-    """TensorBoard's flags as its command line parses them, loaders' ``fix_flags`` applied."""
-    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, LayerDynamicsLoader])
-    tb.configure(argv=["tensorboard"] + list(argv))
-    return tb.flags
-
-
 class _PluginWithStatic(base_plugin.TBLoader):
     """Loads the real plugin with its bundle read from another directory."""
 
@@ -133,31 +123,10 @@ def _expected_last_steps(written):
 def served(request, logged, tmp_path_factory):
     """``(client, loader name)`` of a TensorBoard WSGI app over the logdir, per loader."""
     logdir, written = logged
-    flags = _parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
     static_dir = str(tmp_path_factory.mktemp("static"))
-    stop = None
-    if request.param == "python":
-        ingester = data_ingester.LocalDataIngester(flags)
-        ingester.start()
-    else:
-        ingester = server_ingester.SubprocessServerDataIngester(
-            server_binary=server_ingester.get_server_binary(),
-            logdir=logdir,
-            reload_interval=0,
-            channel_creds_type=flags.grpc_creds_type,
-            samples_per_plugin=flags.samples_per_plugin,
-        )
-        ingester.start()
-        # The server exits when its stdin closes (--die-after-stdin); the ingester keeps that pipe.
-        stop = ingester._stdin_handle.close
-    app = application.TensorBoardWSGIApp(
-        flags, [core_plugin.CorePluginLoader(), _PluginWithStatic(static_dir)], ingester.data_provider
-    )
-    client = werkzeug_test.Client(app)
-    _wait_for(client, _expected_last_steps(written))
-    yield client, static_dir
-    if stop is not None:
-        stop()
+    with tensorboard_client(logdir, request.param, _PluginWithStatic(static_dir)) as client:
+        _wait_for(client, _expected_last_steps(written))
+        yield client, static_dir
 
 
 def _get(client, route, **query):
@@ -247,10 +216,10 @@ def _close_rows(got, want, rel):
 
 
 def test_fix_flags_keeps_every_step_unless_the_user_chose():
-    assert _parse_flags(["--logdir", "x"]).samples_per_plugin == {metadata.PLUGIN_NAME: 0}
-    chosen = _parse_flags(["--logdir", "x", "--samples_per_plugin", "layer_dynamics=50,images=3"])
+    assert parse_flags(["--logdir", "x"]).samples_per_plugin == {metadata.PLUGIN_NAME: 0}
+    chosen = parse_flags(["--logdir", "x", "--samples_per_plugin", "layer_dynamics=50,images=3"])
     assert chosen.samples_per_plugin == {metadata.PLUGIN_NAME: 50, "images": 3}
-    other = _parse_flags(["--logdir", "x", "--samples_per_plugin", "images=3"])
+    other = parse_flags(["--logdir", "x", "--samples_per_plugin", "images=3"])
     assert other.samples_per_plugin == {"images": 3, metadata.PLUGIN_NAME: 0}
 
 
@@ -264,7 +233,7 @@ def test_every_step_is_served_without_extra_flags(served, logged):
 def test_without_the_loader_a_stock_python_loader_drops_steps(logged):
     """The control for the test above: the lever in ``fix_flags`` is what keeps the steps."""
     logdir, _ = logged
-    flags = _parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
+    flags = parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
     flags.samples_per_plugin = {}
     ingester = data_ingester.LocalDataIngester(flags)
     ingester.start()
@@ -292,6 +261,7 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
         "granularity": "layer",
         "order": "forward",
         "last_step": (LONG_STEPS - 1) * 10,
+        "sweeps": 0,
     }
     assert by_run["grown"]["layers"] == ["a", "b", "c"]
     assert by_run["grown"]["param_counts"] == [10, 20, 30]
@@ -540,7 +510,7 @@ def test_tab_is_inactive_without_layer_dynamics(tmp_path):
         str(tmp_path / "run"), make_layout(["a"]), [], [],
         extra_summaries=[(0, _foreign_summary("loss", "other_plugin", b"", 1.0))],
     )
-    flags = _parse_flags(
+    flags = parse_flags(
         ["--logdir", str(tmp_path), "--reload_interval", "0", "--reload_task", "blocking"])
     ingester = data_ingester.LocalDataIngester(flags)
     ingester.start()
@@ -625,7 +595,7 @@ def test_routes_serve_what_log_layer_dynamics_wrote(tmp_path):
         log_layer_dynamics(writer, model, step, histogram_every=None)
         snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
     writer.close()
-    flags = _parse_flags(["--logdir", str(tmp_path), "--reload_interval", "0", "--reload_task", "blocking"])
+    flags = parse_flags(["--logdir", str(tmp_path), "--reload_interval", "0", "--reload_task", "blocking"])
     ingester = data_ingester.LocalDataIngester(flags)
     ingester.start()
     app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)

@@ -13,6 +13,7 @@ import numpy as np
 from tb_layerdyn import metadata
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
+from tb_layerdyn.sweeps import encoding
 
 TARGETS = ("layers", "groups")
 
@@ -61,14 +62,16 @@ def sorted_metrics(names):
     return sorted(names, key=lambda name: (known.get(name, len(known)), name))
 
 
-def run_entry(run, run_table=None, content=None, last_step=None):
+def run_entry(run, run_table=None, content=None, last_step=None, sweeps=0):
     """One element of the ``runs`` list.
 
     Args:
         run: the run name.
         run_table: the run's merged ``RunTable``; needed when it has several layouts.
-        content: the layout dict, enough when the run has a single layout.
-        last_step: the run's largest logged step.
+        content: the layout dict, enough when the run has a single layout. With neither
+            ``run_table`` nor ``content`` the run has sweeps only: no layers, no metrics.
+        last_step: the run's largest step of per-layer metrics.
+        sweeps: how many sweeps the run has (the length of its ``sweeps`` listing).
 
     Returns:
         The dict described under ``runs`` in ``http_api.md``.
@@ -76,9 +79,11 @@ def run_entry(run, run_table=None, content=None, last_step=None):
     if run_table is not None:
         layers, param_counts, groups = run_table.layers, run_table.param_counts, run_table.groups
         metrics, info = list(run_table.metrics), run_table.info
-    else:
+    elif content is not None:
         layers, param_counts, groups = content["layers"], content["param_counts"], content["groups"]
         metrics, info = content["metrics"], content
+    else:
+        layers, param_counts, groups, metrics, info = [], [], [], [], {}
     return {
         "run": run,
         "layers": list(layers),
@@ -92,6 +97,7 @@ def run_entry(run, run_table=None, content=None, last_step=None):
         "granularity": info.get("granularity"),
         "order": info.get("order"),
         "last_step": None if last_step is None else int(last_step),
+        "sweeps": int(sweeps),
     }
 
 
@@ -167,3 +173,50 @@ def summary(run, run_table):
         "layers": layers,
         "groups": groups,
     }
+
+
+def _finite(value):
+    """``value`` with every non-finite float, at any depth of lists and dicts, made ``None``.
+
+    ``encoding.decode`` already turns NaN into ``None``; a diverged evaluation can also log an
+    infinite loss, which JSON cannot carry either.
+    """
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def sweep_listing(run, sweeps):
+    """The body of the ``sweeps`` route from a run's ``sweeps_data.Sweep`` list (in order)."""
+    entries = []
+    for sweep in sweeps:
+        layout = sweep.layout
+        entry = {"step": sweep.step, "scope": sweep.scope, "metrics": list(layout["metrics"])}
+        if sweep.scope == encoding.ROBUSTNESS_SCOPE:
+            entry["layers"] = len(layout["layers"])
+        else:
+            entry["curves"] = len(layout["curves"])
+            entry["alphas"] = len(layout["alphas"])
+        entries.append(entry)
+    return {"run": run, "sweeps": entries}
+
+
+def sweep(run, found, threshold=None):
+    """The body of the ``sweep`` route for one ``sweeps_data.Sweep``.
+
+    Args:
+        run: the run name.
+        found: the sweep.
+        threshold: for a robustness table, label with this threshold instead of the logged one.
+
+    Returns:
+        ``{"run", "step"}`` and what ``encoding.decode`` returns, every non-finite value ``null``.
+    """
+    layout = found.layout if threshold is None else dict(found.layout, threshold=float(threshold))
+    body = {"run": run, "step": found.step}
+    body.update(_finite(encoding.decode(layout, found.values)))
+    return body

@@ -12,16 +12,19 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_layerdyn import metadata
+from tb_layerdyn.sweeps import encoding
 from tb_layerdyn.plugin import params
 from tb_layerdyn.plugin import payloads
 from tb_layerdyn.plugin import responses
 from tb_layerdyn.plugin import runs_data
 from tb_layerdyn.plugin import static
+from tb_layerdyn.plugin import sweeps_data
 
 DEFAULT_MAX_POINTS = 10000
 MAX_MAX_POINTS = 100000
 DEFAULT_MAX_STEPS = 2000
 MAX_MAX_STEPS = 20000
+MAX_STEP = 2**63 - 1  # event steps are int64
 
 
 def _request_scope(request):
@@ -46,6 +49,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             static_dir: where the frontend bundle lies (the package's ``static/`` by default).
         """
         self._data = runs_data.RunsData(context.data_provider)
+        self._sweeps = sweeps_data.SweepsData(context.data_provider)
         self._static_dir = static_dir
 
     def get_plugin_apps(self):
@@ -55,6 +59,8 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             "/series": self.series_route,
             "/heatmap": self.heatmap_route,
             "/summary": self.summary_route,
+            "/sweeps": self.sweeps_route,
+            "/sweep": self.sweep_route,
         }
         apps.update(static.static_apps(self._static_dir))
         return apps
@@ -79,17 +85,32 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         return _respond_json(request, self.runs_impl(ctx, experiment_id))
 
     def runs_impl(self, ctx, experiment_id):
-        """The body of ``runs``: every run with per-layer metrics, sorted by name."""
+        """The body of ``runs``: every run with per-layer metrics or sweeps, sorted by name."""
+        layouts = self._data.list_layouts(ctx, experiment_id)
+        sweep_counts = self._sweeps.counts(ctx, experiment_id)
         entries = []
-        for run, infos in sorted(self._data.list_layouts(ctx, experiment_id).items()):
-            last_step = max(info.max_step for info in infos)
-            if len(infos) == 1:
-                entries.append(payloads.run_entry(run, content=infos[0].content, last_step=last_step))
-                continue
-            # Several layouts: only the merged table knows the order that joins them.
-            run_table = self._data.run_table(ctx, experiment_id, run, infos)
+        for run in sorted(set(layouts) | set(sweep_counts)):
+            infos = layouts.get(run)
+            sweeps = sweep_counts.get(run, 0)
+            run_table = None
+            if infos and len(infos) > 1:
+                # Several layouts: only the merged table knows the order that joins them.
+                run_table = self._data.run_table(ctx, experiment_id, run, infos)
             if run_table is not None:
-                entries.append(payloads.run_entry(run, run_table=run_table, last_step=last_step))
+                last_step = max(info.max_step for info in infos)
+                entry = payloads.run_entry(
+                    run, run_table=run_table, last_step=last_step, sweeps=sweeps
+                )
+            elif infos and len(infos) == 1:
+                last_step = infos[0].max_step
+                entry = payloads.run_entry(
+                    run, content=infos[0].content, last_step=last_step, sweeps=sweeps
+                )
+            elif sweeps:
+                entry = payloads.run_entry(run, sweeps=sweeps)
+            else:
+                continue
+            entries.append(entry)
         return {"runs": entries}
 
     # series
@@ -137,6 +158,51 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
     def summary_impl(self, ctx, experiment_id, run):
         """The body of ``summary``: per layer and group, latest values at the last step."""
         return payloads.summary(run, self._run_table(ctx, experiment_id, run))
+
+    # sweeps
+
+    @wrappers.Request.application
+    def sweeps_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        run = params.required(request, "run")
+        return _respond_json(request, self.sweeps_impl(ctx, experiment_id, run))
+
+    def sweeps_impl(self, ctx, experiment_id, run):
+        """The body of ``sweeps``: every sweep of a run by step and scope (empty when none)."""
+        sweeps = self._sweeps.sweeps(ctx, experiment_id, run)
+        if not sweeps and self._data.run_table(ctx, experiment_id, run) is None:
+            raise errors.NotFoundError(f"run {run!r} has neither layer dynamics nor sweeps")
+        return payloads.sweep_listing(run, sweeps)
+
+    @wrappers.Request.application
+    def sweep_route(self, request):
+        ctx, experiment_id = _request_scope(request)
+        run = params.required(request, "run")
+        step = params.required_integer(request, "step", 0, MAX_STEP)
+        scope = params.required_choice(request, "scope", sweeps_data.SCOPES)
+        threshold = params.number(request, "threshold", None, 0.0)
+        if threshold is not None and scope != encoding.ROBUSTNESS_SCOPE:
+            raise errors.InvalidArgumentError(
+                f"query parameter 'threshold' applies to scope={encoding.ROBUSTNESS_SCOPE} only; "
+                f"leave it out for scope={scope}"
+            )
+        body = self.sweep_impl(ctx, experiment_id, run, step, scope, threshold)
+        return _respond_json(request, body)
+
+    def sweep_impl(self, ctx, experiment_id, run, step, scope, threshold=None):
+        """The body of ``sweep``: one sweep's curves, or a robustness table (relabelled with
+        ``threshold`` when given)."""
+        sweeps = self._sweeps.sweeps(ctx, experiment_id, run)
+        for found in sweeps:
+            if found.step == step and found.scope == scope:
+                return payloads.sweep(run, found, threshold)
+        if not sweeps:
+            raise errors.NotFoundError(f"run {run!r} has no sweeps")
+        steps = sorted({s.step for s in sweeps if s.scope == scope})
+        where = f"at steps {', '.join(map(str, steps))}" if steps else "at no step"
+        raise errors.NotFoundError(
+            f"run {run!r} has no {scope} sweep at step {step}; it has one {where}"
+        )
 
     # shared lookups
 

@@ -95,6 +95,56 @@ def robustness_layout(metrics, layers, threshold, label_metric):
     return layout
 
 
+def parse_layout(content):
+    """The layout of a sweep payload, from its ``plugin_data.content``, checked for readers.
+
+    Readers (``tb_layerdyn.read`` and the plugin) call this before ``decode``, so that a payload
+    of another kind, a newer version or a malformed layout is skipped rather than misread.
+
+    Args:
+        content: the raw ``plugin_data.content`` (bytes or str).
+
+    Returns:
+        The layout dict, or ``None`` when it is not a sweep layout this release can decode.
+    """
+    layout = metadata.parse_plugin_metadata(content)
+    if layout is None or layout.get("kind") != metadata.KIND_SWEEP:
+        return None
+    metrics = layout.get("metrics")
+    if not _names(metrics):
+        return None
+    scope = layout.get("scope")
+    if scope == ROBUSTNESS_SCOPE:
+        threshold = layout.get("threshold")
+        valid = (
+            _names(layout.get("layers"))
+            and _number(threshold)
+            and layout.get("label_metric") in metrics
+        )
+        return layout if valid else None
+    if scope not in INTERPOLATION_SCOPES:
+        return None
+    curves, alphas = layout.get("curves"), layout.get("alphas")
+    if not (_names(curves) and isinstance(alphas, list) and alphas and all(map(_number, alphas))):
+        return None
+    if scope == "parameters":
+        parameters = layout.get("parameters")
+        if not isinstance(parameters, list) or len(parameters) != len(curves):
+            return None
+        keys = {"layer", "parameter", "index"}
+        if not all(isinstance(p, dict) and keys <= set(p) for p in parameters):
+            return None
+    return layout
+
+
+def _names(value):
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def expected_shape(layout):
     """The tensor shape a layout describes."""
     if layout["scope"] == ROBUSTNESS_SCOPE:
