@@ -19,6 +19,7 @@ import { createHeatmapPanel } from './panels/heatmap.js';
 import { createLayerCurvesPanel } from './panels/layer_curves.js';
 import { createPickerPanel } from './panels/picker.js';
 import { createSummaryPanel } from './panels/summary.js';
+import { createSweepsPanel } from './panels/sweeps.js';
 import { Selection } from './selection.js';
 import { createToolbar } from './toolbar.js';
 
@@ -29,6 +30,7 @@ const PANELS = [
   createHeatmapPanel,
   createSummaryPanel,
   createGroupCurvesPanel,
+  createSweepsPanel,
 ];
 
 /** Links the bundle's stylesheet, which sits next to this module. */

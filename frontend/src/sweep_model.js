@@ -1,0 +1,52 @@
+// @ts-check
+/**
+ * @file Requests of the sweeps panel: the `sweeps` and `sweep` routes (tb_layerdyn/plugin/
+ * http_api.md, section "Sweeps"), through the tab's shared `Model`, so they share its cache and
+ * its error reporting.
+ */
+
+import { routeUrl } from './model.js';
+
+/**
+ * @typedef {import('./model.js').Model} Model
+ * @typedef {import('./sweep_shaping.js').SweepList} SweepList
+ * @typedef {import('./sweep_shaping.js').CurveSweep} CurveSweep
+ * @typedef {import('./sweep_shaping.js').RobustnessSweep} RobustnessSweep
+ */
+
+/**
+ * Every sweep a run logged.
+ * @param {Model} model
+ * @param {string} run
+ * @returns {Promise<SweepList>}
+ */
+export function sweepList(model, run) {
+  return model.get(routeUrl('sweeps', { run }));
+}
+
+/**
+ * One interpolation sweep's curves.
+ * @param {Model} model
+ * @param {string} run
+ * @param {number} step
+ * @param {string} scope `model`, `layers` or `parameters`.
+ * @returns {Promise<CurveSweep>}
+ */
+export function curveSweep(model, run, step, scope) {
+  return model.get(routeUrl('sweep', { run, step, scope }));
+}
+
+/**
+ * One robustness table, labelled with `threshold` or, when `null`, the one it was written with.
+ * @param {Model} model
+ * @param {string} run
+ * @param {number} step
+ * @param {number | null} threshold
+ * @returns {Promise<RobustnessSweep>}
+ */
+export function robustnessSweep(model, run, step, threshold) {
+  /** @type {Record<string, string | number>} */
+  const params = { run, step, scope: 'robustness' };
+  if (threshold !== null) params.threshold = threshold;
+  return model.get(routeUrl('sweep', params));
+}
