@@ -27,6 +27,20 @@ const AXIS_STROKE = '#616161';
 const GRID = { stroke: '#ebebeb', width: 1 };
 
 /**
+ * Tick labels that tell neighbouring ticks apart: `formatValue`'s four significant digits, or more
+ * where a narrow range (a loss that only moves in its fifth digit) would print one label twice.
+ * @param {number[]} splits
+ * @returns {string[]}
+ */
+function tickLabels(splits) {
+  const labels = splits.map((v) => formatValue(v));
+  for (let digits = 5; new Set(labels).size < labels.length && digits <= 12; digits++) {
+    for (let i = 0; i < splits.length; i++) labels[i] = String(Number(splits[i].toPrecision(digits)));
+  }
+  return labels;
+}
+
+/**
  * Index of the series whose value at data index `idx` is closest to the cursor, in pixels.
  * @param {uPlot} u
  * @param {number} idx
@@ -130,7 +144,7 @@ export function createCurveChart(spec) {
         font: AXIS_FONT,
         labelFont: AXIS_FONT,
         size: 64,
-        values: (_u, splits) => splits.map((v) => formatValue(v)),
+        values: (_u, splits) => tickLabels(splits),
       },
     ],
     series: [
