@@ -29,13 +29,18 @@ const GRID = { stroke: '#ebebeb', width: 1 };
 /**
  * Tick labels that tell neighbouring ticks apart: `formatValue`'s four significant digits, or more
  * where a narrow range (a loss that only moves in its fifth digit) would print one label twice.
- * @param {number[]} splits
+ * Only numbers are refined; anything else keeps `formatValue`'s label.
+ * @param {Array<number | null>} splits
  * @returns {string[]}
  */
 function tickLabels(splits) {
   const labels = splits.map((v) => formatValue(v));
-  for (let digits = 5; new Set(labels).size < labels.length && digits <= 12; digits++) {
-    for (let i = 0; i < splits.length; i++) labels[i] = String(Number(splits[i].toPrecision(digits)));
+  const numbers = () => labels.filter((_, i) => typeof splits[i] === 'number');
+  const clash = () => new Set(numbers()).size < numbers().length;
+  for (let digits = 5; clash() && digits <= 12; digits++) {
+    splits.forEach((v, i) => {
+      if (typeof v === 'number') labels[i] = String(Number(v.toPrecision(digits)));
+    });
   }
   return labels;
 }
