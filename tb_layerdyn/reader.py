@@ -11,6 +11,7 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     run.metrics["rwc"]           # (len(run.steps), len(run.layers)) floats, NaN where undefined
     run.groups["late"].metrics["rwc"]   # one value per step, from the group's pooled sums
     runs.to_dataframe()          # long format: run, step, layer, metric, value (needs pandas)
+    run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
 
 The arrays do not depend on how the events encode them, so the payload can change between releases
 without breaking code that reads it. This module imports neither torch nor the plugin.
@@ -30,7 +31,9 @@ from tensorboard.util import tensor_util
 
 from tb_layerdyn import event_records
 from tb_layerdyn import metadata
+from tb_layerdyn import sweep_records
 from tb_layerdyn import table
+from tb_layerdyn.sweeps import encoding
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,11 @@ class Run:
         granularity: ``"layer"`` (a module's parameters together) or ``"parameter"`` (each tensor).
         order: how ``layers`` were ordered: ``"forward"`` (the order modules first ran) or
             ``"registration"``.
+        sweeps: the run's interpolation sweeps (``sweep_records.Sweep``, scopes ``"model"``,
+            ``"layers"``, ``"parameters"``) and robustness tables
+            (``sweep_records.RobustnessTable``), each with its ``step`` and ``scope``, sorted by
+            step, then scope in that order. A scope logged twice at one step keeps the one
+            written last. A run with sweeps only has no layers and no steps.
     """
 
     name: str
@@ -90,6 +98,7 @@ class Run:
     rwc_variant: Optional[str]
     granularity: Optional[str]
     order: Optional[str]
+    sweeps: List[sweep_records.Record] = dataclasses.field(default_factory=list)
 
     def to_dataframe(self, *, groups: bool = False):
         """The run's values in long format, one row per (step, layer, metric).
@@ -141,13 +150,13 @@ class Runs(dict):
 
 
 def read(logdir) -> Runs:
-    """Reads the layer dynamics of every run under a logdir.
+    """Reads the layer dynamics and sweeps of every run under a logdir.
 
     Every event file of every directory under ``logdir`` is read in full. A directory is a run when
-    it holds event files with layer dynamics; other directories (a plain ``SummaryWriter`` run with
-    only scalars, say) are left out. A truncated event file is read up to the cut, as TensorBoard
-    does with a file that is still being written. Payloads written by a newer release of this
-    package are skipped with one warning.
+    it holds event files with layer dynamics or sweeps; other directories (a plain
+    ``SummaryWriter`` run with only scalars, say) are left out. A truncated event file is read up
+    to the cut, as TensorBoard does with a file that is still being written. Payloads written by a
+    newer release of this package are skipped with one warning.
 
     Args:
         logdir: the directory given to ``tensorboard --logdir`` (a ``str`` or path-like).
@@ -205,6 +214,7 @@ def _read_run(name: str, paths: List[str]) -> Optional[Run]:
     """Reads one run's event files (in name order, as TensorBoard does) into a ``Run``."""
     contents: Dict[str, Optional[dict]] = {}
     events: Dict[str, List[Tuple[int, np.ndarray]]] = {}
+    sweeps = _SweepEvents()
     for path in paths:
         try:
             records = event_records.read_records(path)
@@ -214,7 +224,7 @@ def _read_run(name: str, paths: List[str]) -> Optional[Run]:
             )
             continue
         for record in records:
-            _collect(record, contents, events, path)
+            _collect(record, contents, events, sweeps, path)
     layouts = []
     for tag, tag_events in events.items():
         content = contents.get(tag)
@@ -233,8 +243,23 @@ def _read_run(name: str, paths: List[str]) -> Optional[Run]:
         steps, values = table.stack_events(fitting)
         if len(steps):
             layouts.append(table.LayoutEvents(content=content, steps=steps, values=values))
+    logged_sweeps = sweeps.records(name)
     if not layouts:
-        return None
+        if not logged_sweeps:
+            return None
+        return Run(
+            name=name,
+            layers=[],
+            param_counts=[],
+            steps=np.zeros(0, dtype=np.int64),
+            metrics={},
+            groups={},
+            group_metrics={},
+            rwc_variant=None,
+            granularity=None,
+            order=None,
+            sweeps=logged_sweeps,
+        )
     merged = table.build_run_table(layouts)
     groups = {}
     for column, group in enumerate(merged.groups):
@@ -255,6 +280,7 @@ def _read_run(name: str, paths: List[str]) -> Optional[Run]:
         rwc_variant=merged.info.get("rwc"),
         granularity=merged.info.get("granularity"),
         order=merged.info.get("order"),
+        sweeps=logged_sweeps,
     )
 
 
@@ -262,9 +288,11 @@ def _collect(
     record: bytes,
     contents: Dict[str, Optional[dict]],
     events: Dict[str, List[Tuple[int, np.ndarray]]],
+    sweeps: "_SweepEvents",
     path: str,
 ) -> None:
-    """Adds the layer-metrics values of one serialized event to ``events``, by tag.
+    """Adds the layer-metrics values of one serialized event to ``events``, by tag, and its sweep
+    payloads to ``sweeps``.
 
     A tag's layout comes with its first event in each file only, so layouts are kept per tag for
     the whole run (the first one seen wins, as in TensorBoard's loaders) and events are matched to
@@ -279,6 +307,9 @@ def _collect(
         return
     for value in event.summary.value:
         tag = value.tag
+        if tag.startswith(metadata.SWEEP_TAG_PREFIX):
+            sweeps.add(event, value)
+            continue
         if not tag.startswith(metadata.METRICS_TAG_PREFIX):
             continue
         if tag not in contents and value.HasField("metadata"):
@@ -288,6 +319,55 @@ def _collect(
         array = _decode(value.tensor)
         if array is not None:
             events.setdefault(tag, []).append((event.step, array))
+
+
+class _SweepEvents:
+    """The sweep payloads of one run, collected in the order written."""
+
+    def __init__(self):
+        self._layouts: Dict[str, Optional[dict]] = {}  # tag -> layout (first one seen wins)
+        self._events: List[Tuple[str, int, float, np.ndarray]] = []
+
+    def add(self, event, value) -> None:
+        """Keeps one summary value of a sweep tag, with its event's step and wall time."""
+        tag = value.tag
+        if tag not in self._layouts and value.HasField("metadata"):
+            plugin_data = value.metadata.plugin_data
+            readable = plugin_data.plugin_name == metadata.PLUGIN_NAME
+            self._layouts[tag] = encoding.parse_layout(plugin_data.content) if readable else None
+        if tag in self._layouts and self._layouts[tag] is None:
+            return
+        array = _decode(value.tensor)
+        if array is not None:
+            self._events.append((tag, event.step, event.wall_time, array))
+
+    def records(self, run_name: str) -> List[sweep_records.Record]:
+        """One record per (step, scope), the latest written (wall time, then file order) kept."""
+        latest = {}
+        skipped = 0
+        for position, (tag, step, wall_time, array) in enumerate(self._events):
+            layout = self._layouts.get(tag)
+            if layout is None:
+                continue
+            if array.shape != encoding.expected_shape(layout):
+                skipped += 1
+                continue
+            key = (step, layout["scope"])
+            if key not in latest or (wall_time, position) > latest[key][0]:
+                latest[key] = ((wall_time, position), layout, array)
+        if skipped:
+            logger.warning(
+                "Run %r: skipped %d sweep events whose tensor does not fit its layout.",
+                run_name,
+                skipped,
+            )
+        order = encoding.INTERPOLATION_SCOPES + (encoding.ROBUSTNESS_SCOPE,)
+        return [
+            sweep_records.from_payload(step, layout, array)
+            for (step, scope), (_, layout, array) in sorted(
+                latest.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
+            )
+        ]
 
 
 def _layout(summary_metadata) -> Optional[dict]:
