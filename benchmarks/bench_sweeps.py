@@ -7,7 +7,7 @@ reuses the end model's evaluation at alpha = 1 and, for the layer and parameter 
 module outputs in front of the moving layer (``tb_layerdyn.sweeps.prefix_cache``). LeNet-5's and
 ResNet-18's forwards are not ``nn.Sequential``; the MLP's is.
 
-Models and evaluation sets (as in the project's performance notes): LeNet-5 on 512 samples of
+Torch runs on one thread here. Models and evaluation sets (as in the project's performance notes): LeNet-5 on 512 samples of
 1x32x32, the MLP 784-512-256-10 on 512 samples, ResNet-18 on 64 samples of 3x32x32, each in two
 batches. Start weights are a fresh initialization, end weights the same plus Gaussian noise.
 The parameter scope takes 2 scalars per layer. ResNet-18 sweeps 6 of its 41 layers (evenly spaced in
@@ -117,7 +117,16 @@ def _own(model, layer):
 
 def run(quick):
     """Rows of the table; see the module docstring."""
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    # One thread: on shared cores an idle OpenMP worker spins, which blurs CPU-time ratios.
+    torch.set_num_threads(1)
+    try:
+        return _rows(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _rows(quick):
     alphas = np.linspace(0.0, 1.0, 6 if quick else 21)
     repetitions = 1 if quick else 2
     rows = []
