@@ -170,7 +170,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
     def sweeps_impl(self, ctx, experiment_id, run):
         """The body of ``sweeps``: every sweep of a run by step and scope (empty when none)."""
         sweeps = self._sweeps.sweeps(ctx, experiment_id, run)
-        if not sweeps and self._data.run_table(ctx, experiment_id, run) is None:
+        if not sweeps and not self._data.list_layouts(ctx, experiment_id, run):
             raise errors.NotFoundError(f"run {run!r} has neither layer dynamics nor sweeps")
         return payloads.sweep_listing(run, sweeps)
 
