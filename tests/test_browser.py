@@ -43,6 +43,10 @@ LENET_RUN = "lenet/seed0"
 LENET_LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
 LENET_GROUPS = {"early": ["conv1", "conv2"], "late": ["fc2", "fc3"]}
 STEPS = 30
+# LeNet is swept twice, so the panel can compare steps; the MLP once, at its last step.
+LENET_SWEEP_STEPS = (14, STEPS - 1)
+SWEEP_SCOPES = ("model", "layers", "parameters")
+PARAMS_PER_LAYER = 2
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
@@ -100,12 +104,19 @@ def bundle():
     return BUNDLE
 
 
-def _train(model, inputs, targets, writer_dir, lr, **options):
+def _train(model, inputs, targets, writer_dir, lr, sweep_at=(), **options):
+    """Trains ``model`` for ``STEPS`` steps, logging layer dynamics at each step and an
+    interpolation sweep of every scope (robustness included) at each step in ``sweep_at``."""
+    import copy
+
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from tb_layerdyn import log_layer_dynamics
+    from tb_layerdyn import interpolation_sweep, log_interpolation_sweep, log_layer_dynamics
+    from tb_layerdyn.sweeps import make_eval_fn
 
+    start = copy.deepcopy(model.state_dict())
+    eval_fn = make_eval_fn(torch.nn.functional.cross_entropy, [(inputs, targets)])
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     with SummaryWriter(writer_dir) as writer:
         for step in range(STEPS):
@@ -114,28 +125,52 @@ def _train(model, inputs, targets, writer_dir, lr, **options):
             loss.backward()
             optimizer.step()
             log_layer_dynamics(writer, model, step, **options)
+            if step in sweep_at:
+                result = interpolation_sweep(
+                    model, eval_fn, start, scope=SWEEP_SCOPES, params_per_layer=PARAMS_PER_LAYER,
+                    robustness=True,
+                )
+                log_interpolation_sweep(writer, result, step)
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
-    """Two runs logged by the project's API: LeNet-5 with groups, and an MLP with a hostile name."""
+    """Two runs logged by the project's API: LeNet-5 with groups, and an MLP with a hostile name;
+    each with interpolation sweeps of every scope."""
     import torch
 
     from tb_layerdyn.demo import models
 
     root = tmp_path_factory.mktemp("browser_logdir")
-    torch.manual_seed(0)
-    images = torch.randn(32, 1, 32, 32)
-    labels = torch.randint(0, 10, (32,))
-    _train(models.lenet5(), images, labels, str(root / LENET_RUN), lr=0.05, groups=LENET_GROUPS)
-    torch.manual_seed(1)
-    _train(
-        models.mlp(in_features=64, hidden=(48, 32, 24)),
-        torch.randn(32, 64),
-        labels,
-        str(root / HOSTILE_RUN),
-        lr=0.01,
-    )
+    # Models this small on a shared two-core machine: one intra-op thread, because OpenMP's
+    # synchronisation costs far more than the work when the other core is busy (a LeNet sweep of
+    # every scope took 0.07 s on one thread and 3.4 s on two, side by side under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        images = torch.randn(32, 1, 32, 32)
+        labels = torch.randint(0, 10, (32,))
+        _train(
+            models.lenet5(),
+            images,
+            labels,
+            str(root / LENET_RUN),
+            lr=0.05,
+            sweep_at=LENET_SWEEP_STEPS,
+            groups=LENET_GROUPS,
+        )
+        torch.manual_seed(1)
+        _train(
+            models.mlp(in_features=64, hidden=(48, 32, 24)),
+            torch.randn(32, 64),
+            labels,
+            str(root / HOSTILE_RUN),
+            lr=0.01,
+            sweep_at=(STEPS - 1,),
+        )
+    finally:
+        torch.set_num_threads(threads)
     return root
 
 
@@ -217,6 +252,120 @@ def _texts(frame, selector):
 CURVES = "[data-panel=layer-curves] .u-wrap canvas"
 GROUPS = "[data-panel=group-curves] .u-wrap canvas"
 HEATMAP = "[data-panel=heatmap] canvas.ld-heatmap-canvas"
+SWEEPS = "[data-panel=sweeps]"
+SWEEP_MODEL = f"{SWEEPS} [data-scope=model] .u-wrap canvas"
+SWEEP_PARAMETERS = f"{SWEEPS} [data-scope=parameters] .u-wrap canvas"
+
+
+def _route(base, route, **query):
+    return json.loads(_get(f"{base}/data/plugin/layer_dynamics/{route}?{urllib.parse.urlencode(query)}"))
+
+
+def _number(text):
+    """A number as the tab prints it (a true minus sign, an explicit plus)."""
+    return float(text.replace("\u2212", "-"))
+
+
+def _robustness_rows(frame, run):
+    """``[layer, label, first change cell]`` per row of a run's robustness table."""
+    return frame.eval_on_selector_all(
+        f"{SWEEPS} table[data-run='{run}'] tbody tr",
+        "rows => rows.map(r => [r.dataset.layer, r.querySelector('[data-label]').dataset.label,"
+        " r.querySelector('td').textContent])",
+    )
+
+
+def _check_sweeps(page, frame, base):
+    """The sweeps panel drew each run's latest sweep of every scope as the routes serve it, and
+    its step, metric and threshold controls redraw or re-query."""
+    last = STEPS - 1
+    frame.wait_for_selector(f"{SWEEPS} .ld-sweep-table tbody tr", timeout=20000)
+    latest = [f"{LENET_RUN} @ step {last}", f"{HOSTILE_RUN} @ step {last}"]
+
+    # Whole model: a chart per metric (loss, accuracy), a line per run.
+    model = _canvas_stats(frame, SWEEP_MODEL)
+    assert len(model) == 2 and all(c["coloured"] > 300 for c in model)
+    assert _texts(frame, f"{SWEEPS} [data-scope=model] [data-legend=runs] .ld-legend-entry") == latest
+
+    # Layers: a chart per metric, layers coloured by depth and named in the legend.
+    layers = _canvas_stats(frame, f"{SWEEPS} [data-scope=layers] .u-wrap canvas")
+    assert len(layers) == 2 and all(c["coloured"] > 300 and c["distinct"] > 10 for c in layers)
+    depth = _texts(frame, f"{SWEEPS} [data-scope=layers] [data-legend=depth] .ld-legend-entry")
+    assert depth[: len(LENET_LAYERS)] == LENET_LAYERS
+
+    # Parameters: a small multiple per swept scalar, each drawn and labelled with its travel.
+    swept = {
+        run: _route(base, "sweep", run=run, step=last, scope="parameters")
+        for run in (LENET_RUN, HOSTILE_RUN)
+    }
+    names = frame.eval_on_selector_all(
+        f"{SWEEPS} [data-scope=parameters] [data-curve]", "nodes => nodes.map(n => n.dataset.curve)"
+    )
+    assert names == swept[LENET_RUN]["curves"] + swept[HOSTILE_RUN]["curves"]
+    assert len(names) == PARAMS_PER_LAYER * (len(LENET_LAYERS) + 4)
+    multiples = _canvas_stats(frame, SWEEP_PARAMETERS)
+    assert len(multiples) == len(names) and all(c["coloured"] > 50 for c in multiples)
+    for run, body in swept.items():
+        for curve, travel in zip(body["curves"], body["travel"]):
+            shown = _texts(frame, f"{SWEEPS} [data-travel='{curve}'] > span > span:last-child")
+            label, value = shown[0].rsplit(": ", 1)
+            assert label == f"{run} @ step {last}"
+            assert _number(value) == pytest.approx(travel, rel=5e-3, abs=1e-12)
+
+    # Robustness: per run a row per layer in depth order, its change and label as served.
+    for run in (LENET_RUN, HOSTILE_RUN):
+        table = _route(base, "sweep", run=run, step=last, scope="robustness")
+        rows = _robustness_rows(frame, run)
+        assert [r[:2] for r in rows] == [list(p) for p in zip(table["layers"], table["labels"])]
+        end = table["end"][table["metrics"][0]]
+        for (_, _, cell), value in zip(rows, table["reinitialized"][table["metrics"][0]]):
+            assert _number(cell) == pytest.approx(value - end, rel=5e-3, abs=1e-9)
+    assert [r[0] for r in _robustness_rows(frame, LENET_RUN)] == LENET_LAYERS
+
+    # The threshold re-queries the server, which relabels: no change of accuracy exceeds 1.
+    with page.expect_request(lambda r: "scope=robustness" in r.url and "threshold=1" in r.url):
+        frame.fill(f"{SWEEPS} [data-control=sweep-threshold]", "1")
+    frame.wait_for_function(
+        "() => [...document.querySelectorAll('.ld-sweep-table [data-label]')]"
+        ".every((n) => n.dataset.label === 'ambient')"
+    )
+    relabelled = _route(base, "sweep", run=LENET_RUN, step=last, scope="robustness", threshold=0)
+    frame.fill(f"{SWEEPS} [data-control=sweep-threshold]", "0")
+    frame.wait_for_function(
+        "([run, labels]) => JSON.stringify([...document.querySelectorAll('.ld-sweep-table')]"
+        ".filter((t) => t.dataset.run === run).flatMap((t) => [...t.querySelectorAll('[data-label]')])"
+        ".map((n) => n.dataset.label)) === JSON.stringify(labels)",
+        arg=[LENET_RUN, relabelled["labels"]],
+    )
+    frame.fill(f"{SWEEPS} [data-control=sweep-threshold]", "-1")
+    message = frame.wait_for_selector(f"{SWEEPS} .ld-sweep-message:not(:empty)")
+    assert "-1" in message.text_content() and "Threshold" in message.text_content()
+    frame.fill(f"{SWEEPS} [data-control=sweep-threshold]", "")
+
+    # Every step: LeNet's two sweeps and the MLP's one overlaid; one step: only the runs that
+    # took a sweep there, and a note for the other.
+    frame.select_option(f"{SWEEPS} [data-control=sweep-step]", "every")
+    _wait_for_redraw(frame, SWEEP_MODEL, model)
+    assert _texts(frame, f"{SWEEPS} [data-scope=model] [data-legend=runs] .ld-legend-entry") == [
+        f"{LENET_RUN} @ step {last}", f"{LENET_RUN} @ step {LENET_SWEEP_STEPS[0]}", latest[1],
+    ]
+    frame.select_option(f"{SWEEPS} [data-control=sweep-step]", str(LENET_SWEEP_STEPS[0]))
+    frame.wait_for_function(
+        "(step) => document.querySelectorAll('.ld-sweep-table').length === 1"
+        " && document.querySelector('.ld-sweep-table').dataset.step === step",
+        arg=str(LENET_SWEEP_STEPS[0]),
+    )
+    notes = _texts(frame, f"{SWEEPS} .ld-state-empty")
+    assert any(
+        HOSTILE_RUN in note and f"no sweep at step {LENET_SWEEP_STEPS[0]}" in note for note in notes
+    )
+
+    # Another metric for the parameter multiples redraws them.
+    multiples = _canvas_stats(frame, SWEEP_PARAMETERS)
+    frame.select_option(f"{SWEEPS} [data-control=sweep-metric]", "accuracy")
+    _wait_for_redraw(frame, SWEEP_PARAMETERS, multiples)
+    frame.select_option(f"{SWEEPS} [data-control=sweep-step]", "latest")
+    frame.wait_for_function("() => document.querySelectorAll('.ld-sweep-table').length === 2")
 
 
 def test_layer_dynamics_tab(tensorboard, browser):
@@ -290,6 +439,10 @@ def test_layer_dynamics_tab(tensorboard, browser):
     assert _canvas_stats(frame, GROUPS)[0]["coloured"] > 100
     group_legend = _texts(frame, "[data-panel=group-curves] [data-legend=depth] .ld-legend-entry")
     assert set(group_legend) >= set(LENET_GROUPS)
+
+    # Interpolation sweeps: every scope drawn as the routes serve it; nothing parsed from names.
+    _check_sweeps(page, frame, tensorboard)
+    assert frame.query_selector("img") is None
 
     # Another metric redraws the curves and the heatmap.
     frame.select_option("[data-control=metric]", "distance_from_init")
