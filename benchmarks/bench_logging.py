@@ -14,10 +14,11 @@ batch 32), on CPU, every variant trains its own copy of the same model on a fixe
 ``traffic``    not a training loop: an equivalent streaming op over tensors of the model's
                parameter sizes, to measure the bandwidth for the memory-traffic lower bound.
 
-Columns: ``<variant> %`` is the extra time of the whole loop over ``plain`` (median of paired
-repetitions); ``call ms`` is the median time of one metrics-only call measured inside its loop;
-``bound ms`` is the memory-traffic bound of one call; ``histograms/ours`` is the extra time per step
-of the histogram practice over ours (ours counted as at least one call's time).
+Columns: ``<variant> %`` is the extra wall time of the whole loop over ``plain`` (median of paired
+repetitions) and ``<variant> CPU %`` the same in this process's CPU time, which leaves out the time
+other processes held the cores; ``call ms`` is the median time of one metrics-only call measured
+inside its loop; ``bound ms`` is the memory-traffic bound of one call; ``histograms/ours`` is the
+extra time per step of the histogram practice over ours (ours counted as at least one call's time).
 
 Variants are timed in interleaved repetitions (see ``timing``). Loops that write flush their
 writer inside the timed region, so the writer thread's work is counted. The traffic bound is the
@@ -57,8 +58,8 @@ LOOPS = ("plain", "ours", "ours, no histograms", "histograms", "naive")
 
 # (steps per repetition, repetitions) for small models and for ResNet-18
 PLANS = {
-    False: {"small": (100, 7), "ResNet-18": (8, 5)},
-    True: {"small": (30, 3), "ResNet-18": (2, 3)},
+    False: {"small": (60, 7), "ResNet-18": (6, 5)},
+    True: {"small": (20, 3), "ResNet-18": (2, 3)},
 }
 
 
@@ -197,7 +198,8 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
 
     variants = {key: training_loop(key) for key in LOOPS}
     variants["traffic"] = streaming
-    seconds = timing.interleaved(variants, repetitions)
+    cpu_seconds = {}
+    seconds = timing.interleaved(variants, repetitions, cpu=cpu_seconds)
     for writer in writers.values():
         writer.close()
 
@@ -220,6 +222,8 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     }
     for key in ("ours", "ours, no histograms", "histograms", "naive"):
         row[f"{key} %"] = timing.overhead_percent(seconds[key], seconds["plain"])
+    for key in ("ours", "ours, no histograms"):
+        row[f"{key} CPU %"] = timing.overhead_percent(cpu_seconds[key], cpu_seconds["plain"])
     row.update({
         "call ms": 1e3 * call_s,
         "call/step": call_s / step_s,

@@ -9,26 +9,33 @@ import statistics
 import time
 
 
-def interleaved(variants, repetitions):
+def interleaved(variants, repetitions, cpu=None):
     """Times each variant once per repetition, rotating the order between repetitions.
 
     Args:
         variants: name -> callable taking no argument and returning the seconds it wants counted
             (or ``None`` to count its whole wall time).
         repetitions: how many times each variant runs.
+        cpu: optional dict, filled with name -> list of this process's CPU seconds per repetition.
+            CPU time leaves out the time other processes held the cores, so on a shared machine it
+            is the steadier figure; it also counts work of background threads (a writer's thread).
 
     Returns:
-        name -> list of seconds, one per repetition.
+        name -> list of wall-clock seconds, one per repetition.
     """
     names = list(variants)
     seconds = {name: [] for name in names}
+    if cpu is not None:
+        cpu.update({name: [] for name in names})
     for rep in range(repetitions):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             counted = variants[name]()
             elapsed = time.perf_counter() - started
             seconds[name].append(elapsed if counted is None else counted)
+            if cpu is not None:
+                cpu[name].append(time.process_time() - cpu_started)
     return seconds
 
 
