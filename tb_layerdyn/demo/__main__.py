@@ -2,11 +2,12 @@
 
 Usage::
 
-    python -m tb_layerdyn.demo [--logdir runs] [--steps 400] [--no-tensorboard]
+    python -m tb_layerdyn.demo [--logdir runs] [--steps 400] [--no-sweeps] [--no-tensorboard]
 
 Trains LeNet-5 and an MLP for three seeds each on seven-segment digits drawn in code (nothing is
-downloaded), logging into ``<logdir>/<model>-seed<k>``, then serves the logdir with TensorBoard on
-127.0.0.1 until interrupted.
+downloaded), logging into ``<logdir>/<model>-seed<k>``; each LeNet run also takes interpolation
+sweeps (every scope, robustness included) halfway and at its end. Then serves the logdir with
+TensorBoard on 127.0.0.1 until interrupted.
 """
 
 import argparse
@@ -34,6 +35,9 @@ def parse_args(argv):
         "--steps", type=int, default=400, help="training steps per run (default: 400)"
     )
     parser.add_argument(
+        "--no-sweeps", action="store_true", help="skip the interpolation sweeps of the LeNet runs"
+    )
+    parser.add_argument(
         "--no-tensorboard", action="store_true", help="train and log only; do not start TensorBoard"
     )
     parser.add_argument(
@@ -58,7 +62,7 @@ def free_port(start):
     raise RuntimeError(f"no free port in {start}..{start + 99}; pass --port")
 
 
-def train_all(logdir, steps):
+def train_all(logdir, steps, sweeps=True):
     """Trains every demo model for every seed; prints one line per run."""
     print(f"Task: {data.describe()}.")
     train_set = data.glyphs(TRAIN_IMAGES, seed=0)
@@ -67,7 +71,9 @@ def train_all(logdir, steps):
         for seed in SEEDS:
             run_dir = os.path.join(logdir, f"{name}-seed{seed}")
             started = time.perf_counter()
-            accuracy = train.train_run(name, seed, run_dir, train_set, test_set, steps=steps)
+            accuracy = train.train_run(
+                name, seed, run_dir, train_set, test_set, steps=steps, sweeps=sweeps
+            )
             print(
                 f"  {run_dir}: {steps} steps in {time.perf_counter() - started:.1f} s, "
                 f"test accuracy {accuracy:.1%}"
@@ -92,7 +98,7 @@ def serve(logdir, port):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    train_all(args.logdir, args.steps)
+    train_all(args.logdir, args.steps, sweeps=not args.no_sweeps)
     if not args.no_tensorboard:
         serve(args.logdir, args.port)
 

@@ -1,9 +1,11 @@
 """The demo's training loop: one model, one seed, one run directory of layer dynamics.
 
 The loop is what a user writes: a ``SummaryWriter``, a standard SGD step, their own scalars, and one
-``log_layer_dynamics`` call per step.
+``log_layer_dynamics`` call per step; models marked for it also take interpolation sweeps (see
+``interpolation``).
 """
 
+import copy
 import dataclasses
 import functools
 from typing import Callable, Dict, List
@@ -14,16 +16,19 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import log_layer_dynamics
 from tb_layerdyn.demo import data
+from tb_layerdyn.demo import interpolation
 from tb_layerdyn.demo import models
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoModel:
-    """A model the demo trains, and the early/middle/late groups of its layers."""
+    """A model the demo trains, the early/middle/late groups of its layers, and whether its runs
+    take interpolation sweeps."""
 
     factory: Callable[[], torch.nn.Module]
     groups: Dict[str, List[str]]
     learning_rate: float
+    sweeps: bool = False
 
 
 DEMO_MODELS = {
@@ -31,6 +36,7 @@ DEMO_MODELS = {
         factory=models.lenet5,
         groups={"early": ["conv1", "conv2"], "middle": ["fc1"], "late": ["fc2", "fc3"]},
         learning_rate=0.05,
+        sweeps=True,
     ),
     # nn.Sequential names its Linear layers by position: Flatten is 0, the ReLUs 2 and 4.
     "mlp": DemoModel(
@@ -54,7 +60,9 @@ def accuracy(model, images, labels, batch_size=512):
     return correct / len(labels)
 
 
-def train_run(name, seed, logdir, train_set, test_set, *, steps, batch_size=64, eval_every=25):
+def train_run(
+    name, seed, logdir, train_set, test_set, *, steps, batch_size=64, eval_every=25, sweeps=True
+):
     """Trains one demo model from ``seed`` and logs it into ``logdir``.
 
     Args:
@@ -62,9 +70,11 @@ def train_run(name, seed, logdir, train_set, test_set, *, steps, batch_size=64, 
         seed: seeds the initial weights and the batch order.
         logdir: the run directory, e.g. ``runs/lenet5-seed0``.
         train_set, test_set: ``(images, labels)`` pairs from ``data.glyphs``.
-        steps: optimizer steps; layer dynamics are logged at every one.
+        steps: optimizer steps; layer dynamics are logged at every one, and a model marked with
+            ``sweeps`` takes interpolation sweeps at ``interpolation.sweep_steps(steps)``.
         batch_size: images per step.
         eval_every: steps between test-accuracy evaluations (the last step is always evaluated).
+        sweeps: ``False`` skips the interpolation sweeps even for a model marked for them.
 
     Returns:
         The test accuracy after the last step.
@@ -72,6 +82,8 @@ def train_run(name, seed, logdir, train_set, test_set, *, steps, batch_size=64, 
     spec = DEMO_MODELS[name]
     torch.manual_seed(seed)
     model = spec.factory()
+    start = copy.deepcopy(model.state_dict())
+    sweep_at = interpolation.sweep_steps(steps) if spec.sweeps and sweeps else []
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.learning_rate, momentum=0.9)
     batches = data.batches(*train_set, batch_size, seed=seed)
     test_accuracy = accuracy(model, *test_set)
@@ -91,4 +103,6 @@ def train_run(name, seed, logdir, train_set, test_set, *, steps, batch_size=64, 
             if step % eval_every == 0 or step == steps:
                 test_accuracy = accuracy(model, *test_set)
                 writer.add_scalar("accuracy/test", test_accuracy, step)
+            if step in sweep_at:
+                interpolation.log_sweep(writer, model, start, test_set, step)
     return test_accuracy
