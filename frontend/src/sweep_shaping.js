@@ -54,6 +54,8 @@ export function sweepSteps(lists) {
 export function chooseSweeps(lists, choice, max = SWEEPS_MAX) {
   /** @type {string[]} */
   const notes = [];
+  /** @type {string[]} */
+  const without = [];
   /** @type {Array<Array<{run: string, step: number, scopes: string[]}>>} */
   const perRun = [];
   for (const list of lists) {
@@ -65,7 +67,7 @@ export function chooseSweeps(lists, choice, max = SWEEPS_MAX) {
       byStep.set(s.step, scopes);
     }
     if (byStep.size === 0) {
-      notes.push(`Run ${list.run} logged no sweeps.`);
+      without.push(list.run);
       continue;
     }
     const descending = [...byStep.keys()].sort((a, b) => b - a);
@@ -77,6 +79,7 @@ export function chooseSweeps(lists, choice, max = SWEEPS_MAX) {
     }
     perRun.push(steps.map((step) => ({ run: list.run, step, scopes: /** @type {string[]} */ (byStep.get(step)) })));
   }
+  if (without.length) notes.push(`No sweeps logged in ${without.length === 1 ? 'run' : 'runs'} ${without.join(', ')}.`);
   // Take the newest sweep of every run, then the next newest, and so on, so a cap leaves out old
   // steps rather than whole runs.
   /** @type {Array<{run: string, step: number, scopes: string[]}>} */

@@ -46,10 +46,12 @@ test('every step compares within a run, newest first; a chosen step notes runs w
   const lists = [list('a', [10, 30, 20]), list('b', [20]), { run: 'c', sweeps: [] }];
   const every = chooseSweeps(lists, EVERY_STEP);
   assert.deepEqual(every.sweeps.map((s) => [s.run, s.step]), [['a', 30], ['a', 20], ['a', 10], ['b', 20]]);
-  assert.deepEqual(every.notes, ['Run c logged no sweeps.']);
+  assert.deepEqual(every.notes, ['No sweeps logged in run c.']);
   const at = chooseSweeps(lists, '10');
   assert.deepEqual(at.sweeps.map((s) => [s.run, s.step]), [['a', 10]]);
-  assert.deepEqual(at.notes, ['Run b took no sweep at step 10.', 'Run c logged no sweeps.']);
+  assert.deepEqual(at.notes, ['Run b took no sweep at step 10.', 'No sweeps logged in run c.']);
+  const none = chooseSweeps([{ run: 'c', sweeps: [] }, { run: 'd', sweeps: [] }], LATEST);
+  assert.deepEqual(none, { sweeps: [], notes: ['No sweeps logged in runs c, d.'] });
 });
 
 test('a cap keeps the newest sweep of every run before older steps of any', () => {

@@ -32,7 +32,8 @@ import { robustnessTable } from '../sweep_table.js';
  * @typedef {import('../sweep_shaping.js').ChosenSweep} ChosenSweep
  * @typedef {import('../sweep_shaping.js').CurveSweep} CurveSweep
  * @typedef {{sweep: ChosenSweep, payload: CurveSweep}} Part
- * @typedef {{plot: import('uplot'), height: number, minWidth: number, siblings: () => number}} Placed
+ * @typedef {{plot: import('uplot'), height: number, minWidth: number, siblings: () => number,
+ *   box: HTMLElement | null}} Placed
  */
 
 const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'status'];
@@ -143,7 +144,13 @@ export function createSweepsPanel(context) {
   }
 
   function resize() {
-    for (const p of plots) p.plot.setSize({ width: chartWidth(p.minWidth, p.siblings()), height: p.height });
+    for (const p of plots) {
+      const width = chartWidth(p.minWidth, p.siblings());
+      p.plot.setSize({ width, height: p.height });
+      // A small multiple's box takes its chart's width, so long travel lines wrap instead of
+      // widening the box and leaving one chart per row.
+      if (p.box) p.box.style.width = `${width}px`;
+    }
   }
 
   function destroyPlots() {
@@ -190,15 +197,16 @@ export function createSweepsPanel(context) {
    * @param {number} height
    * @param {number} minWidth
    * @param {() => number} siblings how many charts share its grid.
+   * @param {HTMLElement | null} [box] an element around the chart that should be as wide.
    * @returns {HTMLElement}
    */
-  function chart(data, yLabel, height, minWidth, siblings) {
+  function chart(data, yLabel, height, minWidth, siblings, box = null) {
     const spanGaps = data.lines.length > 1;
     const { element, plot } = createCurveChart({
       columns: data.columns, lines: data.lines, width: chartWidth(minWidth, siblings()), height,
       logY: false, yLabel, syncKey: SYNC_KEY, spanGaps, showRun: true, xLabel: 'α',
     });
-    plots.push({ plot, height, minWidth, siblings });
+    plots.push({ plot, height, minWidth, siblings, box });
     return element;
   }
 
@@ -265,11 +273,12 @@ export function createSweepsPanel(context) {
             text: single ? `|θ₁ − θ₀| = ${formatValue(t.travel)}` : `${t.sweep.label}: ${formatValue(t.travel)}`,
           }),
         ])));
-      return el('div', { className: SWEEP_CSS.multiple, attrs: { 'data-curve': m.name } }, [
+      const box = el('div', { className: SWEEP_CSS.multiple, attrs: { 'data-curve': m.name } }, [
         el('div', { className: CSS.chartTitle, text: m.name, title: m.name }),
         travel,
-        chart(m, metric, SWEEP_MULTIPLE_HEIGHT, SWEEP_MULTIPLE_MIN_WIDTH, count),
       ]);
+      box.append(chart(m, metric, SWEEP_MULTIPLE_HEIGHT, SWEEP_MULTIPLE_MIN_WIDTH, count, box));
+      return box;
     });
     const nodes = cells.length ? [el('div', { className: SWEEP_CSS.multiples }, cells)] : [stateMessage('empty', 'No layers match the filter.')];
     if (left > 0) nodes.push(stateMessage('empty', `${left} more parameters are not drawn; narrow the layer filter to see them.`));
