@@ -1,18 +1,28 @@
 """The per-call pass over the parameters: snapshots in, per-layer sums out.
 
 Holds the only state of a measurement, the initial and previous weights of each parameter, in
-buffers allocated once. Each call fills a preallocated sums buffer on the parameters' device
-(one row per slot: a chunk of a parameter; columns are ``metrics.SUM_*``), then copies it to the
-host in **one** transfer; the host adds the rows of each layer. No per-layer ``.item()``.
+buffers allocated once. Each call fills one preallocated sums buffer on the parameters' device and
+copies it to the host in **one** transfer, where the sums of each layer are added up. No per-layer
+``.item()``.
 
-Why the pass looks the way it does (measured on a 2-core CPU, see PERFORMANCE_NOTES): the cost is
-memory traffic and per-op overhead, and allocation churn slows the *next* training step. So every
-op writes into preallocated scratch (``out=``, in place); squares are summed with ``torch.dot``
-(several times faster than ``vector_norm`` here); large parameters are cut into chunks of
-``CHUNK`` elements so that the later ops of a chunk find its data still in cache.
+Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
+
+- **Flat** (small fp32 parameters; most tensors of most models): the fixed cost of a torch op
+  (2-3 us) dominates, so their weights, previous and initial snapshots and gradients live in flat
+  buffers, laid out layer by layer, each layer padded with zeros to whole ``BLOCK``-element
+  blocks. A call copies the weights in with one ``torch.cat``, runs a fixed number of whole-buffer
+  ops into preallocated rows, sums each row per block in one op, and swaps the weights buffer with
+  the previous one (double buffering: no copy back). The host adds the blocks of each layer; as
+  blocks never straddle layers, a NaN stays in its own layer.
+- **Chunked** (large or non-fp32 parameters, FSDP shards): memory traffic dominates, so each
+  parameter is reduced on its own in chunks of ``CHUNK`` elements whose data stays in cache between
+  the ops of a chunk, one sums row per chunk.
+
+Every op writes into preallocated scratch (``out=``, in place): allocation churn on the hot path
+slows the *next* training step more than the call itself costs.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +31,14 @@ from tb_layerdyn import metrics
 
 # Elements per chunk: 1 MiB of fp32, so a chunk's weights, snapshots and scratch stay in L2/L3.
 CHUNK = 1 << 18
+
+# Parameters with at most this many elements take the flat path. Above it, the flat path's extra
+# passes over memory cost more than the per-tensor op overhead they save (measured: about 0.6 ns
+# more per element against 25-30 us of ops per tensor).
+FLAT_MAX_NUMEL = 1 << 15
+
+# Elements per block of the flat path's per-block sums; each layer is padded to whole blocks.
+BLOCK = 256
 
 # Columns the device fills; SUM_NUMEL is added on the host.
 _DEVICE_SUMS = metrics.SUM_SQ_INIT + 1
@@ -47,39 +65,39 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.as_strided((t.numel(),), (1,))
 
 
-class _Param:
-    """Snapshots and per-call views of one parameter (its local shard under FSDP)."""
+def _segment(buf: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Tensor:
+    """The elements ``offset:offset + like.numel()`` of a flat buffer, viewed with ``like``'s shape
+    and strides (``like`` is dense, so its strides address exactly that many elements)."""
+    return buf.as_strided(like.shape, like.stride(), buf.storage_offset() + offset)
 
-    def __init__(self, name, param, local, first_row, snapshot_device, compute_device, chunk):
+
+class _Param:
+    """One parameter (its local shard under FSDP): where its snapshots live and its sums go.
+
+    Attributes:
+        flat: the parameter takes the flat path; ``offset`` is then its place in the flat buffers.
+        fast: fp32, dense and on the compute device: reduced in place, without a copy.
+        first_row: its first sums row (chunked path only).
+    """
+
+    def __init__(self, name, param, local, fast, flat):
         self.name = name
         self.param = param
         self.local = local
         self.data_ptr = local.data_ptr()
-        self.prev = torch.empty_like(local, device=snapshot_device, memory_format=torch.preserve_format)
-        self.init = torch.empty_like(self.prev)
-        with torch.no_grad():
-            self.prev.copy_(local)
-            self.init.copy_(local)
         self.numel = local.numel()
-        self.first_row = first_row
-        # Fast: fp32 weights and snapshots side by side on the compute device, read in place.
-        self.fast = (
-            local.dtype == torch.float32
-            and _dense(local)
-            and local.device == compute_device
-            and self.prev.device == compute_device
-        )
-        if self.fast:
-            step = max(1, chunk)
-            bounds = [(s, min(self.numel, s + step)) for s in range(0, self.numel, step)] or [(0, 0)]
-            w, prev, init = _flat(local), _flat(self.prev), _flat(self.init)
-            self.chunks = [(w[a:b], prev[a:b], init[a:b]) for a, b in bounds]
-        else:
-            self.chunks = [None]
+        self.fast = fast
+        self.flat = flat
+        self.offset = 0
+        self.first_row = 0
+        self.prev: Optional[torch.Tensor] = None
+        self.init: Optional[torch.Tensor] = None
+        self.chunks = [None]
+        self.outs = []
 
     @property
     def rows(self) -> int:
-        return len(self.chunks)
+        return 0 if self.flat else len(self.chunks)
 
 
 class Reducer:
@@ -89,10 +107,11 @@ class Reducer:
         snapshot_device: where the initial and previous weights live; ``None`` keeps them beside the
             parameters (fastest), ``"cpu"`` halves device memory for models too large to double.
         elementwise: also sum the element-wise ratios |dw| / |w_prev| (the ``rwc_elementwise``
-            variant); costs two more ops per chunk.
+            variant); costs a few more ops.
         local: maps a parameter to ``(local tensor, contributes)``: its shard under FSDP, and
             whether this rank adds it to the sums (see ``distributed``).
         chunk: elements per chunk of a large parameter.
+        flat_max_numel: parameters up to this size take the flat path (0 turns it off).
     """
 
     def __init__(
@@ -102,17 +121,21 @@ class Reducer:
         elementwise: bool = False,
         local: Callable = lambda p: (p, True),
         chunk: int = CHUNK,
+        flat_max_numel: int = FLAT_MAX_NUMEL,
     ):
         self._snapshot_device = None if snapshot_device is None else torch.device(snapshot_device)
         self._elementwise = elementwise
         self._local = local
         self._chunk = chunk
+        self._flat_max = flat_max_numel
         self._params: List[_Param] = []
-        self._layer_starts = np.zeros(0, dtype=np.int64)
-        self._numel = np.zeros(0)
         self._num_rows = 0
+        self._num_blocks = 0
+        self._flat_bufs = None
         self.sums: Optional[torch.Tensor] = None
         self._host: Optional[torch.Tensor] = None
+
+    # ----------------------------------------------------------------------------- building
 
     def prepare(self, layers: Sequence, restart: Sequence[bool]) -> None:
         """(Re)builds snapshots and buffers for ``layers``; called when the layers changed.
@@ -121,80 +144,270 @@ class Reducer:
         the others start over from the current weights.
         """
         old: Dict[str, _Param] = {p.name: p for p in self._params}
-        compute_device = None
-        for layer in layers:
-            for _, param in layer.params:
-                compute_device = self._local(param)[0].device
-                break
-            if compute_device is not None:
-                break
-        compute_device = compute_device or torch.device("cpu")
-        snapshot_device = self._snapshot_device or None
-        params: List[_Param] = []
-        starts = []
-        numel = []
-        row = 0
-        for layer, fresh in zip(layers, restart):
-            starts.append(row)
-            numel.append(layer.numel)
-            for name, param in layer.params:
-                local, contributes = self._local(param)
+        locals_ = [[(name, param, *self._local(param)) for name, param in layer.params] for layer in layers]
+        compute_device = next(
+            (local.device for layer in locals_ for _, _, local, _ in layer), torch.device("cpu")
+        )
+        # Shards differ in size between ranks, and the all-reduce needs equal buffers everywhere:
+        # sharded models take the chunked path only.
+        sharded = any(local is not param for layer in locals_ for _, param, local, _ in layer)
+        snapshots_here = self._snapshot_device in (None, compute_device)
+
+        per_layer: List[List[_Param]] = []
+        sources = {}
+        for layer_params, fresh in zip(locals_, restart):
+            entries = []
+            for name, param, local, contributes in layer_params:
                 if not contributes:
                     continue
+                local = local.detach()
+                fast = (
+                    local.dtype == torch.float32
+                    and _dense(local)
+                    and local.device == compute_device
+                    and snapshots_here
+                )
+                flat = fast and not sharded and local.numel() <= self._flat_max
+                entry = _Param(name, param, local, fast, flat)
                 kept = old.get(name)
-                if kept is not None and not fresh and kept.param is param and kept.data_ptr == local.data_ptr():
-                    kept.first_row = row
-                    entry = kept
+                if kept is not None and not fresh and kept.param is param and kept.data_ptr == entry.data_ptr:
+                    sources[name] = (self.previous(kept), kept.init)
                 else:
-                    entry = _Param(
-                        name,
-                        param,
-                        local.detach(),
-                        row,
-                        snapshot_device or local.device,
-                        compute_device,
-                        self._chunk,
-                    )
-                params.append(entry)
+                    sources[name] = (local, local)
+                entries.append(entry)
+            per_layer.append(entries)
+
+        with torch.no_grad():
+            self._build_flat(per_layer, sources, compute_device)
+            self._build_chunked(per_layer, sources, compute_device)
+        self._params = [entry for entries in per_layer for entry in entries]
+        self._flat_params = [entry for entry in self._params if entry.flat]
+        self._numel = np.asarray([layer.numel for layer in layers], dtype=np.float64)
+        self._host_buffers(len(layers))
+
+    def _build_flat(self, per_layer, sources, device) -> None:
+        """Lays the flat parameters out layer by layer in padded blocks and fills the snapshots."""
+        offset = 0
+        block_starts, pads = [], []
+        w_parts, placement = [], []
+        for entries in per_layer:
+            block_starts.append(offset // BLOCK)
+            start = offset
+            for entry in entries:
+                if entry.flat:
+                    entry.offset = offset
+                    offset += entry.numel
+                    w_parts.append(_flat(entry.local))
+                    placement.append(entry)
+            pad = -(offset - start) % BLOCK if offset > start else 0
+            pads.append(pad)
+            if pad:
+                w_parts.append(pad)
+                placement.append(None)
+            offset += pad
+        self._block_starts = np.asarray(block_starts, dtype=np.int64)
+        self._pads = np.asarray(pads, dtype=np.float64)
+        self._num_blocks = offset // BLOCK
+        if not offset:
+            self._flat_bufs = None
+            return
+        buffers = lambda rows=(): torch.zeros((*rows, offset), dtype=torch.float32, device=device)
+        zeros = torch.zeros(max(max(pads), self._flat_max_in(placement)), dtype=torch.float32, device=device)
+        # Pads are zero in every buffer (weights, snapshots, gradients), so they add nothing to
+        # any sum; the zero-previous-weight count alone sees them and is corrected on the host.
+        self._w_parts = [zeros[:part] if isinstance(part, int) else part for part in w_parts]
+        self._g_parts = list(self._w_parts)
+        self._grad_slots = [
+            (i, entry, zeros[: entry.numel]) for i, entry in enumerate(placement) if entry is not None
+        ]
+        weights, previous, initial = buffers(), buffers(), buffers()
+        for entry in placement:
+            if entry is not None:
+                prev_src, init_src = sources[entry.name]
+                _segment(previous, entry.offset, entry.local).copy_(prev_src)
+                _segment(initial, entry.offset, entry.local).copy_(init_src)
+                entry.init = _segment(initial, entry.offset, entry.local)
+        rows = 8 if self._elementwise else 6
+        self._flat_bufs = {
+            "weights": weights,
+            "previous": previous,
+            "initial": initial,
+            "grads": buffers(),
+            "diff": buffers(),
+            "rows": buffers((rows,)),
+            "zero": torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None,
+        }
+        self._row_views = list(self._flat_bufs["rows"])
+
+    @staticmethod
+    def _flat_max_in(placement) -> int:
+        return max([entry.numel for entry in placement if entry is not None] or [0])
+
+    def _build_chunked(self, per_layer, sources, device) -> None:
+        """Allocates the snapshots, sums rows and scratch of the chunked path; fills the constant
+        sums (the initial weights' squares)."""
+        row = 0
+        layer_rows = []
+        for entries in per_layer:
+            layer_rows.append(row)
+            for entry in entries:
+                if entry.flat:
+                    continue
+                entry.first_row = row
+                snapshot_device = self._snapshot_device or entry.local.device
+                entry.prev = torch.empty_like(entry.local, device=snapshot_device, memory_format=torch.preserve_format)
+                entry.init = torch.empty_like(entry.prev)
+                prev_src, init_src = sources[entry.name]
+                entry.prev.copy_(prev_src)
+                entry.init.copy_(init_src)
+                if entry.fast:
+                    step = max(1, self._chunk)
+                    bounds = [(s, min(entry.numel, s + step)) for s in range(0, entry.numel, step)] or [(0, 0)]
+                    w, prev, init = _flat(entry.local), _flat(entry.prev), _flat(entry.init)
+                    entry.chunks = [(w[a:b], prev[a:b], init[a:b]) for a, b in bounds]
+                else:
+                    entry.chunks = [None]
                 row += entry.rows
-        self._params = params
-        self._layer_starts = np.asarray(starts, dtype=np.int64)
-        self._numel = np.asarray(numel, dtype=np.float64)
+        self._layer_rows = np.asarray(layer_rows, dtype=np.int64)
         self._num_rows = row
-        largest = max([min(p.numel, self._chunk) for p in params if p.fast] or [0])
-        largest_slow = max([p.numel for p in params if not p.fast] or [0])
-        self.sums = torch.zeros((max(row, 1), _DEVICE_SUMS), dtype=torch.float32, device=compute_device)
+        chunked = [entry for entries in per_layer for entry in entries if not entry.flat]
+
+        size_rows = row * _DEVICE_SUMS
+        self.sums = torch.zeros(size_rows + _DEVICE_SUMS * self._num_blocks, dtype=torch.float32, device=device)
+        self._rows = self.sums[:size_rows].view(row, _DEVICE_SUMS)
+        self._blocks = self.sums[size_rows:].view(_DEVICE_SUMS, self._num_blocks)
         # The one device->host copy per call lands in this buffer (pinned, so it can be async).
         self._host = (
             self.sums
             if self.sums.device.type == "cpu"
             else torch.empty(self.sums.shape, dtype=self.sums.dtype, pin_memory=True)
         )
-        self._outs = [[self.sums[r, c] for c in range(_DEVICE_SUMS)] for r in range(row)]
+
+        largest = max([min(e.numel, self._chunk) for e in chunked if e.fast] or [0])
+        largest_slow = max([e.numel for e in chunked if not e.fast] or [0])
         size = max(largest, largest_slow, 1)
-        scratch = lambda dtype=torch.float32: torch.empty(size, dtype=dtype, device=compute_device)
-        self._diff = scratch()
-        self._ratio = scratch() if self._elementwise else None
-        self._zero = scratch(torch.bool) if self._elementwise else None
-        if largest_slow:
-            self._slow = (scratch(), scratch(), scratch())
-        with torch.no_grad():
-            for entry in params:
-                for r, chunk in enumerate(self._chunk_tensors(entry, copy=True)):
-                    _, _, init = chunk
-                    torch.dot(init, init, out=self._outs[entry.first_row + r][metrics.SUM_SQ_INIT])
+        scratch = lambda dtype=torch.float32: torch.empty(size, dtype=dtype, device=device)
+        diff_all = scratch()
+        ratio_all = scratch() if self._elementwise else None
+        zero_all = scratch(torch.bool) if self._elementwise else None
+        self._slow = (scratch(), scratch(), scratch()) if largest_slow else None
+        # Views made once: slicing on every call would allocate tensor objects on the hot path.
+        for entry in chunked:
+            entry.outs = []
+            for r, chunk in enumerate(entry.chunks):
+                n = entry.numel if chunk is None else chunk[0].numel()
+                entry.outs.append((
+                    [self._rows[entry.first_row + r, c] for c in range(_DEVICE_SUMS)],
+                    diff_all[:n],
+                    None if ratio_all is None else (ratio_all[:n], zero_all[:n]),
+                ))
+            for r, (w, prev, init) in enumerate(self._chunk_tensors(entry)):
+                torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
+        if self._flat_bufs is not None:
+            square = self._flat_bufs["diff"]
+            initial = self._flat_bufs["initial"]
+            torch.mul(initial, initial, out=square)
+            torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[metrics.SUM_SQ_INIT])
+            self._q_blocks = self._flat_bufs["rows"].view(len(self._row_views), -1, BLOCK)
+
+    def _host_buffers(self, num_layers: int) -> None:
+        """Preallocates the host side's float64 arrays (reused by every call)."""
+        self._rows64 = np.zeros((self._num_rows, _DEVICE_SUMS))
+        self._blocks64 = np.zeros((_DEVICE_SUMS, self._num_blocks))
+        self._rows_added = np.zeros((num_layers, _DEVICE_SUMS))
+        self._blocks_added = np.zeros((_DEVICE_SUMS, num_layers))
+        self._layer_out = np.zeros((num_layers, metrics.NUM_SUMS))
+        self._layer_out[:, metrics.SUM_NUMEL] = self._numel
+        # reduceat gives an empty segment the next element instead of 0; those layers are masked.
+        row_ends = np.append(self._layer_rows[1:], self._num_rows)
+        self._rows_empty = row_ends == self._layer_rows
+        self._rows_starts = np.minimum(self._layer_rows, max(self._num_rows - 1, 0))
+        block_ends = np.append(self._block_starts[1:], self._num_blocks)
+        self._blocks_empty = block_ends == self._block_starts
+        self._blocks_starts = np.minimum(self._block_starts, max(self._num_blocks - 1, 0))
+
+    # ----------------------------------------------------------------------------- queries
 
     def stale(self) -> bool:
         """True when a parameter's storage moved since ``prepare`` (e.g. ``param.data = ...``)."""
         return any(self._local(p.param)[0].data_ptr() != p.data_ptr for p in self._params)
 
-    def _chunk_tensors(self, entry: _Param, copy: bool):
+    def previous(self, entry: _Param) -> torch.Tensor:
+        """The previous-weights snapshot of one parameter (a view, shaped like the parameter)."""
+        if entry.flat:
+            return _segment(self._flat_bufs["previous"], entry.offset, entry.local)
+        return entry.prev
+
+    def initial_weights(self) -> Dict[str, torch.Tensor]:
+        """Copies of the initial-weights snapshots, by qualified parameter name."""
+        return {entry.name: entry.init.detach().clone() for entry in self._params}
+
+    def has_grad(self, layers: Sequence) -> np.ndarray:
+        """Per layer: at least one of its parameters holds a gradient now."""
+        return np.array([any(p.grad is not None for _, p in layer.params) for layer in layers], bool)
+
+    # ----------------------------------------------------------------------------- the pass
+
+    @torch.no_grad()
+    def reduce(self) -> torch.Tensor:
+        """Runs the pass: fills ``self.sums`` and moves every previous snapshot to the current
+        weights. Returns the device sums buffer."""
+        if self._flat_bufs is not None:
+            self._reduce_flat()
+        for entry in self._params:
+            if not entry.flat:
+                self._reduce_chunked(entry)
+        return self.sums
+
+    def _reduce_flat(self) -> None:
+        bufs = self._flat_bufs
+        weights, previous, initial, diff = bufs["weights"], bufs["previous"], bufs["initial"], bufs["diff"]
+        q = self._row_views
+        torch.cat(self._w_parts, out=weights)
+        parts = self._g_parts
+        for slot, entry, zero in self._grad_slots:
+            parts[slot] = self._flat_grad(entry, zero)
+        torch.cat(parts, out=bufs["grads"])
+        # Holding this call's gradients until the next would keep them alive across zero_grad.
+        for slot, _, zero in self._grad_slots:
+            parts[slot] = zero
+        torch.sub(weights, previous, out=diff)
+        torch.abs(diff, out=q[metrics.SUM_ABS_DIFF])
+        torch.mul(diff, diff, out=q[metrics.SUM_SQ_DIFF])
+        torch.abs(previous, out=q[metrics.SUM_ABS_PREV])
+        init_diff = q[metrics.SUM_SQ_INIT_DIFF]
+        torch.sub(weights, initial, out=init_diff)
+        init_diff.mul_(init_diff)
+        torch.mul(weights, weights, out=q[metrics.SUM_SQ_WEIGHT])
+        torch.mul(bufs["grads"], bufs["grads"], out=q[metrics.SUM_SQ_GRAD])
+        if self._elementwise:
+            zero, ratio = bufs["zero"], q[metrics.SUM_RATIO]
+            torch.eq(previous, 0, out=zero)
+            torch.div(q[metrics.SUM_ABS_DIFF], q[metrics.SUM_ABS_PREV], out=ratio)
+            ratio.masked_fill_(zero, 0.0)
+            q[metrics.SUM_ZERO_PREV].copy_(zero)
+        torch.sum(self._q_blocks, 2, out=self._blocks[: len(q)])
+        # This call's weights are the next call's previous ones: swap instead of copying back.
+        bufs["weights"], bufs["previous"] = previous, weights
+
+    def _flat_grad(self, entry: _Param, zero: torch.Tensor) -> torch.Tensor:
+        """A 1-D fp32 view of a flat parameter's gradient in any element order (only its sum of
+        squares is taken), or zeros when it has none."""
+        grad = entry.param.grad
+        if grad is None:
+            return zero
+        grad = self._local(grad)[0]
+        if grad.is_sparse:
+            grad = grad.to_dense()
+        if grad.dtype != torch.float32 or grad.device != zero.device or not _dense(grad):
+            grad = grad.to(device=zero.device, dtype=torch.float32, memory_format=torch.contiguous_format)
+        return _flat(grad)
+
+    def _chunk_tensors(self, entry: _Param):
         """The ``(w, prev, init)`` fp32 1-D tensors of each chunk of a parameter, on the compute
         device; a slow parameter is first copied into scratch."""
         if entry.fast:
             return entry.chunks
-        if not copy:
-            return [None]
         n = entry.numel
         w, prev, init = (buf[:n] for buf in self._slow)
         local = self._local(entry.param)[0]
@@ -203,42 +416,32 @@ class Reducer:
         init.copy_(_flat(entry.init))
         return [(w, prev, init)]
 
-    @torch.no_grad()
-    def reduce(self) -> torch.Tensor:
-        """Runs the pass: fills ``self.sums`` and moves every previous snapshot to the current
-        weights. Returns the device sums buffer (one row per chunk)."""
-        diff_all, ratio_all, zero_all = self._diff, self._ratio, self._zero
-        for entry in self._params:
-            for r, chunk in enumerate(self._chunk_tensors(entry, copy=True)):
-                w, prev, init = chunk
-                out = self._outs[entry.first_row + r]
-                n = w.numel()
-                diff = diff_all[:n]
-                torch.sub(w, prev, out=diff)
-                torch.dot(diff, diff, out=out[metrics.SUM_SQ_DIFF])
-                diff.abs_()
-                torch.sum(diff, 0, out=out[metrics.SUM_ABS_DIFF])
-                if ratio_all is not None:
-                    ratio, zero = ratio_all[:n], zero_all[:n]
-                    torch.abs(prev, out=ratio)
-                    torch.sum(ratio, 0, out=out[metrics.SUM_ABS_PREV])
-                    torch.eq(ratio, 0, out=zero)
-                    torch.sum(zero, 0, dtype=torch.float32, out=out[metrics.SUM_ZERO_PREV])
-                    ratio.masked_fill_(zero, float("inf"))
-                    diff.div_(ratio)
-                    torch.sum(diff, 0, out=out[metrics.SUM_RATIO])
-                else:
-                    torch.abs(prev, out=diff)
-                    torch.sum(diff, 0, out=out[metrics.SUM_ABS_PREV])
-                torch.sub(w, init, out=diff)
-                torch.dot(diff, diff, out=out[metrics.SUM_SQ_INIT_DIFF])
-                torch.dot(w, w, out=out[metrics.SUM_SQ_WEIGHT])
-                if entry.fast:
-                    prev.copy_(w)
-            if not entry.fast:
-                entry.prev.copy_(self._local(entry.param)[0])
-            self._grad_sum(entry, self._outs[entry.first_row][metrics.SUM_SQ_GRAD])
-        return self.sums
+    def _reduce_chunked(self, entry: _Param) -> None:
+        for (w, prev, init), (out, diff, elementwise) in zip(self._chunk_tensors(entry), entry.outs):
+            torch.sub(w, prev, out=diff)
+            torch.dot(diff, diff, out=out[metrics.SUM_SQ_DIFF])
+            diff.abs_()
+            torch.sum(diff, 0, out=out[metrics.SUM_ABS_DIFF])
+            if elementwise is not None:
+                ratio, zero = elementwise
+                torch.abs(prev, out=ratio)
+                torch.sum(ratio, 0, out=out[metrics.SUM_ABS_PREV])
+                torch.eq(ratio, 0, out=zero)
+                torch.sum(zero, 0, dtype=torch.float32, out=out[metrics.SUM_ZERO_PREV])
+                ratio.masked_fill_(zero, float("inf"))
+                diff.div_(ratio)
+                torch.sum(diff, 0, out=out[metrics.SUM_RATIO])
+            else:
+                torch.abs(prev, out=diff)
+                torch.sum(diff, 0, out=out[metrics.SUM_ABS_PREV])
+            torch.sub(w, init, out=diff)
+            torch.dot(diff, diff, out=out[metrics.SUM_SQ_INIT_DIFF])
+            torch.dot(w, w, out=out[metrics.SUM_SQ_WEIGHT])
+            if entry.fast:
+                prev.copy_(w)
+        if not entry.fast:
+            entry.prev.copy_(self._local(entry.param)[0])
+        self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
 
     def _grad_sum(self, entry: _Param, out: torch.Tensor) -> None:
         grad = entry.param.grad
@@ -255,6 +458,8 @@ class Reducer:
             norm = torch.linalg.vector_norm(grad, 2, dtype=torch.float32)
             out.copy_(norm * norm)
 
+    # ----------------------------------------------------------------------------- host side
+
     def to_host(self, sums: torch.Tensor) -> np.ndarray:
         """Copies a sums buffer (``self.sums`` or its all-reduced copy) to the host: the call's one
         device->host transfer."""
@@ -264,22 +469,27 @@ class Reducer:
         torch.cuda.current_stream(sums.device).synchronize()
         return self._host.numpy()
 
-    def has_grad(self, layers: Sequence) -> np.ndarray:
-        """Per layer: at least one of its parameters holds a gradient now."""
-        return np.array([any(p.grad is not None for _, p in layer.params) for layer in layers], bool)
+    def layer_sums(self, host: np.ndarray) -> np.ndarray:
+        """Adds the host copy of the sums buffer into ``(layers, metrics.NUM_SUMS)`` float64.
 
-    def layer_sums(self, host_rows: np.ndarray) -> np.ndarray:
-        """Adds the host copy of the sums rows into ``(layers, metrics.NUM_SUMS)`` float64."""
-        num_layers = len(self._layer_starts)
-        out = np.zeros((num_layers, metrics.NUM_SUMS), dtype=np.float64)
-        if num_layers and self._num_rows:
-            rows = np.asarray(host_rows[: self._num_rows], dtype=np.float64)
-            starts = np.minimum(self._layer_starts, self._num_rows - 1)
-            added = np.add.reduceat(rows, starts, axis=0)
-            # reduceat gives a row for an empty layer too (the next row); an empty layer is one
-            # whose start equals the next layer's start or the end.
-            ends = np.append(self._layer_starts[1:], self._num_rows)
-            added[ends == self._layer_starts] = 0.0
-            out[:, :_DEVICE_SUMS] = added
-        out[:, metrics.SUM_NUMEL] = self._numel
+        The array returned is reused by the next call; copy it to keep it.
+        """
+        out = self._layer_out
+        sums = out[:, :_DEVICE_SUMS]
+        sums[...] = 0.0
+        if not len(out):
+            return out
+        split = self._num_rows * _DEVICE_SUMS
+        if self._num_rows:
+            np.copyto(self._rows64, host[:split].reshape(self._num_rows, _DEVICE_SUMS))
+            np.add.reduceat(self._rows64, self._rows_starts, axis=0, out=self._rows_added)
+            self._rows_added[self._rows_empty] = 0.0
+            sums += self._rows_added
+        if self._num_blocks:
+            np.copyto(self._blocks64, host[split:].reshape(_DEVICE_SUMS, self._num_blocks))
+            np.add.reduceat(self._blocks64, self._blocks_starts, axis=1, out=self._blocks_added)
+            self._blocks_added[:, self._blocks_empty] = 0.0
+            sums += self._blocks_added.T
+            if self._elementwise:
+                out[:, metrics.SUM_ZERO_PREV] -= self._pads
         return out

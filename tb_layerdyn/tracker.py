@@ -123,6 +123,8 @@ class LayerDynamics:
         )
         self._all_reduce = distributed.AllReduce()
         self._layers = None
+        self._identity = None
+        self._all_previous = None
         self._signatures = {}
         self._measured = set()
         self._layout = None
@@ -169,8 +171,12 @@ class LayerDynamics:
         sums = self._reducer.reduce()
         if sharded:
             sums = self._all_reduce(sums)
-        has_previous = np.array([lay.name in self._measured and lay.name not in fresh for lay in found])
-        self._measured = {lay.name for lay in found}
+        if fresh or self._all_previous is None:
+            has_previous = np.array([lay.name in self._measured and lay.name not in fresh for lay in found])
+            self._measured = {lay.name for lay in found}
+        else:
+            # Same layers as the last call, none restarted: every one has previous weights.
+            has_previous = self._all_previous
         if not writing:
             return
         layer_sums = self._reducer.layer_sums(self._reducer.to_host(sums))
@@ -201,7 +207,7 @@ class LayerDynamics:
         """
         if self._layers is None:
             raise RuntimeError("no initial weights recorded yet; call log(step) once first")
-        return {entry.name: entry.init.detach().clone() for entry in self._reducer._params}
+        return self._reducer.initial_weights()
 
     def sweep(self, eval_fn, step, **options):
         """Sweeps from the recorded initial weights to the current ones and writes it at ``step``.
@@ -221,15 +227,26 @@ class LayerDynamics:
         Returns:
             Names of layers whose snapshots start over at this call.
         """
+        order = "forward" if self._order.complete else "registration"
+        # The same parameter objects in the same layers, order and storage cannot have changed
+        # shape, strides, dtype or device (each of those replaces the storage): skip the full
+        # signatures, which cost more than the rest of this check on every call.
+        identity = tuple((lay.name, *(id(p) for _, p in lay.params)) for lay in found)
+        if (
+            identity == self._identity
+            and self._layout["order"] == order
+            and not self._reducer.stale()
+        ):
+            return set()
         signatures = {lay.name: lay.signature for lay in found}
         same_order = self._layers is not None and [l.name for l in self._layers] == [l.name for l in found]
-        order = "forward" if self._order.complete else "registration"
         if (
             same_order
             and signatures == self._signatures
             and self._layout["order"] == order
             and not self._reducer.stale()
         ):
+            self._identity = identity
             return set()
         fresh = {name for name, sig in signatures.items() if self._signatures.get(name) != sig}
         if self._layers is not None:
@@ -243,6 +260,8 @@ class LayerDynamics:
                 )
         self._reducer.prepare(found, [lay.name in fresh for lay in found])
         self._layers = found
+        self._identity = identity
+        self._all_previous = np.ones(len(found), dtype=bool)
         self._signatures = signatures
         self._build_layout(found, model)
         return fresh
