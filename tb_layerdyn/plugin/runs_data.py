@@ -95,6 +95,43 @@ def single_layout_table(layout):
     )
 
 
+def list_tags(data_provider, ctx, experiment_id, run, prefix, parse_layout):
+    """The tags under ``prefix`` of each run that has any, with their parsed layouts.
+
+    Args:
+        data_provider: the TensorBoard context's data provider.
+        ctx: the request's ``RequestContext``.
+        experiment_id: the request's experiment id.
+        run: only this run, when not ``None``.
+        prefix: the tag prefix of one kind of payload (``metadata.*_TAG_PREFIX``).
+        parse_layout: ``plugin_content`` bytes -> layout dict, or ``None`` for a layout this
+            release cannot read (its tag is left out).
+
+    Returns:
+        run name -> its ``TagInfo`` list sorted by tag; runs without such a tag are left out.
+    """
+    run_tag_filter = provider.RunTagFilter(runs=[run]) if run is not None else None
+    listing = data_provider.list_tensors(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=run_tag_filter,
+    )
+    found = {}
+    for run_name, tags in listing.items():
+        infos = []
+        for tag in sorted(tags):
+            if not tag.startswith(prefix):
+                continue
+            series = tags[tag]
+            layout = parse_layout(series.plugin_content)
+            if layout is not None:
+                infos.append(TagInfo(tag, layout, int(series.max_step), float(series.max_wall_time)))
+        if infos:
+            found[run_name] = infos
+    return found
+
+
 class RunsData:
     """The layer dynamics of every run, read on demand and cached per run.
 
@@ -127,27 +164,9 @@ class RunsData:
         Returns:
             run name -> its ``TagInfo`` list; runs without per-layer metrics are left out.
         """
-        run_tag_filter = provider.RunTagFilter(runs=[run]) if run is not None else None
-        listing = self._provider.list_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=run_tag_filter,
+        return list_tags(
+            self._provider, ctx, experiment_id, run, metadata.METRICS_TAG_PREFIX, _layout_content
         )
-        layouts = {}
-        for run_name, tags in listing.items():
-            infos = []
-            for tag in sorted(tags):
-                if not tag.startswith(metadata.METRICS_TAG_PREFIX):
-                    continue
-                series = tags[tag]
-                content = _layout_content(series.plugin_content)
-                if content is None:
-                    continue
-                infos.append(TagInfo(tag, content, int(series.max_step), float(series.max_wall_time)))
-            if infos:
-                layouts[run_name] = infos
-        return layouts
 
     def run_table(self, ctx, experiment_id, run, infos=None) -> Optional[table.RunTable]:
         """The merged table of one run, from the cache while its tags have no new data.

@@ -74,29 +74,9 @@ class SweepsData:
             run name -> its ``TagInfo`` list; tags whose layout this release cannot read are
             left out, and so are runs without any sweep tag.
         """
-        run_tag_filter = provider.RunTagFilter(runs=[run]) if run is not None else None
-        listing = self._provider.list_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=run_tag_filter,
+        return runs_data.list_tags(
+            self._provider, ctx, experiment_id, run, metadata.SWEEP_TAG_PREFIX, encoding.parse_layout
         )
-        found = {}
-        for run_name, tags in listing.items():
-            infos = []
-            for tag in sorted(tags):
-                if not tag.startswith(metadata.SWEEP_TAG_PREFIX):
-                    continue
-                series = tags[tag]
-                layout = encoding.parse_layout(series.plugin_content)
-                if layout is None:
-                    continue
-                infos.append(
-                    runs_data.TagInfo(tag, layout, int(series.max_step), float(series.max_wall_time))
-                )
-            if infos:
-                found[run_name] = infos
-        return found
 
     def sweeps(self, ctx, experiment_id, run, infos=None) -> List[Sweep]:
         """Every sweep of one run, sorted by step, then scope in the order of ``SCOPES``.
