@@ -10,17 +10,27 @@
 import uPlot from 'uplot';
 import { CSS } from './constants.js';
 import { el } from './dom.js';
+import { hexToRgb } from './colors.js';
 import { formatValue } from './scales.js';
 
 /**
- * @typedef {{series: string, run: string, color: string, dash: readonly number[]}} Line
+ * @typedef {{
+ *   series: string, run: string, color: string, dash: readonly number[],
+ *   count?: ReadonlyArray<number>
+ * }} Line `count`, for a line averaged over runs, is how many runs had a value at each step; the
+ *   readout shows it.
+ * @typedef {{line: number, lower: ReadonlyArray<number | null>, upper: ReadonlyArray<number | null>}} Band
+ *   a shaded spread around `lines[line]`, on the same steps as `columns`.
  * @typedef {{
  *   columns: Array<ReadonlyArray<number | null>>, lines: Line[], width: number, height: number,
  *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean,
- *   xLabel?: string
+ *   xLabel?: string, bands?: Band[]
  * }} ChartSpec `xLabel` names a real-valued x axis (such as α); without it the x axis is the
  *   training step.
  */
+
+/** Opacity of a band's fill: light enough that the lines over it stay readable. */
+const BAND_ALPHA = 0.16;
 
 const AXIS_FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
 const AXIS_STROKE = '#616161';
@@ -46,16 +56,17 @@ function tickLabels(splits) {
 }
 
 /**
- * Index of the series whose value at data index `idx` is closest to the cursor, in pixels.
+ * Index of the line whose value at data index `idx` is closest to the cursor, in pixels.
  * @param {uPlot} u
  * @param {number} idx
  * @param {number} top cursor position in CSS pixels from the plot's top.
- * @returns {number} series index (>= 1), or -1 when no series has a value there.
+ * @param {number} lineCount series 1..lineCount are lines; any after them are band edges.
+ * @returns {number} series index (>= 1), or -1 when no line has a value there.
  */
-function nearestSeries(u, idx, top) {
+function nearestSeries(u, idx, top, lineCount) {
   let best = -1;
   let bestDistance = Infinity;
-  for (let s = 1; s < u.data.length; s++) {
+  for (let s = 1; s <= lineCount; s++) {
     const v = u.data[s][idx];
     if (v === null || v === undefined) continue;
     const distance = Math.abs(u.valToPos(v, 'y') - top);
@@ -100,7 +111,7 @@ function hoverReadout(lines, showRun, xLabel) {
           const s = !pointerInside || idx === null || idx === undefined || left === undefined || left < 0
             || top === undefined
             ? -1
-            : nearestSeries(u, idx, top);
+            : nearestSeries(u, idx, top, lines.length);
           if (s < 0 || idx === null || idx === undefined || left === undefined || top === undefined) {
             box.hidden = true;
             return;
@@ -108,7 +119,8 @@ function hoverReadout(lines, showRun, xLabel) {
           const line = lines[s - 1];
           name.textContent = showRun ? `${line.series} · ${line.run}` : line.series;
           const x = u.data[0][idx];
-          where.textContent = `${xLabel ? `${xLabel} ${formatValue(x)}` : `step ${x}`} · ${formatValue(u.data[s][idx])}`;
+          const n = line.count ? ` · n = ${line.count[idx]}` : '';
+          where.textContent = `${xLabel ? `${xLabel} ${formatValue(x)}` : `step ${x}`} · ${formatValue(u.data[s][idx])}${n}`;
           box.style.borderColor = line.color;
           box.hidden = false;
           const flip = left > u.over.clientWidth - 180;
@@ -122,12 +134,25 @@ function hoverReadout(lines, showRun, xLabel) {
 }
 
 /**
+ * A CSS colour with some transparency.
+ * @param {string} hex `#rrggbb`.
+ * @param {number} alpha
+ */
+function translucent(hex, alpha) {
+  const [r, g, b] = hexToRgb(hex);
+  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+}
+
+/**
  * Draws one chart.
  * @param {ChartSpec} spec
  * @returns {{element: HTMLElement, plot: uPlot}}
  */
 export function createCurveChart(spec) {
   const element = el('div', { className: CSS.chart });
+  const bands = spec.bands ?? [];
+  // Series index of the first band edge: after the steps column and the lines.
+  const first = spec.lines.length + 1;
   /** @type {uPlot.Options} */
   const options = {
     width: spec.width,
@@ -162,9 +187,21 @@ export function createCurveChart(spec) {
         spanGaps: spec.spanGaps,
         points: { show: false },
       })),
+      // Band edges are drawn only as the fill between them (uPlot's bands), never as lines.
+      ...bands.flatMap((band) => [band.upper, band.lower].map(() => ({
+        stroke: 'transparent',
+        width: 0,
+        spanGaps: spec.spanGaps,
+        points: { show: false },
+      }))),
     ],
+    bands: bands.map((band, k) => ({
+      series: /** @type {[number, number]} */ ([first + 2 * k, first + 2 * k + 1]),
+      fill: translucent(spec.lines[band.line].color, BAND_ALPHA),
+    })),
     plugins: [hoverReadout(spec.lines, spec.showRun, spec.xLabel)],
   };
-  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (spec.columns), element);
+  const data = bands.length ? [...spec.columns, ...bands.flatMap((b) => [b.upper, b.lower])] : spec.columns;
+  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (data), element);
   return { element, plot };
 }

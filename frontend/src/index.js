@@ -18,6 +18,7 @@ import { createGroupCurvesPanel } from './panels/group_curves.js';
 import { createHeatmapPanel } from './panels/heatmap.js';
 import { createLayerCurvesPanel } from './panels/layer_curves.js';
 import { createPickerPanel } from './panels/picker.js';
+import { createSettlingPanel } from './panels/settling.js';
 import { createSummaryPanel } from './panels/summary.js';
 import { createSweepsPanel } from './panels/sweeps.js';
 import { Selection } from './selection.js';
@@ -28,6 +29,7 @@ import { createToolbar } from './toolbar.js';
 const PANELS = [
   createLayerCurvesPanel,
   createHeatmapPanel,
+  createSettlingPanel,
   createSummaryPanel,
   createGroupCurvesPanel,
   createSweepsPanel,

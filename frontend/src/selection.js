@@ -7,14 +7,15 @@
  * the run list, so they are tested without a browser.
  */
 
+import { DEFAULT_SEED_PATTERN } from './seed_average.js';
 import { compileFilter, matchingIndices, unionNames } from './shaping.js';
 
 /**
  * @typedef {import('./model.js').RunInfo} RunInfo
  * @typedef {{
  *   runs: RunInfo[], checked: string[], runFilter: string, layerFilter: string, group: string,
- *   metric: string, logY: boolean, smoothing: number, layout: 'overlay' | 'multiples',
- *   status: 'loading' | 'ready' | 'error', error: string
+ *   metric: string, logY: boolean, smoothing: number, layout: 'overlay' | 'multiples' | 'averaged',
+ *   seedPattern: string, status: 'loading' | 'ready' | 'error', error: string
  * }} State
  */
 
@@ -30,6 +31,7 @@ export function initialState() {
     logY: true,
     smoothing: 0,
     layout: 'overlay',
+    seedPattern: DEFAULT_SEED_PATTERN,
     status: 'loading',
     error: '',
   };

@@ -1,10 +1,12 @@
 // @ts-check
 /**
- * @file The toolbar over the panels: metric, log-y, smoothing, overlay or small multiples, reload.
+ * @file The toolbar over the panels: metric, log-y, smoothing, runs overlaid, as small multiples or
+ * averaged over seeds (with the pattern that finds the seed in a run name), reload.
  */
 
 import { CSS, METRICS } from './constants.js';
 import { el } from './dom.js';
+import { compileFilter } from './shaping.js';
 
 /**
  * @typedef {import('./selection.js').State} State
@@ -48,8 +50,31 @@ export function createToolbar(context, onReload) {
   const layout = el('select', { attrs: { 'aria-label': 'Runs', 'data-control': 'layout' } }, [
     el('option', { text: 'overlaid', attrs: { value: 'overlay' } }),
     el('option', { text: 'small multiples', attrs: { value: 'multiples' } }),
+    el('option', { text: 'averaged over seeds', attrs: { value: 'averaged' } }),
   ]);
-  layout.addEventListener('change', () => selection.set({ layout: layout.value === 'multiples' ? 'multiples' : 'overlay' }));
+  layout.addEventListener('change', () => {
+    const value = layout.value;
+    selection.set({ layout: value === 'multiples' || value === 'averaged' ? value : 'overlay' });
+  });
+
+  // Only a valid pattern reaches the selection, so the charts keep the last good grouping while
+  // the user is still typing one.
+  const seedPattern = el('input', {
+    className: CSS.filter,
+    title: 'Regular expression for the seed part of a run name; runs whose names are equal once '
+      + 'it is cut out are averaged together.',
+    attrs: { type: 'text', spellcheck: 'false', 'aria-label': 'Seed pattern', 'data-control': 'seed-pattern' },
+  });
+  seedPattern.style.width = '16em';
+  seedPattern.style.margin = '0';
+  const seedMessage = el('span', { className: CSS.filterMessage, attrs: { role: 'status' } });
+  seedPattern.addEventListener('input', () => {
+    const { error } = compileFilter(seedPattern.value);
+    seedPattern.classList.toggle(CSS.filterInvalid, error !== null);
+    seedMessage.textContent = error ? `Seed pattern: ${error}` : '';
+    if (!error) selection.set({ seedPattern: seedPattern.value });
+  });
+  const seedControl = labelled('Seed pattern', el('span', {}, [seedPattern, seedMessage]));
 
   const reload = el('button', { text: 'Reload', attrs: { type: 'button', 'data-control': 'reload' } });
   reload.addEventListener('click', onReload);
@@ -59,6 +84,7 @@ export function createToolbar(context, onReload) {
     labelled('Log y', logY),
     labelled('Smoothing', el('span', {}, [smoothing, smoothingValue])),
     labelled('Runs', layout),
+    seedControl,
     reload,
   ]);
 
@@ -77,6 +103,8 @@ export function createToolbar(context, onReload) {
     smoothing.value = String(state.smoothing);
     smoothingValue.textContent = state.smoothing.toFixed(2);
     layout.value = state.layout;
+    seedControl.hidden = state.layout !== 'averaged';
+    if (changed.has('seedPattern') && seedPattern.value !== state.seedPattern) seedPattern.value = state.seedPattern;
   }
 
   return { element, update };

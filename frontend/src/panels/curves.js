@@ -1,13 +1,15 @@
 // @ts-check
 /**
  * @file The curves view shared by the per-layer and the group panels: one metric against step,
- * one line per series coloured by depth, runs overlaid (a dash per run) or as small multiples.
+ * one line per series coloured by depth, runs overlaid (a dash per run), as small multiples, or
+ * averaged over seeds (a chart per group of runs: the mean as a line, min to max shaded).
  */
 
 import {
   CHART_HEIGHT, CSS, CURVE_MAX_POINTS, DASHED_LINES_MAX, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
 } from '../constants.js';
 import { layerColors } from '../colors.js';
+import { averageRuns, groupRunsBySeed } from '../seed_average.js';
 import { createCurveChart } from '../curve_chart.js';
 import { el, chip, yieldToBrowser } from '../dom.js';
 import { depthLegend, runLegend } from '../legend.js';
@@ -23,17 +25,31 @@ import { smoothSeries } from '../smoothing.js';
  * @typedef {import('../selection.js').State} State
  * @typedef {import('../model.js').RunInfo} RunInfo
  * @typedef {import('../curve_chart.js').Line} Line
+ * @typedef {import('../curve_chart.js').Band} Band
  * @typedef {{
  *   id: string, title: string, hint: string, target: 'layers' | 'groups',
  *   seriesOf: (run: RunInfo) => string[],
  *   keep: (state: State, runs: RunInfo[]) => Set<string>,
  *   nothing: string
  * }} CurvesConfig
- * @typedef {{run: RunInfo, columns: Array<ReadonlyArray<number | null>>, lines: Line[]}} RunCurves
+ * @typedef {{
+ *   name: string, runs: string[], columns: Array<ReadonlyArray<number | null>>, lines: Line[],
+ *   bands: Band[]
+ * }} RunCurves one chart's worth: a run's lines, or a seed group's means (`runs` lists its runs).
+ * @typedef {Array<ReadonlyArray<number | null>>} Columns
  */
 
 /** State fields this view draws from. */
-const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'status'];
+const WATCHED = [
+  'runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'seedPattern', 'status',
+];
+
+/** Most lines a seed group's chart shades a spread for: past that the bands would hide the lines. */
+const BANDED_LINES_MAX = 48;
+
+/** Says how an averaged chart reads; the readout's n is the runs with a value at that step. */
+const SPREAD_LEGEND = 'Line: mean over the group’s runs · shaded: min to max across them · '
+  + 'n in the readout: runs with a value at that step';
 
 /**
  * @param {string} metric
@@ -50,6 +66,15 @@ export function metricLabel(metric) {
 function hasValue(column) {
   for (const v of column) if (v !== null) return true;
   return false;
+}
+
+/**
+ * A series as drawn: on a log axis, without the values it has no place for.
+ * @param {State} state
+ * @param {ReadonlyArray<number | null>} values
+ */
+function display(state, values) {
+  return state.logY ? positiveOnly(values) : values;
 }
 
 /**
@@ -84,6 +109,31 @@ export function createCurvesPanel(context, config) {
   }
 
   /**
+   * One chart per seed group: each series' mean over the group's runs, its min to max shaded.
+   * @param {State} state
+   * @param {Array<{run: RunInfo, names: string[], columns: Columns}>} kept runs with something to draw.
+   * @param {string[]} order series in depth order.
+   * @param {Map<string, string>} colours
+   * @returns {RunCurves[]}
+   */
+  function averaged(state, kept, order, colours) {
+    const byRun = new Map(kept.map((k) => [k.run.run, k]));
+    const { groups } = groupRunsBySeed(kept.map((k) => k.run.run), state.seedPattern);
+    return groups.map((group) => {
+      const tables = group.runs.map((run) => /** @type {{names: string[], columns: Columns}} */ (byRun.get(run)));
+      const table = averageRuns(tables, order);
+      const lines = table.series.map((s) => ({
+        series: s.name, run: group.name, color: colours.get(s.name) ?? '#757575', dash: [], count: s.count,
+      }));
+      const banded = group.runs.length > 1 && lines.length <= BANDED_LINES_MAX;
+      const bands = banded
+        ? table.series.map((s, line) => ({ line, lower: display(state, s.low), upper: display(state, s.high) }))
+        : [];
+      return { name: group.name, runs: group.runs, columns: [table.steps, ...table.series.map((s) => display(state, s.mean))], lines, bands };
+    });
+  }
+
+  /**
    * @param {State} state
    * @param {RunInfo[]} runs
    * @param {import('../model.js').SeriesPayload[]} payloads
@@ -107,18 +157,20 @@ export function createCurvesPanel(context, config) {
       for (let i = 0; i < payload.names.length; i++) if (keep.has(payload.names[i])) indices.push(i);
       if (indices.length === 0) return;
       const picked = pickColumns(payload.columns, indices);
-      /** @type {Array<ReadonlyArray<number | null>>} */
+      // Smoothing comes before averaging (each run's own curve is smoothed), the log axis's
+      // cleaning after it (a zero still counts towards a mean).
+      /** @type {Columns} */
       const columns = [picked[0]];
       for (let c = 1; c < picked.length; c++) {
-        const values = state.smoothing > 0 ? smoothSeries(picked[c], state.smoothing) : picked[c];
-        columns.push(state.logY ? positiveOnly(values) : values);
+        columns.push(state.smoothing > 0 ? smoothSeries(picked[c], state.smoothing) : picked[c]);
       }
-      if (!columns.slice(1).some(hasValue)) {
+      if (!columns.slice(1).some((values) => hasValue(display(state, values)))) {
         notes.push(`Run ${run.run} has no ${state.logY ? 'positive ' : ''}values of ${state.metric} for these ${config.target}.`);
         return;
       }
       kept.push({ run, names: indices.map((i) => payload.names[i]), columns });
     });
+    if (state.layout === 'averaged') return { curves: averaged(state, kept, order, colours), notes, order, colours };
     const lineCount = kept.reduce((n, k) => n + k.names.length, 0);
     // Dashed strokes cost many times a solid one to rasterise; past a few dozen lines they would
     // stall the page, and so many lines are told apart by run in small multiples anyway.
@@ -127,7 +179,7 @@ export function createCurvesPanel(context, config) {
     const curves = kept.map(({ run, names, columns }, k) => {
       const dash = dashed ? RUN_DASHES[k % RUN_DASHES.length] : [];
       const lines = names.map((name) => ({ series: name, run: run.run, color: colours.get(name) ?? '#757575', dash }));
-      return { run, columns, lines };
+      return { name: run.run, runs: [run.run], columns: [columns[0], ...columns.slice(1).map((values) => display(state, values))], lines, bands: [] };
     });
     if (state.layout === 'overlay' && kept.length > 1 && !dashed) {
       notes.push(`${lineCount} lines are too many to tell runs apart by dash: pick “small multiples” to see each run on its own.`);
@@ -149,14 +201,21 @@ export function createCurvesPanel(context, config) {
     const nodes = [];
     const legendLayers = order.map((name) => ({ name, color: colours.get(name) ?? '#757575' }));
     nodes.push(depthLegend(legendLayers));
-    const multiples = state.layout === 'multiples' && curves.length > 1;
+    const averagedMode = state.layout === 'averaged';
+    if (averagedMode) {
+      nodes.push(el('div', { className: CSS.legend, attrs: { 'data-legend': 'spread' } }, [
+        el('span', { className: CSS.legendEntry, text: SPREAD_LEGEND }),
+      ]));
+    }
+    const multiples = (state.layout === 'multiples' && curves.length > 1) || averagedMode;
+    const height = averagedMode && curves.length === 1 ? CHART_HEIGHT : MULTIPLE_HEIGHT;
     columnsPerRow = multiples && shell.body.clientWidth > 900 ? 2 : 1;
     const container = el('div', { className: multiples ? `${CSS.charts} ${CSS.chartsMultiples}` : CSS.charts });
     const syncKey = `${config.id}-cursor`;
     if (!multiples && curves.length > 0) {
       if (curves.length > 1) {
         nodes.push(
-          runLegend(curves.map((c) => ({ run: c.run.run, color: context.runColor(c.run.run), dash: c.lines[0].dash }))),
+          runLegend(curves.map((c) => ({ run: c.name, color: context.runColor(c.name), dash: c.lines[0].dash }))),
         );
       }
       const columns = joinColumns(curves.map((c) => c.columns));
@@ -170,12 +229,17 @@ export function createCurvesPanel(context, config) {
     } else {
       for (const c of curves) {
         const chart = createCurveChart({
-          columns: c.columns, lines: c.lines, width: chartWidth(), height: MULTIPLE_HEIGHT,
-          logY: state.logY, yLabel, syncKey, spanGaps: false, showRun: false,
+          columns: c.columns, lines: c.lines, width: chartWidth(), height,
+          logY: state.logY, yLabel, syncKey, spanGaps: false, showRun: false, bands: c.bands,
         });
-        plots.push({ plot: chart.plot, height: MULTIPLE_HEIGHT });
-        const title = el('div', { className: CSS.chartTitle }, [chip(context.runColor(c.run.run)), el('span', { text: c.run.run })]);
-        container.append(el('div', { attrs: { 'data-run': c.run.run } }, [title, chart.element]));
+        plots.push({ plot: chart.plot, height });
+        const text = averagedMode ? `${c.name} · mean of ${c.runs.length} run${c.runs.length === 1 ? '' : 's'}` : c.name;
+        const title = el('div', { className: CSS.chartTitle, title: c.runs.join(', ') }, [
+          chip(context.runColor(c.name)), el('span', { text }),
+        ]);
+        /** @type {Record<string, string>} */
+        const attrs = averagedMode ? { 'data-seed-group': c.name } : { 'data-run': c.name };
+        container.append(el('div', { attrs }, [title, chart.element]));
       }
     }
     const noteNodes = notes.map((text) => el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text, attrs: { role: 'status' } }));
