@@ -243,7 +243,7 @@ def parameter_curve_name(name, index):
 def _sweep_parameters(session, result, count, seed):
     for layer in session.layers:
         chosen = choose_scalars(session, layer, count, seed)
-        evaluate, close = session.cached(layer.params)
+        evaluate, close = session.cached(layer.params, scalars=True)
         try:
             for name, index in chosen:
                 curve = parameter_curve_name(name, index)

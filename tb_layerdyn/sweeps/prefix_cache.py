@@ -33,6 +33,11 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
+from tb_layerdyn.sweeps import channel_delta
+
+# Reference copies for rebuilt calls stop being kept beyond this many bytes per cache.
+REFERENCE_BUDGET = 256 * 2**20
+
 
 class _Call:
     """What the record pass learnt about one module call."""
@@ -50,7 +55,7 @@ class _Call:
 class _Root:
     """One top-level call: its inputs and the calls it made."""
 
-    __slots__ = ("leaves", "spec", "versions", "calls", "read_swept", "skips")
+    __slots__ = ("leaves", "spec", "versions", "calls", "read_swept", "skips", "refs", "outputs")
 
     def __init__(self, args, kwargs):
         self.leaves, self.spec = pytree.tree_flatten((args, kwargs))
@@ -58,6 +63,8 @@ class _Root:
         self.calls = []
         self.read_swept = False
         self.skips = {}
+        self.refs = {}
+        self.outputs = {}
 
 
 def _version(value):
@@ -120,11 +127,17 @@ class PrefixCache:
     Args:
         model: the model whose modules are wrapped.
         swept: the tensors (parameters, buffers) whose values change between evaluations.
+        rebuild: also rebuild, in replays, the calls after the first read of a swept tensor from
+            their recorded ones when only a few channels changed (``channel_delta``). Pays when
+            the swept tensors are single scalars; record at the end point then.
     """
 
-    def __init__(self, model, swept):
+    def __init__(self, model, swept, *, rebuild=False):
         self._model = model
         self._swept = {id(t) for t in swept}
+        self._rebuild = bool(rebuild)
+        self._reference_bytes = 0
+        self._provenance = channel_delta.Provenance()
         self._roots = []
         self._recording = False
         self._enabled = True
@@ -148,9 +161,15 @@ class PrefixCache:
             return 0
         return sum(call.nested + 1 for root in self._roots for call in root.skips.values())
 
+    @property
+    def rebuilt_calls(self):
+        """How many module calls each replay may rebuild from a recorded call."""
+        return sum(len(root.refs) for root in self._roots) if self._enabled else 0
+
     def record(self, evaluate):
         """Runs ``evaluate()`` once, learning which calls to skip later; returns its result."""
         self._roots = []
+        self._reference_bytes = 0
         self._recording = True
         try:
             with self._wrapped(), _ReadWatcher(self):
@@ -162,7 +181,7 @@ class PrefixCache:
 
     def replay(self, evaluate):
         """Runs ``evaluate()`` with the recorded calls skipped; returns its result."""
-        if not self._enabled or not any(root.skips for root in self._roots):
+        if not self._enabled or not any(root.skips or root.refs for root in self._roots):
             return evaluate()
         with self._wrapped():
             result = evaluate()
@@ -177,9 +196,11 @@ class PrefixCache:
     def close(self):
         """Drops the stored outputs."""
         self._roots = []
+        self._provenance.reset()
 
     def _choose_skips(self):
         for root in self._roots:
+            root.outputs = {}
             covered_until = -1
             for call in sorted(root.calls, key=lambda c: c.cid):
                 if call.cid <= covered_until:
@@ -188,6 +209,8 @@ class PrefixCache:
                 if call.candidate and _unchanged(call.versions):
                     root.skips[call.cid] = call
                     covered_until = call.cid + call.nested
+                    for cid in range(call.cid, covered_until + 1):
+                        root.refs.pop(cid, None)
                 else:
                     call.output = None
             root.calls = []
@@ -208,7 +231,8 @@ class PrefixCache:
         for module in self._model.modules():
             had_own = "forward" in module.__dict__
             previous = module.__dict__.get("forward")
-            module.forward = self._wrapper(module.forward)
+            rebuildable = self._rebuild and not had_own and channel_delta.supports(module)
+            module.forward = self._wrapper(module, module.forward, rebuildable)
             self._patched.append((module, had_own, previous))
 
     def _unpatch(self):
@@ -220,7 +244,7 @@ class PrefixCache:
         self._patched = []
         self._root = None
 
-    def _wrapper(self, forward):
+    def _wrapper(self, module, forward, rebuildable):
         cache = self
 
         def wrapped(*args, **kwargs):
@@ -234,6 +258,13 @@ class PrefixCache:
                 if call is not None:
                     cache._local += call.nested
                     return call.output
+                ref = root.refs.get(cid) if rebuildable and root is not None else None
+                if ref is not None:
+                    rebuilt = channel_delta.rebuild(ref, args[0], cache._provenance)
+                    if rebuilt is not None:
+                        output, channels, dim = rebuilt
+                        cache._provenance.note(cid, output, channels, dim)
+                        return output
             cache._depth += 1
             try:
                 output = forward(*args, **kwargs)
@@ -247,14 +278,33 @@ class PrefixCache:
                     call.output = output
                     call.versions = _tensor_versions(output)
                 root.calls.append(call)
+                if rebuildable and root.read_swept:
+                    cache._keep_reference(root, cid, module, args, kwargs, output)
             return output
 
         return wrapped
 
+    def _keep_reference(self, root, cid, module, args, kwargs, output):
+        if self._reference_bytes > REFERENCE_BUDGET:
+            return
+        ref = channel_delta.record(module, args, kwargs, output, self._swept)
+        if ref is None:
+            return
+        self._reference_bytes += ref.nbytes
+        source = root.outputs.get(id(args[0]))
+        if source is not None and source[0] is args[0] and source[1] == args[0]._version:
+            ref.source = source[2]
+        # Strong references until the root ends, so that ids stay unique.
+        root.outputs[id(output)] = (output, output._version, cid)
+        root.refs[cid] = ref
+
     def _begin_root(self, args, kwargs):
         self._root_index += 1
         self._local = 0
+        self._provenance.reset()
         if self._recording:
+            if self._root is not None:
+                self._root.outputs = {}
             self._root = _Root(args, kwargs)
             self._roots.append(self._root)
             return

@@ -166,16 +166,28 @@ class SweepSession(contextlib.AbstractContextManager):
                 module.training = False
         return self._check(answer)
 
-    def cached(self, names):
+    def cached(self, names, *, scalars=False):
         """An evaluator for repeated evaluations while only ``names`` move.
+
+        Args:
+            names: canonical names of the tensors that move.
+            scalars: only single scalars of them will move. The calls after the moving layer are
+                then rebuilt from a recording at the end point, channel by channel
+                (``PrefixCache(rebuild=True)``); that recording is made here, so the tensors must
+                hold ``theta1`` when this is called.
 
         Returns:
             A callable ``evaluate() -> {name: float}`` and a ``close()`` to call after the last use.
         """
         if not self.reuse_activations:
             return self.evaluate, lambda: None
-        cache = PrefixCache(self.model, [self.live[name] for name in names])
+        cache = PrefixCache(self.model, [self.live[name] for name in names], rebuild=scalars)
         state = {"recorded": False}
+        if scalars:
+            # One extra evaluation, so that every later one differs from the recording in only
+            # the channels its own scalar reaches.
+            self.evaluate(cache.record)
+            state["recorded"] = True
 
         def evaluate():
             if not state["recorded"]:
