@@ -368,6 +368,51 @@ def _check_sweeps(page, frame, base):
     frame.wait_for_function("() => document.querySelectorAll('.ld-sweep-table').length === 2")
 
 
+def _settling_reference(steps, values, fraction):
+    """The settling step by brute force: the first step with a value below ``fraction`` of the
+    peak from which every later value is below it too; ``None`` when there is none."""
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v and abs(v) != float("inf")]
+    threshold = fraction * max(finite)
+    for i, v in enumerate(values):
+        if v in finite and all(w not in finite or w < threshold for w in values[i:]):
+            return steps[i]
+    return None
+
+
+def _check_averaged_and_settling(frame, base, overlaid):
+    """Runs averaged over seeds draw a chart per seed group (LeNet's seed cut from its name), and
+    the settling table lists each run's layers in depth order with the steps the rule gives."""
+    settling = "[data-panel=settling] tbody tr"
+    frame.wait_for_selector(settling, timeout=10000)
+    rows = frame.eval_on_selector_all(settling, "rows => rows.map(r => r.dataset.layer)")
+    mlp_layers = next(r for r in _route(base, "runs")["runs"] if r["run"] == HOSTILE_RUN)["layers"]
+    assert rows == LENET_LAYERS + mlp_layers
+    series = _route(base, "series", run=LENET_RUN, metric="rwc", target="layers", max_points=2000)
+    cells = frame.eval_on_selector_all(
+        f"{settling} td:nth-of-type(1) [data-state]",
+        "cells => cells.map(c => c.dataset.step ? Number(c.dataset.step) : c.dataset.state)",
+    )
+    assert len(cells) == len(LENET_LAYERS)
+    for name, column, cell in zip(series["names"], series["columns"][1:], cells):
+        expected = _settling_reference(series["columns"][0], column, 0.1)
+        assert cell == (expected if expected is not None else "not yet"), name
+
+    frame.select_option("[data-control=layout]", "averaged")
+    drawn = _wait_for_redraw(frame, CURVES, overlaid)
+    assert len(drawn) == 2 and all(c["coloured"] > 300 for c in drawn)
+    groups = frame.eval_on_selector_all(
+        "[data-panel=layer-curves] [data-seed-group]", "nodes => nodes.map(n => n.dataset.seedGroup)"
+    )
+    assert groups == [LENET_RUN.split("/")[0], HOSTILE_RUN]
+    assert _texts(frame, "[data-panel=layer-curves] [data-legend=spread]")
+    assert _canvas_stats(frame, GROUPS)[0]["coloured"] > 100
+    frame.wait_for_function(
+        "() => document.querySelector('[data-panel=settling] thead th[data-column]')?.dataset.column === 'lenet'"
+    )
+    frame.select_option("[data-control=layout]", "overlay")
+    frame.wait_for_selector("[data-panel=layer-curves] [data-legend=runs]")
+
+
 def test_layer_dynamics_tab(tensorboard, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     problems = []
@@ -443,6 +488,8 @@ def test_layer_dynamics_tab(tensorboard, browser):
     # Interpolation sweeps: every scope drawn as the routes serve it; nothing parsed from names.
     _check_sweeps(page, frame, tensorboard)
     assert frame.query_selector("img") is None
+
+    _check_averaged_and_settling(frame, tensorboard, curves)
 
     # Another metric redraws the curves and the heatmap.
     frame.select_option("[data-control=metric]", "distance_from_init")
