@@ -64,7 +64,9 @@ def supports(module):
 class CallRef:
     """One call of a supported module at the end point: its input, output and parameters."""
 
-    __slots__ = ("module", "x0", "y0", "params0", "source", "original", "version", "nbytes")
+    __slots__ = (
+        "module", "x0", "y0", "params0", "source", "original", "version", "nbytes", "dense"
+    )
 
     def __init__(self, module, x, y, swept):
         self.module = module
@@ -80,6 +82,9 @@ class CallRef:
         # A weak reference: keeping the record pass's intermediates alive would double memory.
         self.original = weakref.ref(x)
         self.version = x._version
+        # Set once most channels were found changed: the same scalar moves the same channels
+        # at every alpha, so later calls skip the comparison and run the plain forward.
+        self.dense = False
         self.nbytes = (self.x0.numel() + self.y0.numel()) * self.x0.element_size()
 
 
@@ -139,7 +144,7 @@ def rebuild(ref, x, provenance):
     Returns:
         ``(output, changed output channels, channel dim)``, or ``None`` to run the plain forward.
     """
-    if type(x) is not torch.Tensor or x.shape != ref.x0.shape or x.dtype != ref.x0.dtype:
+    if ref.dense or type(x) is not torch.Tensor or x.shape != ref.x0.shape or x.dtype != ref.x0.dtype:
         return None
     module = ref.module
     dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
@@ -150,8 +155,8 @@ def rebuild(ref, x, provenance):
         changed = []
     else:
         changed = _changed_channels(x, ref.x0, dim)
-    width = x.shape[dim]
-    if len(changed) > _MAX_CHANGED_SHARE * width:
+    if len(changed) > _MAX_CHANGED_SHARE * x.shape[dim]:
+        ref.dense = True
         return None
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         return _rebuild_bilinear(ref, x, changed, dim)

@@ -243,9 +243,9 @@ def parameter_curve_name(name, index):
 def _sweep_parameters(session, result, count, seed):
     for layer in session.layers:
         chosen = choose_scalars(session, layer, count, seed)
-        evaluate, close = session.cached(layer.params, scalars=True)
+        evaluate, rebase, close = session.cached_scalars(layer.params)
         try:
-            for name, index in chosen:
+            for position, (name, index) in enumerate(chosen):
                 curve = parameter_curve_name(name, index)
                 start = session.theta0[name][index]
                 end = session.theta1[name][index]
@@ -259,6 +259,8 @@ def _sweep_parameters(session, result, count, seed):
                     points = [session.end_metrics] * len(result.alphas)
                     result.add_curve("parameters", curve, points, travel)
                     continue
+                if position:
+                    rebase()
                 live = session.live[name]
                 points = []
                 try:

@@ -55,7 +55,9 @@ class _Call:
 class _Root:
     """One top-level call: its inputs and the calls it made."""
 
-    __slots__ = ("leaves", "spec", "versions", "calls", "read_swept", "skips", "refs", "outputs")
+    __slots__ = (
+        "leaves", "spec", "versions", "calls", "read_swept", "skips", "refs", "outputs", "fresh"
+    )
 
     def __init__(self, args, kwargs):
         self.leaves, self.spec = pytree.tree_flatten((args, kwargs))
@@ -65,6 +67,7 @@ class _Root:
         self.skips = {}
         self.refs = {}
         self.outputs = {}
+        self.fresh = set()
 
 
 def _version(value):
@@ -140,6 +143,7 @@ class PrefixCache:
         self._provenance = channel_delta.Provenance()
         self._roots = []
         self._recording = False
+        self._rebasing = False
         self._enabled = True
         self._root = None
         self._root_index = -1
@@ -185,13 +189,40 @@ class PrefixCache:
             return evaluate()
         with self._wrapped():
             result = evaluate()
+        self._check_stored()
+        return result
+
+    def rebase(self, evaluate):
+        """Replays ``evaluate()`` and makes it the reference of later rebuilds; returns its result.
+
+        A rebuild is cheapest when few channels differ from its reference: call this when the
+        swept tensors are back at the values that later evaluations differ least from (the end
+        point, between two scalars). A reference not renewed by this pass is dropped.
+        """
+        if not self._enabled or not any(root.refs for root in self._roots):
+            return self.replay(evaluate)
+        self._reference_bytes = 0
+        for root in self._roots:
+            root.fresh = set()
+        self._rebasing = True
+        try:
+            with self._wrapped():
+                result = evaluate()
+        finally:
+            self._rebasing = False
+            for root in self._roots:
+                root.refs = {cid: ref for cid, ref in root.refs.items() if cid in root.fresh}
+                root.outputs = {}
+        self._check_stored()
+        return result
+
+    def _check_stored(self):
         if not all(
             _unchanged(call.versions) for root in self._roots for call in root.skips.values()
         ):
             # A stored output was modified in place after being handed out: it cannot serve
             # the next evaluation. This one was still exact (it saw what a plain run sees).
             self._enabled = False
-        return result
 
     def close(self):
         """Drops the stored outputs."""
@@ -253,6 +284,7 @@ class PrefixCache:
             root = cache._root
             cid = cache._local
             cache._local += 1
+            ref = None
             if not cache._recording:
                 call = root.skips.get(cid) if root is not None else None
                 if call is not None:
@@ -264,6 +296,8 @@ class PrefixCache:
                     if rebuilt is not None:
                         output, channels, dim = rebuilt
                         cache._provenance.note(cid, output, channels, dim)
+                        if cache._rebasing:
+                            cache._keep_reference(root, cid, module, args, kwargs, output)
                         return output
             cache._depth += 1
             try:
@@ -280,6 +314,8 @@ class PrefixCache:
                 root.calls.append(call)
                 if rebuildable and root.read_swept:
                     cache._keep_reference(root, cid, module, args, kwargs, output)
+            elif cache._rebasing and ref is not None:
+                cache._keep_reference(root, cid, module, args, kwargs, output)
             return output
 
         return wrapped
@@ -289,7 +325,9 @@ class PrefixCache:
             return
         ref = channel_delta.record(module, args, kwargs, output, self._swept)
         if ref is None:
+            root.refs.pop(cid, None)
             return
+        root.fresh.add(cid)
         self._reference_bytes += ref.nbytes
         source = root.outputs.get(id(args[0]))
         if source is not None and source[0] is args[0] and source[1] == args[0]._version:
@@ -302,9 +340,9 @@ class PrefixCache:
         self._root_index += 1
         self._local = 0
         self._provenance.reset()
+        if self._root is not None:
+            self._root.outputs = {}
         if self._recording:
-            if self._root is not None:
-                self._root.outputs = {}
             self._root = _Root(args, kwargs)
             self._roots.append(self._root)
             return

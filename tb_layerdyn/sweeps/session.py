@@ -166,28 +166,33 @@ class SweepSession(contextlib.AbstractContextManager):
                 module.training = False
         return self._check(answer)
 
-    def cached(self, names, *, scalars=False):
+    def cached(self, names):
         """An evaluator for repeated evaluations while only ``names`` move.
-
-        Args:
-            names: canonical names of the tensors that move.
-            scalars: only single scalars of them will move. The calls after the moving layer are
-                then rebuilt from a recording at the end point, channel by channel
-                (``PrefixCache(rebuild=True)``); that recording is made here, so the tensors must
-                hold ``theta1`` when this is called.
 
         Returns:
             A callable ``evaluate() -> {name: float}`` and a ``close()`` to call after the last use.
         """
+        evaluate, _, close = self._cached(names, rebuild=False)
+        return evaluate, close
+
+    def cached_scalars(self, names):
+        """Like ``cached``, for when only single scalars of ``names`` move, one at a time.
+
+        The calls after the moving layer are also rebuilt channel by channel from a recorded
+        evaluation (``PrefixCache(rebuild=True)``). ``rebase()``, called while the tensors hold
+        ``theta1`` between two scalars, makes the end point that recording, so that each later
+        evaluation differs from it only in the channels its own scalar reaches.
+
+        Returns:
+            ``evaluate() -> {name: float}``, ``rebase()`` and ``close()``.
+        """
+        return self._cached(names, rebuild=True)
+
+    def _cached(self, names, rebuild):
         if not self.reuse_activations:
-            return self.evaluate, lambda: None
-        cache = PrefixCache(self.model, [self.live[name] for name in names], rebuild=scalars)
+            return self.evaluate, lambda: None, lambda: None
+        cache = PrefixCache(self.model, [self.live[name] for name in names], rebuild=rebuild)
         state = {"recorded": False}
-        if scalars:
-            # One extra evaluation, so that every later one differs from the recording in only
-            # the channels its own scalar reaches.
-            self.evaluate(cache.record)
-            state["recorded"] = True
 
         def evaluate():
             if not state["recorded"]:
@@ -195,7 +200,11 @@ class SweepSession(contextlib.AbstractContextManager):
                 return self.evaluate(cache.record)
             return self.evaluate(cache.replay)
 
-        return evaluate, cache.close
+        def rebase():
+            if state["recorded"]:
+                self.evaluate(cache.rebase)
+
+        return evaluate, rebase, cache.close
 
     def _check(self, answer):
         if not isinstance(answer, Mapping) or not answer:
