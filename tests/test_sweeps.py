@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.data_provider import MultiplexerDataPr
 from tensorboard.data import server_ingester
 from tensorboard.util import grpc_util
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from tb_layerdyn import LayerDynamics, interpolation_sweep, log_interpolation_sweep, metadata
 from tb_layerdyn.demo.models import lenet5
@@ -216,6 +217,116 @@ def test_activations_in_front_are_reused_not_recomputed():
     assert calls == {"conv1": 2, "fc3": 5}  # conv1: the plain call and the record pass only
     with torch.no_grad():
         torch.testing.assert_close(model(x), plain, rtol=0, atol=0)  # forwards are unpatched
+
+
+class Channelwise(nn.Module):
+    """Not a Sequential either: the channel-local modules a rebuild covers (BatchNorm in eval mode,
+    a non-inplace ReLU, max and average pooling) between convolutions, a residual sum, a flatten
+    into linear layers, and a convolution with stride, dilation and padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 6, 3, stride=2, padding=2, dilation=2)
+        self.avg = nn.AvgPool2d(2)
+        self.fc1 = nn.Linear(24, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.pool(self.act(self.bn(self.conv1(x))))
+        x = x + self.act(self.conv2(x)).repeat_interleave(2, 2).repeat_interleave(2, 3)
+        return self.fc2(self.act(self.fc1(self.avg(x).flatten(1))))
+
+
+def channelwise_endpoints():
+    torch.manual_seed(3)
+    model = Channelwise()
+    start = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
+        model.train()
+        model(torch.randn(16, 2, 8, 8))
+    model.eval()
+    return model, start
+
+
+def scalar_states(start, end, name, index):
+    states = []
+    for alpha in ALPHAS:
+        state = {k: v.clone() for k, v in end.items()}
+        state[name][index] = torch.lerp(start[name][index], end[name][index], alpha)
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("eval_kind", ["make_eval_fn", "custom"])
+def test_rebuilt_parameter_curves_equal_obvious_loop(eval_kind):
+    model, start = channelwise_endpoints()
+    end = copy.deepcopy(model.state_dict())
+    data = batches((2, 8, 8), 4, count=2, size=6)
+    if eval_kind == "make_eval_fn":
+        eval_fn = make_eval_fn(F.cross_entropy, data)
+    else:
+        def eval_fn(m):  # arbitrary: two inputs per call, its own reductions
+            first, second = m(data[0][0]), m(data[1][0])
+            return {"mean": float(first.mean()), "top": float(second.softmax(1)[:, 0].sum())}
+    result = interpolation_sweep(model, eval_fn, start, alphas=ALPHAS, scope="parameters",
+                                 params_per_layer=3)
+    assert len(result.scopes["parameters"]) == 3 * len(result.layers)
+    for curve in result.scopes["parameters"]:
+        info = result.parameters[curve]
+        states = scalar_states(start, end, info["parameter"], tuple(info["index"]))
+        assert_curves(result.curves[curve], reference(model, eval_fn, states))
+
+
+class ShapeSpy(TorchFunctionMode):
+    """Notes the channel count of every max-pooling input: a rebuild pools only changed channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.pooled = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.max_pool2d or getattr(func, "__name__", "") == "max_pool2d":
+            self.pooled.append(args[0].shape[1])
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_moved_scalar_is_rebuilt_in_its_channel_only():
+    torch.manual_seed(0)
+    model = lenet5().eval()
+    x = torch.randn(8, 1, 32, 32)
+    weight = model.conv1.weight
+    with torch.no_grad():
+        with PrefixCache(model, [weight, model.conv1.bias], rebuild=True) as cache:
+            cache.record(lambda: model(x))
+            assert cache.rebuilt_calls > 0
+            for value in (0.5, -2.0, float("nan")):
+                weight[3, 0, 1, 2] = value
+                with ShapeSpy() as spy:
+                    got = cache.replay(lambda: model(x))
+                plain = model(x)
+                # the first pooling sees only channel 3, the second (after conv2) all 16
+                assert spy.pooled == [1, 16]
+                torch.testing.assert_close(got, plain, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_rebuild_falls_back_when_most_channels_change():
+    torch.manual_seed(0)
+    model = lenet5().eval()
+    x = torch.randn(8, 1, 32, 32)
+    with torch.no_grad():
+        with PrefixCache(model, list(model.conv1.parameters()), rebuild=True) as cache:
+            cache.record(lambda: model(x))
+            model.conv1.weight.mul_(1.5)  # every channel moves: plain forwards must run
+            with ShapeSpy() as spy:
+                got = cache.replay(lambda: model(x))
+            assert spy.pooled == [6, 16]
+            torch.testing.assert_close(got, model(x), rtol=0, atol=0)
 
 
 def test_other_inputs_are_not_served_from_the_cache():
