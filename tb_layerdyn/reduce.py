@@ -312,8 +312,10 @@ class Reducer:
 
     def _host_buffers(self, num_layers: int) -> None:
         """Preallocates the host side's float64 arrays (reused by every call)."""
-        self._rows64 = np.zeros((self._num_rows, _DEVICE_SUMS))
-        self._blocks64 = np.zeros((_DEVICE_SUMS, self._num_blocks))
+        # One zero row (column) past the end, so that every layer's start is a valid index, a
+        # trailing layer without rows included.
+        self._rows64 = np.zeros((self._num_rows + 1, _DEVICE_SUMS))
+        self._blocks64 = np.zeros((_DEVICE_SUMS, self._num_blocks + 1))
         self._rows_added = np.zeros((num_layers, _DEVICE_SUMS))
         self._blocks_added = np.zeros((_DEVICE_SUMS, num_layers))
         self._layer_out = np.zeros((num_layers, metrics.NUM_SUMS))
@@ -321,10 +323,8 @@ class Reducer:
         # reduceat gives an empty segment the next element instead of 0; those layers are masked.
         row_ends = np.append(self._layer_rows[1:], self._num_rows)
         self._rows_empty = row_ends == self._layer_rows
-        self._rows_starts = np.minimum(self._layer_rows, max(self._num_rows - 1, 0))
         block_ends = np.append(self._block_starts[1:], self._num_blocks)
         self._blocks_empty = block_ends == self._block_starts
-        self._blocks_starts = np.minimum(self._block_starts, max(self._num_blocks - 1, 0))
 
     # ----------------------------------------------------------------------------- queries
 
@@ -481,13 +481,13 @@ class Reducer:
             return out
         split = self._num_rows * _DEVICE_SUMS
         if self._num_rows:
-            np.copyto(self._rows64, host[:split].reshape(self._num_rows, _DEVICE_SUMS))
-            np.add.reduceat(self._rows64, self._rows_starts, axis=0, out=self._rows_added)
+            np.copyto(self._rows64[:-1], host[:split].reshape(self._num_rows, _DEVICE_SUMS))
+            np.add.reduceat(self._rows64, self._layer_rows, axis=0, out=self._rows_added)
             self._rows_added[self._rows_empty] = 0.0
             sums += self._rows_added
         if self._num_blocks:
-            np.copyto(self._blocks64, host[split:].reshape(_DEVICE_SUMS, self._num_blocks))
-            np.add.reduceat(self._blocks64, self._blocks_starts, axis=1, out=self._blocks_added)
+            np.copyto(self._blocks64[:, :-1], host[split:].reshape(_DEVICE_SUMS, self._num_blocks))
+            np.add.reduceat(self._blocks64, self._block_starts, axis=1, out=self._blocks_added)
             self._blocks_added[:, self._blocks_empty] = 0.0
             sums += self._blocks_added.T
             if self._elementwise:

@@ -13,8 +13,7 @@ The layout content of a per-layer metrics payload (see ``metadata`` for the tens
 """
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2
-from tensorboard.util import tensor_util
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tb_layerdyn import metadata
 
@@ -64,7 +63,7 @@ def layer_metrics_layout(
     }
 
 
-def layer_metrics_pb(values, layout, *, with_metadata=True):
+def layer_metrics_pb(values, layout, *, with_metadata=True, tag=None):
     """Builds the ``Summary`` of one logging call.
 
     Args:
@@ -72,6 +71,8 @@ def layer_metrics_pb(values, layout, *, with_metadata=True):
         layout: a dict from ``layer_metrics_layout``.
         with_metadata: attach the layout. It is needed on the first event of a tag in each event
             file only; leaving it off later keeps every record small.
+        tag: ``metadata.metrics_tag(layout)`` when the caller has it already (it hashes the
+            layout's JSON, which would otherwise cost more than the rest of this function).
 
     Returns:
         A ``summary_pb2.Summary`` with one value under ``metadata.metrics_tag(layout)``.
@@ -84,9 +85,20 @@ def layer_metrics_pb(values, layout, *, with_metadata=True):
             "(metrics x (layers + groups))"
         )
     value = summary_pb2.Summary.Value(
-        tag=metadata.metrics_tag(layout),
-        tensor=tensor_util.make_tensor_proto(array),
+        tag=metadata.metrics_tag(layout) if tag is None else tag,
+        tensor=_float32_tensor_proto(array),
     )
     if with_metadata:
         value.metadata.CopyFrom(metadata.create_summary_metadata(layout))
     return summary_pb2.Summary(value=[value])
+
+
+def _float32_tensor_proto(array):
+    """The ``TensorProto`` ``tensor_util.make_tensor_proto`` builds for a float32 array (packed
+    little-endian ``tensor_content``), without its generic dtype and shape inference, which costs
+    several times more than the encoding on every logging call."""
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, tensor_content=array.astype("<f4", copy=False).tobytes()
+    )
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape)
+    return proto

@@ -68,6 +68,8 @@ class EventSink:
                 "writer must be a torch.utils.tensorboard.SummaryWriter or a logdir path, got "
                 f"{type(writer).__name__}"
             )
+        self._layout = None
+        self._tag = None
 
     def check_open(self) -> None:
         """Raises a clear error for a closed ``SummaryWriter`` (it would silently reopen a new
@@ -83,8 +85,11 @@ class EventSink:
         self.check_open()
         file_writer = self._writer._get_file_writer()
         tagged = self._tagged.setdefault(file_writer, set())
-        tag = metadata.metrics_tag(layout)
-        proto = summary.layer_metrics_pb(values, layout, with_metadata=tag not in tagged)
+        if layout is not self._layout:
+            # A tracker passes the same layout dict until its layers change: hash it once.
+            self._layout, self._tag = layout, metadata.metrics_tag(layout)
+        tag = self._tag
+        proto = summary.layer_metrics_pb(values, layout, with_metadata=tag not in tagged, tag=tag)
         file_writer.add_summary(proto, global_step=step)
         tagged.add(tag)
 

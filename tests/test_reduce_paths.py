@@ -1,0 +1,104 @@
+"""The reducer's flat and chunked paths against plain float64 sums, alone and mixed in one layer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tb_layerdyn import layers as layers_mod
+from tb_layerdyn import metrics
+from tb_layerdyn.reduce import Reducer
+
+
+def mixed_model():
+    """Layers of every path: small ones (flat), a channels_last conv, a layer whose weight is
+    large (chunked, in several chunks below) and whose bias is small (flat), a layer without
+    gradients, and an fp16 layer (copied to fp32 before reducing)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last),
+        nn.Linear(8, 300),
+        nn.Linear(300, 200),
+        nn.Linear(200, 5),
+        nn.Linear(5, 5).half(),
+    )
+    return model
+
+
+def reference_sums(params, prev, init):
+    """``(layers, NUM_SUMS)`` from lists of float64 tensors per layer, term by term."""
+    out = np.zeros((len(params), metrics.NUM_SUMS))
+    for i, (ws, ps, i0s) in enumerate(zip(params, prev, init)):
+        for w, p, w0 in zip(ws, ps, i0s):
+            w64, p64, w064 = w.detach().double(), p.double(), w0.double()
+            diff = w64 - p64
+            nonzero = p64 != 0
+            out[i, metrics.SUM_ABS_DIFF] += float(diff.abs().sum())
+            out[i, metrics.SUM_SQ_DIFF] += float((diff * diff).sum())
+            out[i, metrics.SUM_ABS_PREV] += float(p64.abs().sum())
+            out[i, metrics.SUM_SQ_INIT_DIFF] += float(((w64 - w064) ** 2).sum())
+            out[i, metrics.SUM_SQ_WEIGHT] += float((w64 * w64).sum())
+            if w.grad is not None:
+                out[i, metrics.SUM_SQ_GRAD] += float((w.grad.double() ** 2).sum())
+            out[i, metrics.SUM_RATIO] += float((diff.abs()[nonzero] / p64.abs()[nonzero]).sum())
+            out[i, metrics.SUM_ZERO_PREV] += float((~nonzero).sum())
+            out[i, metrics.SUM_SQ_INIT] += float((w064 * w064).sum())
+            out[i, metrics.SUM_NUMEL] += w.numel()
+    return out
+
+
+@pytest.mark.parametrize("flat_max_numel", [0, 1 << 15, 1 << 20])
+def test_sums_match_reference_on_every_path(flat_max_numel):
+    model = mixed_model()
+    found = layers_mod.find_layers(model)
+    with torch.no_grad():
+        model[1].weight[:3] = 0.0  # zero previous weights: counted, left out of the ratio
+    reducer = Reducer(elementwise=True, chunk=20_000, flat_max_numel=flat_max_numel)
+    reducer.prepare(found, [True] * len(found))
+    snapshot = lambda: [[p.detach().clone() for _, p in layer.params] for layer in found]
+    init = prev = snapshot()
+    gen = torch.Generator().manual_seed(1)
+    for step in range(3):
+        with torch.no_grad():
+            for i, p in enumerate(model.parameters()):
+                if i != 7:  # model[3].bias never moves: a frozen tensor inside a moving layer
+                    p.add_(torch.randn(p.shape, generator=gen).to(p.dtype) * 0.01)
+        for p in list(model.parameters())[:-2]:  # the fp16 layer has no gradient
+            p.grad = torch.randn(p.shape, generator=gen)
+        logged = reducer.layer_sums(reducer.to_host(reducer.reduce())).copy()
+        expected = reference_sums([[p for _, p in layer.params] for layer in found], prev, init)
+        np.testing.assert_allclose(logged, expected, rtol=2e-5, atol=1e-6, err_msg=f"step {step}")
+        prev = snapshot()
+
+
+def test_nan_in_a_flat_layer_stays_in_that_layer():
+    model = mixed_model()
+    found = layers_mod.find_layers(model)
+    reducer = Reducer(elementwise=True)
+    reducer.prepare(found, [True] * len(found))
+    with torch.no_grad():
+        model[3].bias[0] = math.nan
+    logged = reducer.layer_sums(reducer.to_host(reducer.reduce()))
+    bad = metrics.nonfinite_columns(logged)
+    assert bad.tolist() == [False, False, False, True, False]
+
+
+def test_kept_snapshots_survive_a_rebuild():
+    model = mixed_model()
+    found = layers_mod.find_layers(model)
+    reducer = Reducer()
+    reducer.prepare(found, [True] * len(found))
+    before = {name: t.clone() for name, t in reducer.initial_weights().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    reducer.reduce()
+    # A rebuild that keeps every layer (e.g. the forward order became known) keeps the snapshots:
+    # the initial ones, and the previous ones the last call left.
+    reducer.prepare(found, [False] * len(found))
+    after = reducer.initial_weights()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    logged = reducer.layer_sums(reducer.to_host(reducer.reduce()))
+    assert logged[0, metrics.SUM_ABS_DIFF] == 0.0
+    assert logged[0, metrics.SUM_SQ_INIT_DIFF] == pytest.approx(model[0].weight.numel(), rel=1e-5)
