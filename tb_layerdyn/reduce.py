@@ -427,7 +427,9 @@ class Reducer:
                 torch.abs(prev, out=ratio)
                 torch.sum(ratio, 0, out=out[metrics.SUM_ABS_PREV])
                 torch.eq(ratio, 0, out=zero)
-                torch.sum(zero, 0, dtype=torch.float32, out=out[metrics.SUM_ZERO_PREV])
+                # count_nonzero allocates one scalar; summing the bools as float32 would first
+                # copy the whole chunk to float32.
+                out[metrics.SUM_ZERO_PREV].copy_(torch.count_nonzero(zero))
                 ratio.masked_fill_(zero, float("inf"))
                 diff.div_(ratio)
                 torch.sum(diff, 0, out=out[metrics.SUM_RATIO])
