@@ -20,6 +20,10 @@ other processes held the cores; ``call ms`` is the median time of one metrics-on
 inside its loop; ``bound ms`` is the memory-traffic bound of one call; ``histograms/ours`` is the
 extra time per step of the histogram practice over ours (ours counted as at least one call's time).
 
+Each model is measured with one torch thread and with torch's default count (``threads``): on a
+shared machine two threads under other load slow down erratically (OpenMP threads spin waiting for
+each other), so the one-thread rows are the steadier ratios. The thread count is restored after.
+
 Variants are timed in interleaved repetitions (see ``timing``). Loops that write flush their
 writer inside the timed region, so the writer thread's work is counted. The traffic bound is the
 20 bytes per parameter that one logging call must move at least (read the weight, the previous and
@@ -247,12 +251,27 @@ def targets_met(name, row):
     return "yes" if all(checks) else "no"
 
 
+def thread_counts():
+    """One thread, then torch's default count when that differs."""
+    default = torch.get_num_threads()
+    return [1] if default == 1 else [1, default]
+
+
 def run(quick):
-    """Measures every model; returns one row per model."""
+    """Measures every model at each thread count; returns one row per model and count."""
     plan = PLANS[bool(quick)]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench_logging_") as logdir:
-        for name, (factory, input_shape) in MODELS.items():
-            steps, repetitions = plan.get(name, plan["small"])
-            rows.append(measure_model(name, factory, input_shape, steps, repetitions, logdir))
+    default = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_logging_") as logdir:
+            for threads in thread_counts():
+                torch.set_num_threads(threads)
+                for name, (factory, input_shape) in MODELS.items():
+                    steps, repetitions = plan.get(name, plan["small"])
+                    row = measure_model(
+                        name, factory, input_shape, steps, repetitions, f"{logdir}/{threads}"
+                    )
+                    rows.append({"model": row.pop("model"), "threads": threads, **row})
+    finally:
+        torch.set_num_threads(default)
     return rows

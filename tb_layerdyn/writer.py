@@ -9,6 +9,8 @@ import os
 import threading
 import weakref
 
+import torch
+from tensorboard.compat.proto import summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import metadata, summary
@@ -16,6 +18,47 @@ from tb_layerdyn import metadata, summary
 # Tags of TensorBoard's own histogram plugin, per qualified parameter name.
 WEIGHT_HISTOGRAM_PREFIX = "weights/"
 GRADIENT_HISTOGRAM_PREFIX = "gradients/"
+
+# Equal-width buckets per histogram. TensorBoard redraws every histogram on 30 buckets, so finer
+# ones are not seen; they are paid for, though: ``add_histogram``'s ~1,500 exponential buckets make
+# a ~24 KB record whose CRC TensorBoard's writer computes in pure Python (measured: ~3.5 ms per
+# histogram, 72 ms per call on LeNet-5; these records cost well under a tenth of that).
+HISTOGRAM_BUCKETS = 60
+
+
+def histogram_proto(values: torch.Tensor) -> summary_pb2.HistogramProto:
+    """A TensorBoard ``HistogramProto`` of a tensor's values with equal-width buckets.
+
+    Args:
+        values: any floating tensor; its finite values are bucketed, and NaN or Inf values make
+            ``min``, ``max`` and the sums non-finite as ``add_histogram`` would.
+
+    Returns:
+        The proto: ``bucket[i]`` counts values up to ``bucket_limit[i]`` (the last limit is the
+        maximum).
+    """
+    flat = values.detach().reshape(-1).to(device="cpu", dtype=torch.float64)
+    finite = flat if bool(torch.isfinite(flat).all()) else flat[torch.isfinite(flat)]
+    proto = summary_pb2.HistogramProto(
+        min=float(flat.min()) if flat.numel() else 0.0,
+        max=float(flat.max()) if flat.numel() else 0.0,
+        num=float(flat.numel()),
+        sum=float(flat.sum()),
+        sum_squares=float(torch.dot(flat, flat)),
+    )
+    if not finite.numel():
+        return proto
+    low, high = float(finite.min()), float(finite.max())
+    if low == high:
+        proto.bucket_limit.append(high)
+        proto.bucket.append(float(finite.numel()))
+        return proto
+    counts = torch.histc(finite, bins=HISTOGRAM_BUCKETS, min=low, max=high)
+    limits = torch.linspace(low, high, HISTOGRAM_BUCKETS + 1, dtype=torch.float64)[1:]
+    limits[-1] = high
+    proto.bucket_limit.extend(limits.tolist())
+    proto.bucket.extend(counts.tolist())
+    return proto
 
 # Writers this library created from a logdir path, one per directory, closed at exit.
 _owned = {}
@@ -94,20 +137,20 @@ class EventSink:
         tagged.add(tag)
 
     def write_histograms(self, layers, step: int) -> None:
-        """Writes TensorBoard histograms of each parameter's weights and (when present) gradient.
-
-        Values are converted to float32 on the CPU first: numpy has no bfloat16.
-        """
+        """Writes TensorBoard histograms of each parameter's weights and (when present) gradient,
+        all in one record, in the format ``add_histogram`` writes (see ``histogram_proto``)."""
         self.check_open()
+        values = []
         for layer in layers:
             for name, param in layer.params:
-                self._writer.add_histogram(
-                    WEIGHT_HISTOGRAM_PREFIX + name, param.detach().float().cpu(), step
-                )
+                values.append(summary_pb2.Summary.Value(
+                    tag=WEIGHT_HISTOGRAM_PREFIX + name, histo=histogram_proto(param)
+                ))
                 if param.grad is not None and not param.grad.is_sparse:
-                    self._writer.add_histogram(
-                        GRADIENT_HISTOGRAM_PREFIX + name, param.grad.detach().float().cpu(), step
-                    )
+                    values.append(summary_pb2.Summary.Value(
+                        tag=GRADIENT_HISTOGRAM_PREFIX + name, histo=histogram_proto(param.grad)
+                    ))
+        self._writer._get_file_writer().add_summary(summary_pb2.Summary(value=values), global_step=step)
 
     def write_summary(self, proto, step: int, walltime=None) -> None:
         """Writes a ready ``Summary`` proto (used by ``tb_layerdyn.sweeps``) at ``step``."""
