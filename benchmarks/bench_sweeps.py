@@ -4,7 +4,9 @@ The obvious loop builds a state dict per alpha (the end weights with the moving 
 ``torch.lerp(theta0, theta1, alpha)``), calls ``load_state_dict`` and evaluates under
 ``torch.no_grad()`` in eval mode. ``interpolation_sweep`` writes into the model's tensors in place,
 reuses the end model's evaluation at alpha = 1 and, for the layer and parameter scopes, reuses the
-module outputs in front of the moving layer (``tb_layerdyn.sweeps.prefix_cache``). LeNet-5's and
+module outputs in front of the moving layer (``tb_layerdyn.sweeps.prefix_cache``); per scalar it
+also rebuilds the calls after it in the changed channels only (``tb_layerdyn.sweeps.channel_delta``,
+equal up to float rounding, hence a non-zero ``max abs diff``). LeNet-5's and
 ResNet-18's forwards are not ``nn.Sequential``; the MLP's is.
 
 Torch runs on one thread here. Models and evaluation sets (as in the project's performance notes): LeNet-5 on 512 samples of

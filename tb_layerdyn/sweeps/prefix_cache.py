@@ -19,6 +19,9 @@ How
    A root call is replayed only if its inputs equal those seen when recording; otherwise it runs
    normally, as does everything after the first read of a swept tensor. Only ``forward`` is
    replaced, so the module's hooks still run around a reused output.
+4. **Rebuild** (optional, ``rebuild=True``, for sweeps of single scalars): the calls after the first
+   read keep a copy of their input and output, and in replays a supported module is rebuilt from
+   that copy in the channels that changed (``channel_delta``); ``rebase`` renews the copies.
 
 Assumptions, which hold for evaluation code: the evaluation is deterministic (the sweep runs in eval
 mode; dropout in train mode would draw new masks in a plain loop), feeds the same inputs in the same
