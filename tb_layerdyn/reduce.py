@@ -212,7 +212,8 @@ class Reducer:
             self._flat_bufs = None
             return
         buffers = lambda rows=(): torch.zeros((*rows, offset), dtype=torch.float32, device=device)
-        zeros = torch.zeros(max(max(pads), self._flat_max_in(placement)), dtype=torch.float32, device=device)
+        largest = max(entry.numel for entry in placement if entry is not None)
+        zeros = torch.zeros(max(max(pads), largest), dtype=torch.float32, device=device)
         # Pads are zero in every buffer (weights, snapshots, gradients), so they add nothing to
         # any sum; the zero-previous-weight count alone sees them and is corrected on the host.
         self._w_parts = [zeros[:part] if isinstance(part, int) else part for part in w_parts]
@@ -238,10 +239,6 @@ class Reducer:
             "zero": torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None,
         }
         self._row_views = list(self._flat_bufs["rows"])
-
-    @staticmethod
-    def _flat_max_in(placement) -> int:
-        return max([entry.numel for entry in placement if entry is not None] or [0])
 
     def _build_chunked(self, per_layer, sources, device) -> None:
         """Allocates the snapshots, sums rows and scratch of the chunked path; fills the constant
