@@ -52,8 +52,9 @@ class LayerDynamics:
             (ResNet's ``layer1`` .. ``layer4``).
         exclude_frozen: skip layers whose parameters all have ``requires_grad=False`` (measured, with
             RWC 0, by default).
-        histogram_every: write TensorBoard weight and gradient histograms every this many steps;
-            ``None`` turns them off.
+        histogram_every: write TensorBoard weight and gradient histograms (60 equal-width
+            buckets, the Histograms and Distributions tabs) every this many steps; ``None`` turns
+            them off.
         snapshot_device: where the initial and previous weights are kept; ``None`` beside the
             parameters, ``"cpu"`` for models too large to hold three times on the accelerator.
 
