@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from tb_layerdyn import metrics
+from tb_layerdyn.fused import ELEMENTWISE_COLUMNS, MAIN_COLUMNS, FusedSums
 
 # Elements per chunk: 1 MiB of fp32, so a chunk's weights, snapshots and scratch stay in L2/L3.
 CHUNK = 1 << 18
@@ -39,6 +40,10 @@ FLAT_MAX_NUMEL = 1 << 15
 
 # Elements per block of the flat path's per-block sums; each layer is padded to whole blocks.
 BLOCK = 256
+
+# Parameters from this size up take the fused kernel when it is on (smaller sharded pieces would
+# only add recompilations for sizes 0 and 1 and gain nothing).
+FUSED_MIN_NUMEL = 1 << 12
 
 # Columns the device fills; SUM_NUMEL is added on the host.
 _DEVICE_SUMS = metrics.SUM_SQ_INIT + 1
@@ -94,6 +99,7 @@ class _Param:
         self.init: Optional[torch.Tensor] = None
         self.chunks = [None]
         self.outs = []
+        self.fused_args = None
 
     @property
     def rows(self) -> int:
@@ -112,6 +118,10 @@ class Reducer:
             whether this rank adds it to the sums (see ``distributed``).
         chunk: elements per chunk of a large parameter.
         flat_max_numel: parameters up to this size take the flat path (0 turns it off).
+        fused: reduce each large fp32 parameter on the compute device with one compiled kernel
+            (``tb_layerdyn.fused``) instead of the chunked ops; a dict is passed to
+            ``torch.compile`` as inductor options. Falls back to the chunked ops, with one
+            warning, when compiling fails.
     """
 
     def __init__(
@@ -122,12 +132,16 @@ class Reducer:
         local: Callable = lambda p: (p, True),
         chunk: int = CHUNK,
         flat_max_numel: int = FLAT_MAX_NUMEL,
+        fused=False,
     ):
         self._snapshot_device = None if snapshot_device is None else torch.device(snapshot_device)
         self._elementwise = elementwise
         self._local = local
         self._chunk = chunk
         self._flat_max = flat_max_numel
+        self._fused = None
+        if fused:
+            self._fused = FusedSums(elementwise, fused if isinstance(fused, dict) else None)
         self._params: List[_Param] = []
         self._num_rows = 0
         self._num_blocks = 0
@@ -300,6 +314,18 @@ class Reducer:
                 ))
             for r, (w, prev, init) in enumerate(self._chunk_tensors(entry)):
                 torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
+            entry.fused_args = None
+            if self._fused is not None and entry.fast and entry.numel >= FUSED_MIN_NUMEL:
+                # The kernel writes the whole parameter's sums into its first row; the other rows
+                # keep zeros in those columns (they only hold the initial weights' squares).
+                row = self._rows[entry.first_row]
+                entry.fused_args = (
+                    _flat(entry.local),
+                    _flat(entry.prev),
+                    _flat(entry.init),
+                    row[MAIN_COLUMNS],
+                    row[ELEMENTWISE_COLUMNS] if self._elementwise else None,
+                )
         if self._flat_bufs is not None:
             square = self._flat_bufs["diff"]
             initial = self._flat_bufs["initial"]
@@ -352,7 +378,11 @@ class Reducer:
         if self._flat_bufs is not None:
             self._reduce_flat()
         for entry in self._params:
-            if not entry.flat:
+            if entry.flat:
+                continue
+            if entry.fused_args is not None and self._fused(*entry.fused_args):
+                self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+            else:
                 self._reduce_chunked(entry)
         return self.sums
 

@@ -57,6 +57,12 @@ class LayerDynamics:
             them off.
         snapshot_device: where the initial and previous weights are kept; ``None`` beside the
             parameters, ``"cpu"`` for models too large to hold three times on the accelerator.
+        fused: reduce each large fp32 parameter (4,096 elements or more, beside the parameters)
+            with one ``torch.compile``d kernel that reads its weights and snapshots once, instead of
+            about eleven eager passes. Compiled at the first ``log`` (seconds; cached on disk by
+            inductor) and needs a C++ compiler; if compiling fails, one warning says why and the
+            eager pass is used. A dict turns it on and is passed to ``torch.compile`` as inductor
+            ``options``.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -75,6 +81,7 @@ class LayerDynamics:
         exclude_frozen=False,
         histogram_every=100,
         snapshot_device=None,
+        fused=False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -99,6 +106,10 @@ class LayerDynamics:
                 raise ValueError(
                     f"snapshot_device must be None or a torch device such as 'cpu', got {snapshot_device!r}"
                 ) from None
+        if not isinstance(fused, (bool, dict)):
+            raise ValueError(
+                f"fused must be True, False or a dict of torch.compile options, got {fused!r}"
+            )
         # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
         self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer)
         inner = layers_mod.unwrap(model)
@@ -121,6 +132,7 @@ class LayerDynamics:
             snapshot_device=snapshot_device,
             elementwise=rwc in ("elementwise", "both"),
             local=distributed.local,
+            fused=fused,
         )
         self._all_reduce = distributed.AllReduce()
         self._layers = None
