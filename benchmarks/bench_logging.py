@@ -11,6 +11,8 @@ batch 32), on CPU, every variant trains its own copy of the same model on a fixe
                gradient every step;
 ``naive``      the step, then the same metrics computed layer by layer with one ``.item()`` per
                value (computing only: nothing is written, so this is its cheapest form);
+``ours, fused`` (ResNet-18 only) the metrics alone with ``fused=True``: large parameters reduced
+               by one compiled kernel each; its first call, which compiles, is reported apart;
 ``traffic``    not a training loop: an equivalent streaming op over tensors of the model's
                parameter sizes, to measure the bandwidth for the memory-traffic lower bound.
 
@@ -59,6 +61,9 @@ HISTOGRAM_TARGET = 20.0
 
 # The training loops timed side by side; see the module docstring.
 LOOPS = ("plain", "ours", "ours, no histograms", "histograms", "naive")
+# Models also timed with fused=True (compiling costs seconds, worth it only for large tensors).
+FUSED_MODELS = ("ResNet-18",)
+FUSED = "ours, fused"
 
 # (steps per repetition, repetitions) for small models and for ResNet-18
 PLANS = {
@@ -150,13 +155,15 @@ class StreamingOp:
 
 
 def measure_model(name, factory, input_shape, steps, repetitions, logdir):
-    trainers = {key: Trainer(factory, input_shape) for key in LOOPS}
+    loops = LOOPS + ((FUSED,) if name in FUSED_MODELS else ())
+    trainers = {key: Trainer(factory, input_shape) for key in loops}
     writers = {
         key: SummaryWriter(f"{logdir}/{name}-{key}")
-        for key in ("ours", "ours, no histograms", "histograms")
+        for key in ("ours", "ours, no histograms", "histograms", FUSED)
+        if key in loops
     }
     stream = StreamingOp(trainers["plain"].model)
-    call_seconds = {"ours": [], "ours, no histograms": []}
+    call_seconds = {"ours": [], "ours, no histograms": [], FUSED: []}
     stream_seconds = []
 
     def logging_hook(key, **options):
@@ -176,6 +183,8 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         "histograms": histogram_hook(trainers["histograms"], writers["histograms"]),
         "naive": naive_hook(trainers["naive"]),
     }
+    if FUSED in loops:
+        hooks[FUSED] = logging_hook(FUSED, histogram_every=None, fused=True)
 
     def training_loop(key):
         def loop():
@@ -194,13 +203,15 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         return 0.0
 
     # Warm-up: first calls allocate snapshots, caches and the writers' files.
-    for key in LOOPS:
+    for key in loops:
         trainers[key].steps(2, hooks[key])
     stream()
+    # The fused loop's first call compiled the kernel (or loaded it from inductor's disk cache).
+    first_fused_s = call_seconds[FUSED][0] if call_seconds[FUSED] else None
     for calls in call_seconds.values():
         calls.clear()
 
-    variants = {key: training_loop(key) for key in LOOPS}
+    variants = {key: training_loop(key) for key in loops}
     variants["traffic"] = streaming
     cpu_seconds = {}
     seconds = timing.interleaved(variants, repetitions, cpu=cpu_seconds)
@@ -236,6 +247,16 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         "histograms/ours": extra_per_step("histograms") / ours_cost_s,
         "steps x reps": f"{steps}x{repetitions}",
     })
+    if FUSED in loops:
+        fused_s = timing.median(call_seconds[FUSED])
+        row.update({
+            "fused %": timing.overhead_percent(seconds[FUSED], seconds["plain"]),
+            "fused call ms": 1e3 * fused_s,
+            "fused call/bound": fused_s / bound_s,
+            "fused first call s": first_fused_s,
+        })
+    else:
+        row.update({"fused %": "-", "fused call ms": "-", "fused call/bound": "-", "fused first call s": "-"})
     row["targets met"] = targets_met(name, row)
     return row
 
