@@ -136,6 +136,8 @@ class LayerDynamics:
         )
         self._all_reduce = distributed.AllReduce()
         self._layers = None
+        self._fingerprint = None
+        self._found = None
         self._identity = None
         self._all_previous = None
         self._signatures = {}
@@ -167,10 +169,7 @@ class LayerDynamics:
         model = self._model()
         if model is None:
             raise RuntimeError("the model of this LayerDynamics was garbage-collected; create a new one")
-        found = layers_mod.find_layers(
-            model, granularity=self._granularity, exclude_frozen=self._exclude_frozen
-        )
-        sharded = distributed.is_sharded(p for layer in found for _, p in layer.params)
+        found, sharded = self._current_layers(model)
         writing = distributed.rank() == 0
         if not writing and not sharded:
             return
@@ -178,8 +177,6 @@ class LayerDynamics:
             if self._sink is None:
                 raise ValueError("writer is None on the writing rank (rank 0); pass a SummaryWriter or a logdir")
             self._sink.check_open()
-        if self._order.complete:
-            found = self._order.sort(found)
         fresh = self._update_layers(found, model)
         sums = self._reducer.reduce()
         if sharded:
@@ -234,6 +231,39 @@ class LayerDynamics:
             log_interpolation_sweep(self._sink, result, step)
         return result
 
+    def _current_layers(self, model):
+        """The model's layers in depth order, and whether its parameters are sharded.
+
+        Listing the layers walks every module and builds a ``Layer`` per layer; it is redone only
+        when this cheap fingerprint changes: each module's name and parameter objects (a parameter
+        that appears, disappears or is replaced is a new object; the old ones are kept alive by the
+        cached layers, so their ids cannot be reused), the ``requires_grad`` flags when frozen
+        layers are excluded, and whether the forward order is known yet. Storage moves and
+        reshapes (``param.data = ...``) keep the objects; ``_update_layers`` catches them.
+        """
+        exclude_frozen = self._exclude_frozen
+        fingerprint = [self._order.complete]
+        append = fingerprint.append
+        for name, module in model.named_modules():
+            params = module._parameters
+            if params:
+                append(name)
+                for key, param in params.items():
+                    append(key)
+                    append(id(param))
+                    if exclude_frozen and param is not None:
+                        append(param.requires_grad)
+        if fingerprint == self._fingerprint:
+            return self._found
+        found = layers_mod.find_layers(
+            model, granularity=self._granularity, exclude_frozen=exclude_frozen
+        )
+        sharded = distributed.is_sharded(p for layer in found for _, p in layer.params)
+        if self._order.complete:
+            found = self._order.sort(found)
+        self._fingerprint, self._found = fingerprint, (found, sharded)
+        return self._found
+
     def _update_layers(self, found, model):
         """Rebuilds snapshots, buffers and layout when the layers or their order changed.
 
@@ -244,6 +274,8 @@ class LayerDynamics:
         # The same parameter objects in the same layers, order and storage cannot have changed
         # shape, strides, dtype or device (each of those replaces the storage): skip the full
         # signatures, which cost more than the rest of this check on every call.
+        if found is self._layers and self._layout["order"] == order and not self._reducer.stale():
+            return set()
         identity = tuple((lay.name, *(id(p) for _, p in lay.params)) for lay in found)
         if (
             identity == self._identity
@@ -297,25 +329,48 @@ class LayerDynamics:
         )
         index = {lay.name: i for i, lay in enumerate(found)}
         self._group_rows = [[index[m] for m in g["members"]] for g in groups]
+        # Host buffers of ``_values``, reused by every call until the layout changes. The members
+        # of every group, one after the other, gathered into one array and added up per group by
+        # one ``reduceat``: the same row-by-row sums as adding each group's rows on its own.
+        num_layers, num_groups = len(found), len(groups)
+        self._member_rows = np.array([r for rows in self._group_rows for r in rows], dtype=np.intp)
+        self._member_starts = np.cumsum([0] + [len(rows) for rows in self._group_rows[:-1]], dtype=np.intp)
+        self._gathered = np.zeros((len(self._member_rows), metrics.NUM_SUMS))
+        self._column_sums = np.zeros((num_layers + num_groups, metrics.NUM_SUMS))
+        self._column_flags = np.zeros(num_layers + num_groups, dtype=bool)
+        self._all_previous_columns = np.ones(num_layers + num_groups, dtype=bool)
+
+    def _group_flags(self, layer_flags, combine):
+        """Per column: the layer's flag, then each group's ``combine`` (and/or) of its members'."""
+        flags = self._column_flags.copy()
+        num_layers = len(layer_flags)
+        flags[:num_layers] = layer_flags
+        if len(self._group_rows):
+            combine.reduceat(layer_flags[self._member_rows], self._member_starts, out=flags[num_layers:])
+        return flags
 
     def _values(self, layer_sums, has_previous, has_grad, step):
         bad = metrics.nonfinite_columns(layer_sums)
-        newly = [lay.name for lay, b in zip(self._layers, bad) if b and lay.name not in self._warned_nonfinite]
-        if newly:
-            self._warned_nonfinite.update(newly)
-            warnings.warn(
-                f"layers {newly} hold NaN or Inf weights at step {step}; their values are NaN "
-                "while that lasts (warned once per layer)",
-                stacklevel=3,
-            )
-        group_sums = metrics.group_sums(layer_sums, self._group_rows)
-        sums = np.concatenate([layer_sums, group_sums])
-        previous = np.concatenate(
-            [has_previous, [bool(has_previous[rows].all()) for rows in self._group_rows]]
-        ).astype(bool)
-        grads = np.concatenate(
-            [has_grad, [bool(has_grad[rows].any()) for rows in self._group_rows]]
-        ).astype(bool)
+        if bad.any():
+            newly = [lay.name for lay, b in zip(self._layers, bad) if b and lay.name not in self._warned_nonfinite]
+            if newly:
+                self._warned_nonfinite.update(newly)
+                warnings.warn(
+                    f"layers {newly} hold NaN or Inf weights at step {step}; their values are NaN "
+                    "while that lasts (warned once per layer)",
+                    stacklevel=3,
+                )
+        sums = self._column_sums
+        num_layers = len(layer_sums)
+        sums[:num_layers] = layer_sums
+        if len(self._group_rows):
+            np.take(layer_sums, self._member_rows, axis=0, out=self._gathered)
+            np.add.reduceat(self._gathered, self._member_starts, axis=0, out=sums[num_layers:])
+        if has_previous is self._all_previous:
+            previous = self._all_previous_columns
+        else:
+            previous = self._group_flags(has_previous, np.logical_and)
+        grads = self._group_flags(has_grad, np.logical_or)
         return metrics.compute(sums, has_previous=previous, has_grad=grads, rwc=self._rwc)
 
 

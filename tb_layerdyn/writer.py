@@ -10,7 +10,8 @@ import threading
 import weakref
 
 import torch
-from tensorboard.compat.proto import summary_pb2
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import metadata, summary
@@ -113,6 +114,8 @@ class EventSink:
             )
         self._layout = None
         self._tag = None
+        self._event = None
+        self._shape = None
 
     def check_open(self) -> None:
         """Raises a clear error for a closed ``SummaryWriter`` (it would silently reopen a new
@@ -129,12 +132,29 @@ class EventSink:
         file_writer = self._writer._get_file_writer()
         tagged = self._tagged.setdefault(file_writer, set())
         if layout is not self._layout:
-            # A tracker passes the same layout dict until its layers change: hash it once.
+            # A tracker passes the same layout dict until its layers change: hash it once, and
+            # build the event that later calls refill once.
             self._layout, self._tag = layout, metadata.metrics_tag(layout)
+            self._shape = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
+            self._event = event_pb2.Event(
+                summary=summary.layer_metrics_pb(np.zeros(self._shape), layout, with_metadata=False, tag=self._tag)
+            )
         tag = self._tag
-        proto = summary.layer_metrics_pb(values, layout, with_metadata=tag not in tagged, tag=tag)
-        file_writer.add_summary(proto, global_step=step)
-        tagged.add(tag)
+        if tag not in tagged:
+            proto = summary.layer_metrics_pb(values, layout, with_metadata=True, tag=tag)
+            file_writer.add_summary(proto, global_step=step)
+            tagged.add(tag)
+            return
+        # Steady state: only the tensor's bytes change, so the one Event (its tag, dtype and shape
+        # already set) is refilled and handed over; the file writer serializes it at once.
+        array = np.asarray(values)
+        if array.shape != self._shape:
+            raise ValueError(
+                f"values has shape {array.shape}; the layout needs {self._shape} "
+                "(metrics x (layers + groups))"
+            )
+        self._event.summary.value[0].tensor.tensor_content = array.astype("<f4").tobytes()
+        file_writer.add_event(self._event, step=step)
 
     def write_histograms(self, layers, step: int) -> None:
         """Writes TensorBoard histograms of each parameter's weights and (when present) gradient,
