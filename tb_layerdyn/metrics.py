@@ -90,27 +90,36 @@ def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
     sums = np.asarray(sums, dtype=np.float64)
     has_previous = np.asarray(has_previous, dtype=bool)
     has_grad = np.asarray(has_grad, dtype=bool)
-    rows = []
+    by_sum = sums.T
+    num_rwc = _NUM_RWC.get(rwc, 0)
+    values = np.empty((num_rwc + len(_ROOTED), len(sums)))
+    # Called on every logging call: a few whole-array ops instead of one per metric, with the same
+    # elementwise arithmetic (so the same values).
     with np.errstate(divide="ignore", invalid="ignore"):
+        row = 0
         if rwc in ("l1", "both"):
-            defined = has_previous & (sums[:, SUM_ABS_PREV] > 0)
-            rows.append(_where(defined, sums[:, SUM_ABS_DIFF] / sums[:, SUM_ABS_PREV]))
+            np.divide(by_sum[SUM_ABS_DIFF], by_sum[SUM_ABS_PREV], out=values[row])
+            np.copyto(values[row], np.nan, where=~(has_previous & (by_sum[SUM_ABS_PREV] > 0)))
+            row += 1
         if rwc in ("elementwise", "both"):
-            counted = sums[:, SUM_NUMEL] - sums[:, SUM_ZERO_PREV]
-            defined = has_previous & (counted > 0)
-            rows.append(_where(defined, sums[:, SUM_RATIO] / counted))
-        distance = np.sqrt(sums[:, SUM_SQ_INIT_DIFF])
-        init_norm = np.sqrt(sums[:, SUM_SQ_INIT])
-        rows.append(distance)
-        rows.append(_where(init_norm > 0, distance / init_norm))
-        rows.append(_where(has_previous, np.sqrt(sums[:, SUM_SQ_DIFF])))
-        rows.append(np.sqrt(sums[:, SUM_SQ_WEIGHT]))
-        grad_defined = has_grad & np.isfinite(sums[:, SUM_SQ_GRAD])
-        rows.append(_where(grad_defined, np.sqrt(sums[:, SUM_SQ_GRAD])))
-    values = np.stack(rows) if rows else np.zeros((0, len(sums)))
-    values[:, nonfinite_columns(sums)] = np.nan
+            counted = by_sum[SUM_NUMEL] - by_sum[SUM_ZERO_PREV]
+            np.divide(by_sum[SUM_RATIO], counted, out=values[row])
+            np.copyto(values[row], np.nan, where=~(has_previous & (counted > 0)))
+            row += 1
+        rooted = values[num_rwc:]
+        np.sqrt(by_sum[_ROOTED], out=rooted)
+        # Rows: distance, initial norm (replaced by the relative distance), update size, weight
+        # norm, grad norm.
+        undefined_relative = ~(rooted[1] > 0)
+        np.divide(rooted[0], rooted[1], out=rooted[1])
+        np.copyto(rooted[1], np.nan, where=undefined_relative)
+        np.copyto(rooted[2], np.nan, where=~has_previous)
+        np.copyto(rooted[4], np.nan, where=~(has_grad & np.isfinite(by_sum[SUM_SQ_GRAD])))
+    np.copyto(values, np.nan, where=nonfinite_columns(sums))
     return values
 
 
-def _where(defined, values):
-    return np.where(defined, values, np.nan)
+# The sums whose square roots are the last five metrics, in ``metric_names`` order (the second one,
+# the initial norm, becomes the relative distance from init).
+_ROOTED = [SUM_SQ_INIT_DIFF, SUM_SQ_INIT, SUM_SQ_DIFF, SUM_SQ_WEIGHT, SUM_SQ_GRAD]
+_NUM_RWC = {"l1": 1, "elementwise": 1, "both": 2}

@@ -348,6 +348,9 @@ class Reducer:
         self._rows_empty = row_ends == self._layer_rows
         block_ends = np.append(self._block_starts[1:], self._num_blocks)
         self._blocks_empty = block_ends == self._block_starts
+        # Boolean-mask writes cost microseconds even when they select nothing.
+        self._any_rows_empty = bool(self._rows_empty.any())
+        self._any_blocks_empty = bool(self._blocks_empty.any())
 
     # ----------------------------------------------------------------------------- queries
 
@@ -423,6 +426,16 @@ class Reducer:
         grad = entry.param.grad
         if grad is None:
             return zero
+        # The common case (a plain dense fp32 gradient beside the buffers), checked first: this runs
+        # once per parameter on every call.
+        if (
+            type(grad) is torch.Tensor
+            and grad.layout is torch.strided
+            and grad.dtype is torch.float32
+            and grad.is_contiguous()
+            and grad.device == zero.device
+        ):
+            return grad.view(-1)
         grad = self._local(grad)[0]
         if grad.is_sparse:
             grad = grad.to_dense()
@@ -512,12 +525,14 @@ class Reducer:
         if self._num_rows:
             np.copyto(self._rows64[:-1], host[:split].reshape(self._num_rows, _DEVICE_SUMS))
             np.add.reduceat(self._rows64, self._layer_rows, axis=0, out=self._rows_added)
-            self._rows_added[self._rows_empty] = 0.0
+            if self._any_rows_empty:
+                self._rows_added[self._rows_empty] = 0.0
             sums += self._rows_added
         if self._num_blocks:
             np.copyto(self._blocks64[:, :-1], host[split:].reshape(_DEVICE_SUMS, self._num_blocks))
             np.add.reduceat(self._blocks64, self._block_starts, axis=1, out=self._blocks_added)
-            self._blocks_added[:, self._blocks_empty] = 0.0
+            if self._any_blocks_empty:
+                self._blocks_added[:, self._blocks_empty] = 0.0
             sums += self._blocks_added.T
             if self._elementwise:
                 out[:, metrics.SUM_ZERO_PREV] -= self._pads
