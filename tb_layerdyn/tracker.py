@@ -337,13 +337,12 @@ class LayerDynamics:
         self._member_starts = np.cumsum([0] + [len(rows) for rows in self._group_rows[:-1]], dtype=np.intp)
         self._gathered = np.zeros((len(self._member_rows), metrics.NUM_SUMS))
         self._column_sums = np.zeros((num_layers + num_groups, metrics.NUM_SUMS))
-        self._column_flags = np.zeros(num_layers + num_groups, dtype=bool)
         self._all_previous_columns = np.ones(num_layers + num_groups, dtype=bool)
 
     def _group_flags(self, layer_flags, combine):
         """Per column: the layer's flag, then each group's ``combine`` (and/or) of its members'."""
-        flags = self._column_flags.copy()
         num_layers = len(layer_flags)
+        flags = np.empty(num_layers + len(self._group_rows), dtype=bool)
         flags[:num_layers] = layer_flags
         if len(self._group_rows):
             combine.reduceat(layer_flags[self._member_rows], self._member_starts, out=flags[num_layers:])
