@@ -171,12 +171,14 @@ def test_sharded_parameters_in_one_process_group(tmp_path, one_process_group):
     for net, logdir in ((model, "fsdp"), (reference, "plain")):
         opt = torch.optim.SGD(net.parameters(), lr=0.1)
         gen = torch.Generator().manual_seed(0)
-        for step in range(3):
-            x = torch.randn(5, 4, generator=gen)
-            net(x).square().mean().backward()
-            opt.step()
-            log_layer_dynamics(str(tmp_path / logdir), net, step, histogram_every=None)
-            opt.zero_grad()
+        # An explicit writer, closed before reading: a logdir path's writer flushes only at exit.
+        with SummaryWriter(str(tmp_path / logdir)) as writer:
+            for step in range(3):
+                x = torch.randn(5, 4, generator=gen)
+                net(x).square().mean().backward()
+                opt.step()
+                log_layer_dynamics(writer, net, step, histogram_every=None)
+                opt.zero_grad()
     sharded = values_by_step(str(tmp_path / "fsdp"))
     plain = values_by_step(str(tmp_path / "plain"))
     assert sharded.keys() == plain.keys()
