@@ -5,6 +5,7 @@
 
 import { CSS } from './constants.js';
 import { el, stateMessage } from './dom.js';
+import { activeRuns } from './selection.js';
 
 /**
  * @typedef {import('./selection.js').State} State
@@ -13,7 +14,11 @@ import { el, stateMessage } from './dom.js';
  *            runColor: (run: string) => string}} PanelContext
  * @typedef {{element: HTMLElement, update: (state: State, changed: Set<string>) => void}} Panel
  * @typedef {(context: PanelContext) => Panel} PanelFactory
+ * @typedef {import('./model.js').RunInfo} RunInfo
  */
+
+/** What a panel says when runs have data but none is ticked. */
+export const NO_RUN_TICKED = 'No run selected: tick runs on the left.';
 
 /** A titled card with a replaceable body. */
 export class PanelShell {
@@ -67,4 +72,35 @@ export class PanelShell {
     this.setBusy(false);
     this.showState('error', error instanceof Error ? error.message : String(error));
   }
+}
+
+/**
+ * Shows the states every panel shares before it fetches anything: the run list still loading, its
+ * request failed, or no run ticked.
+ * @param {State} state
+ * @param {PanelShell} shell
+ * @param {{nothing: string, clear?: () => void, showEmpty?: (text: string) => void}} options
+ *   `nothing` is said when no run has logged anything; `clear` drops what the panel drew;
+ *   `showEmpty` shows the empty message (in the shell's body by default).
+ * @returns {RunInfo[] | null} the ticked runs, or `null` when a state is shown instead.
+ */
+export function tickedRunsOrState(state, shell, { nothing, clear = () => {}, showEmpty }) {
+  if (state.status === 'loading') {
+    shell.setBusy(true);
+    return null;
+  }
+  if (state.status === 'error') {
+    clear();
+    shell.showError(state.error);
+    return null;
+  }
+  const runs = activeRuns(state);
+  if (runs.length === 0) {
+    clear();
+    const text = state.runs.length ? NO_RUN_TICKED : nothing;
+    if (showEmpty) showEmpty(text);
+    else shell.showState('empty', text);
+    return null;
+  }
+  return runs;
 }

@@ -14,8 +14,7 @@ import { createCurveChart } from '../curve_chart.js';
 import { el, chip, yieldToBrowser } from '../dom.js';
 import { depthLegend, runLegend } from '../legend.js';
 import { createRequestGuard } from '../model.js';
-import { PanelShell } from '../panel.js';
-import { activeRuns } from '../selection.js';
+import { PanelShell, tickedRunsOrState } from '../panel.js';
 import { joinColumns, pickColumns, positiveOnly, unionNames } from '../shaping.js';
 import { smoothSeries } from '../smoothing.js';
 
@@ -255,21 +254,8 @@ export function createCurvesPanel(context, config) {
   async function update(state, changed) {
     if (!WATCHED.some((key) => changed.has(key))) return;
     const ticket = guard.next();
-    if (state.status === 'loading') {
-      shell.setBusy(true);
-      return;
-    }
-    if (state.status === 'error') {
-      destroyPlots();
-      shell.showError(state.error);
-      return;
-    }
-    const runs = activeRuns(state);
-    if (runs.length === 0) {
-      destroyPlots();
-      shell.showState('empty', state.runs.length ? 'No run selected: tick runs on the left.' : config.nothing);
-      return;
-    }
+    const runs = tickedRunsOrState(state, shell, { nothing: config.nothing, clear: destroyPlots });
+    if (runs === null) return;
     /** @type {string[]} */
     const notes = [];
     const usable = runs.filter((r) => {

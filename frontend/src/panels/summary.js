@@ -7,9 +7,9 @@
 import { CSS, SUMMARY_METRICS } from '../constants.js';
 import { chip, el, yieldToBrowser } from '../dom.js';
 import { createRequestGuard } from '../model.js';
-import { PanelShell } from '../panel.js';
+import { PanelShell, tickedRunsOrState } from '../panel.js';
 import { formatValue } from '../scales.js';
-import { activeRuns, visibleLayers } from '../selection.js';
+import { visibleLayers } from '../selection.js';
 import { unionNames } from '../shaping.js';
 
 /**
@@ -107,19 +107,8 @@ export function createSummaryPanel(context) {
   async function update(state, changed) {
     if (!WATCHED.some((key) => changed.has(key))) return;
     const ticket = guard.next();
-    if (state.status === 'loading') {
-      shell.setBusy(true);
-      return;
-    }
-    if (state.status === 'error') {
-      shell.showError(state.error);
-      return;
-    }
-    const runs = activeRuns(state);
-    if (runs.length === 0) {
-      shell.showState('empty', state.runs.length ? 'No run selected: tick runs on the left.' : 'No layer dynamics logged yet.');
-      return;
-    }
+    const runs = tickedRunsOrState(state, shell, { nothing: 'No layer dynamics logged yet.' });
+    if (runs === null) return;
     shell.setBusy(true);
     /** @type {SummaryPayload[]} */
     let payloads;

@@ -13,9 +13,8 @@ import { createCurveChart } from '../curve_chart.js';
 import { chip, el, stateMessage, yieldToBrowser } from '../dom.js';
 import { depthLegend, runLegend } from '../legend.js';
 import { createRequestGuard } from '../model.js';
-import { PanelShell } from '../panel.js';
+import { PanelShell, tickedRunsOrState } from '../panel.js';
 import { formatValue } from '../scales.js';
-import { activeRuns } from '../selection.js';
 import {
   CURVE_SCOPES, EVERY_STEP, LATEST, SWEEP_CHART_HEIGHT, SWEEP_CHART_MIN_WIDTH, SWEEP_CSS,
   SWEEP_MULTIPLE_HEIGHT, SWEEP_MULTIPLE_MIN_WIDTH,
@@ -321,20 +320,12 @@ export function createSweepsPanel(context) {
    */
   async function refresh(state) {
     const ticket = guard.next();
-    if (state.status === 'loading') {
-      shell.setBusy(true);
-      return;
-    }
-    if (state.status === 'error') {
-      destroyPlots();
-      shell.showError(state.error);
-      return;
-    }
-    const runs = activeRuns(state);
-    if (runs.length === 0) {
-      showState('empty', state.runs.length ? 'No run selected: tick runs on the left.' : 'No layer dynamics logged yet.');
-      return;
-    }
+    const runs = tickedRunsOrState(state, shell, {
+      nothing: 'No layer dynamics logged yet.',
+      clear: destroyPlots,
+      showEmpty: (text) => showState('empty', text),
+    });
+    if (runs === null) return;
     shell.setBusy(true);
     try {
       const lists = await Promise.all(runs.map((r) => sweepList(context.model, r.run)));
