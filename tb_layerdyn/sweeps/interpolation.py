@@ -172,16 +172,25 @@ def interpolation_sweep(
     return result
 
 
+def _alpha_points(session, result, move, evaluate):
+    """Evaluates the model after ``move(alpha)`` at each alpha; alpha = 1 reuses the end model's
+    metrics. The caller puts the moved weights back."""
+    points = []
+    for alpha in result.alphas:
+        if alpha == 1.0:
+            points.append(session.end_metrics)
+            continue
+        move(float(alpha))
+        points.append(evaluate())
+    return points
+
+
 def _sweep_model(session, result):
     names = session.all_moving()
-    points = []
     try:
-        for alpha in result.alphas:
-            if alpha == 1.0:
-                points.append(session.end_metrics)
-                continue
-            session.lerp(names, float(alpha))
-            points.append(session.evaluate())
+        points = _alpha_points(
+            session, result, lambda alpha: session.lerp(names, alpha), session.evaluate
+        )
     finally:
         session.set_end(names)
     travel = _travel(session.theta0, session.theta1, session.param_names())
@@ -197,14 +206,10 @@ def _sweep_layers(session, result):
             result.add_curve("layers", layer.name, [session.end_metrics] * len(result.alphas), travel)
             continue
         evaluate, close = session.cached(names)
-        points = []
         try:
-            for alpha in result.alphas:
-                if alpha == 1.0:
-                    points.append(session.end_metrics)
-                    continue
-                session.lerp(names, float(alpha))
-                points.append(evaluate())
+            points = _alpha_points(
+                session, result, lambda alpha: session.lerp(names, alpha), evaluate
+            )
         finally:
             close()
             session.set_end(names)
@@ -262,14 +267,12 @@ def _sweep_parameters(session, result, count, seed):
                 if position:
                     rebase()
                 live = session.live[name]
-                points = []
+
+                def move(alpha, live=live, index=index, start=start, end=end):
+                    live[index] = torch.lerp(start, end, alpha)
+
                 try:
-                    for alpha in result.alphas:
-                        if alpha == 1.0:
-                            points.append(session.end_metrics)
-                            continue
-                        live[index] = torch.lerp(start, end, float(alpha))
-                        points.append(evaluate())
+                    points = _alpha_points(session, result, move, evaluate)
                 finally:
                     live[index] = end
                 result.add_curve("parameters", curve, points, travel)
