@@ -1,7 +1,11 @@
 """What ``log_layer_dynamics`` costs inside a training loop, beside the alternatives.
 
 For an MLP (784-512-256-10, batch 64), LeNet-5 (1x32x32, batch 64) and ResNet-18 (3x32x32,
-batch 32), on CPU, every variant trains its own copy of the same model on a fixed batch:
+batch 32), on CPU, every variant trains **the same model** (one copy, its optimizer and a fixed
+batch), in turns, and differs only in what runs after each optimizer step. Separate copies of a
+model train at speeds that differ by several percent (where their tensors landed in memory), which
+is as large as the overheads measured here; one shared copy leaves only the hooks to differ. Each
+hook counts its own calls, so its steps and its histogram cadence do not depend on the others:
 
 ``plain``      the SGD step alone (forward, backward, step, zero_grad);
 ``ours``       the step, then ``log_layer_dynamics(writer, model, step)`` every step, with its
@@ -154,20 +158,31 @@ class StreamingOp:
             torch.addcmul(a, b, c, out=out)
 
 
+def own_steps(hook):
+    """``hook`` called with its own call count (0, 1, ...) instead of the shared trainer's step."""
+    count = [0]
+
+    def counted(_step):
+        hook(count[0])
+        count[0] += 1
+
+    return counted
+
+
 def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     loops = LOOPS + ((FUSED,) if name in FUSED_MODELS else ())
-    trainers = {key: Trainer(factory, input_shape) for key in loops}
+    trainer = Trainer(factory, input_shape)
     writers = {
         key: SummaryWriter(f"{logdir}/{name}-{key}")
         for key in ("ours", "ours, no histograms", "histograms", FUSED)
         if key in loops
     }
-    stream = StreamingOp(trainers["plain"].model)
+    stream = StreamingOp(trainer.model)
     call_seconds = {"ours": [], "ours, no histograms": [], FUSED: []}
     stream_seconds = []
 
     def logging_hook(key, **options):
-        trainer, writer, calls = trainers[key], writers[key], call_seconds[key]
+        writer, calls = writers[key], call_seconds[key]
 
         def hook(step):
             started = time.perf_counter()
@@ -178,17 +193,17 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
 
     hooks = {
         "plain": None,
-        "ours": logging_hook("ours"),
-        "ours, no histograms": logging_hook("ours, no histograms", histogram_every=None),
-        "histograms": histogram_hook(trainers["histograms"], writers["histograms"]),
-        "naive": naive_hook(trainers["naive"]),
+        "ours": own_steps(logging_hook("ours")),
+        "ours, no histograms": own_steps(logging_hook("ours, no histograms", histogram_every=None)),
+        "histograms": own_steps(histogram_hook(trainer, writers["histograms"])),
+        "naive": own_steps(naive_hook(trainer)),
     }
     if FUSED in loops:
-        hooks[FUSED] = logging_hook(FUSED, histogram_every=None, fused=True)
+        hooks[FUSED] = own_steps(logging_hook(FUSED, histogram_every=None, fused=True))
 
     def training_loop(key):
         def loop():
-            trainers[key].steps(steps, hooks[key])
+            trainer.steps(steps, hooks[key])
             if key in writers:
                 writers[key].flush()
 
@@ -204,7 +219,7 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
 
     # Warm-up: first calls allocate snapshots, caches and the writers' files.
     for key in loops:
-        trainers[key].steps(2, hooks[key])
+        trainer.steps(2, hooks[key])
     stream()
     # The fused loop's first call compiled the kernel (or loaded it from inductor's disk cache).
     first_fused_s = call_seconds[FUSED][0] if call_seconds[FUSED] else None

@@ -93,6 +93,13 @@ def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
     by_sum = sums.T
     num_rwc = _NUM_RWC.get(rwc, 0)
     values = np.empty((num_rwc + len(_ROOTED), len(sums)))
+    if len(sums) and rwc == "l1" and _all_defined(sums, by_sum, has_previous, has_grad):
+        # The common case, on every call of a training loop: no value is undefined, so no masks.
+        np.divide(by_sum[SUM_ABS_DIFF], by_sum[SUM_ABS_PREV], out=values[0])
+        rooted = values[1:]
+        np.sqrt(by_sum[_ROOTED], out=rooted)
+        np.divide(rooted[0], rooted[1], out=rooted[1])
+        return values
     # Called on every logging call: a few whole-array ops instead of one per metric, with the same
     # elementwise arithmetic (so the same values).
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -119,7 +126,19 @@ def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
     return values
 
 
+def _all_defined(sums, by_sum, has_previous, has_grad) -> bool:
+    """True when every metric of every column is defined: previous weights and a gradient
+    everywhere, every sum finite (NaN and Inf survive a sum), and nonzero denominators."""
+    return bool(
+        has_previous.all()
+        and has_grad.all()
+        and np.isfinite(sums[:, : SUM_SQ_GRAD + 1].sum())
+        and by_sum[SUM_ABS_PREV].min() > 0
+        and by_sum[SUM_SQ_INIT].min() > 0
+    )
+
+
 # The sums whose square roots are the last five metrics, in ``metric_names`` order (the second one,
 # the initial norm, becomes the relative distance from init).
-_ROOTED = [SUM_SQ_INIT_DIFF, SUM_SQ_INIT, SUM_SQ_DIFF, SUM_SQ_WEIGHT, SUM_SQ_GRAD]
+_ROOTED = np.array([SUM_SQ_INIT_DIFF, SUM_SQ_INIT, SUM_SQ_DIFF, SUM_SQ_WEIGHT, SUM_SQ_GRAD], dtype=np.intp)
 _NUM_RWC = {"l1": 1, "elementwise": 1, "both": 2}

@@ -8,12 +8,15 @@ copies it to the host in **one** transfer, where the sums of each layer are adde
 Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
 
 - **Flat** (small fp32 parameters; most tensors of most models): the fixed cost of a torch op
-  (2-3 us) dominates, so their weights, previous and initial snapshots and gradients live in flat
-  buffers, laid out layer by layer, each layer padded with zeros to whole ``BLOCK``-element
-  blocks. A call copies the weights in with one ``torch.cat``, runs a fixed number of whole-buffer
-  ops into preallocated rows, sums each row per block in one op, and swaps the weights buffer with
-  the previous one (double buffering: no copy back). The host adds the blocks of each layer; as
-  blocks never straddle layers, a NaN stays in its own layer.
+  dominates, and inside a training loop every buffer the pass touches comes back from main memory
+  (the step evicted it). Their weights, snapshots and gradients live in flat buffers, laid out layer
+  by layer, each layer padded with zeros to whole ``BLOCK``-element blocks. A call copies the
+  weights and gradients in (one ``_foreach_copy_`` each), forms both differences, takes each
+  block's root sum of squares of four rows in one ``vector_norm`` and each block's absolute sums in
+  one ``sum``: eight ops over six buffers whatever the number of parameters. The weights buffer of
+  one call is the previous-weights buffer of the next (two alternating states: no copy back). The
+  host adds the blocks of each layer; as blocks never straddle layers, a NaN stays in its own
+  layer.
 - **Chunked** (large or non-fp32 parameters, FSDP shards): memory traffic dominates, so each
   parameter is reduced on its own in chunks of ``CHUNK`` elements whose data stays in cache between
   the ops of a chunk, one sums row per chunk.
@@ -34,9 +37,11 @@ from tb_layerdyn.fused import ELEMENTWISE_COLUMNS, MAIN_COLUMNS, FusedSums
 CHUNK = 1 << 18
 
 # Parameters with at most this many elements take the flat path. Above it, the flat path's extra
-# passes over memory cost more than the per-tensor op overhead they save (measured: about 0.6 ns
-# more per element against 25-30 us of ops per tensor).
-FLAT_MAX_NUMEL = 1 << 15
+# passes over memory cost more than the per-tensor op overhead they save (measured alone: about
+# 0.6 ns more per element against 25-30 us of ops per tensor; inside a training loop, where every op
+# starts on cold caches, a tensor's ~11 ops cost 2-3 times that, which moves the break-even up to
+# about 64K elements: LeNet-5's 48K-element fc1 is cheaper flat).
+FLAT_MAX_NUMEL = 1 << 16
 
 # Elements per block of the flat path's per-block sums; each layer is padded to whole blocks.
 BLOCK = 256
@@ -47,6 +52,23 @@ FUSED_MIN_NUMEL = 1 << 12
 
 # Columns the device fills; SUM_NUMEL is added on the host.
 _DEVICE_SUMS = metrics.SUM_SQ_INIT + 1
+
+# Rows of a flat-path state (each as long as the flat buffers). The weights row of one call is the
+# previous-weights row of the next; the others are scratch, reused within a call.
+_WEIGHTS, _GRADS, _DIFF = 0, 1, 2  # _DIFF + 1: w - w_0, then |w_prev|
+_FLAT_ROWS = 4
+_FLAT_ROWS_ELEMENTWISE = 6  # + |dw| / |w_prev| (0 where w_prev == 0), and w_prev == 0 as 0/1
+
+# Rows of the flat path's per-block sums in the sums buffer, and the sums column each one adds to.
+# The first four are root sums of squares (``vector_norm``), squared on the host.
+_BLOCK_ROOTED = slice(0, 4)
+_BLOCK_SQ_INIT = 8
+_BLOCK_ROWS = 9
+_BLOCK_COLUMNS = np.array([
+    metrics.SUM_SQ_WEIGHT, metrics.SUM_SQ_GRAD, metrics.SUM_SQ_DIFF, metrics.SUM_SQ_INIT_DIFF,
+    metrics.SUM_ABS_DIFF, metrics.SUM_ABS_PREV, metrics.SUM_RATIO, metrics.SUM_ZERO_PREV,
+    metrics.SUM_SQ_INIT,
+], dtype=np.intp)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -117,7 +139,8 @@ class Reducer:
         local: maps a parameter to ``(local tensor, contributes)``: its shard under FSDP, and
             whether this rank adds it to the sums (see ``distributed``).
         chunk: elements per chunk of a large parameter.
-        flat_max_numel: parameters up to this size take the flat path (0 turns it off).
+        flat_max_numel: parameters up to this size take the flat path (0 turns it off); with
+            ``fused``, only those below ``FUSED_MIN_NUMEL``.
         fused: reduce each large fp32 parameter on the compute device with one compiled kernel
             (``tb_layerdyn.fused``) instead of the chunked ops; a dict is passed to
             ``torch.compile`` as inductor options. Falls back to the chunked ops, with one
@@ -142,10 +165,15 @@ class Reducer:
         self._fused = None
         if fused:
             self._fused = FusedSums(elementwise, fused if isinstance(fused, dict) else None)
+            # Every parameter the kernel can take goes to it, whatever the flat path's bound.
+            self._flat_max = min(flat_max_numel, FUSED_MIN_NUMEL - 1)
         self._params: List[_Param] = []
+        self._chunked_params: List[_Param] = []
+        self._sharded = False
+        self._data_ptrs: List[int] = []
         self._num_rows = 0
         self._num_blocks = 0
-        self._flat_bufs = None
+        self._flat_state = None
         self.sums: Optional[torch.Tensor] = None
         self._host: Optional[torch.Tensor] = None
 
@@ -195,15 +223,20 @@ class Reducer:
             self._build_flat(per_layer, sources, compute_device)
             self._build_chunked(per_layer, sources, compute_device)
         self._params = [entry for entries in per_layer for entry in entries]
-        self._flat_params = [entry for entry in self._params if entry.flat]
+        self._chunked_params = [entry for entry in self._params if not entry.flat]
+        self._sharded = sharded
+        self._data_ptrs = [entry.data_ptr for entry in self._params]
+        self._every_layer_reduced = all(per_layer)
+        self._missing_grads = len(self._params)  # nothing known before the first pass
+        self.all_true = np.ones(len(layers), dtype=bool)
+        self.all_true.flags.writeable = False
         self._numel = np.asarray([layer.numel for layer in layers], dtype=np.float64)
         self._host_buffers(len(layers))
 
     def _build_flat(self, per_layer, sources, device) -> None:
         """Lays the flat parameters out layer by layer in padded blocks and fills the snapshots."""
         offset = 0
-        block_starts, pads = [], []
-        w_parts, placement = [], []
+        block_starts, pads, placement = [], [], []
         for entries in per_layer:
             block_starts.append(offset // BLOCK)
             start = offset
@@ -211,48 +244,41 @@ class Reducer:
                 if entry.flat:
                     entry.offset = offset
                     offset += entry.numel
-                    w_parts.append(_flat(entry.local))
                     placement.append(entry)
             pad = -(offset - start) % BLOCK if offset > start else 0
             pads.append(pad)
-            if pad:
-                w_parts.append(pad)
-                placement.append(None)
             offset += pad
         self._block_starts = np.asarray(block_starts, dtype=np.int64)
         self._pads = np.asarray(pads, dtype=np.float64)
         self._num_blocks = offset // BLOCK
+        self._flat_state = None
         if not offset:
-            self._flat_bufs = None
             return
-        buffers = lambda rows=(): torch.zeros((*rows, offset), dtype=torch.float32, device=device)
-        largest = max(entry.numel for entry in placement if entry is not None)
-        zeros = torch.zeros(max(max(pads), largest), dtype=torch.float32, device=device)
-        # Pads are zero in every buffer (weights, snapshots, gradients), so they add nothing to
-        # any sum; the zero-previous-weight count alone sees them and is corrected on the host.
-        self._w_parts = [zeros[:part] if isinstance(part, int) else part for part in w_parts]
-        self._g_parts = list(self._w_parts)
-        self._grad_slots = [
-            (i, entry, zeros[: entry.numel]) for i, entry in enumerate(placement) if entry is not None
-        ]
-        weights, previous, initial = buffers(), buffers(), buffers()
+        # Two states, used in turns: a call writes the weights into its state's WEIGHTS row, which
+        # the next call (using the other state) reads as the previous weights. Pads stay zero in
+        # every row, so they add nothing to any sum; the zero-previous-weight count alone sees them
+        # and is corrected on the host.
+        rows = _FLAT_ROWS_ELEMENTWISE if self._elementwise else _FLAT_ROWS
+        state = torch.zeros((2, rows, offset), dtype=torch.float32, device=device)
+        initial = torch.zeros(offset, dtype=torch.float32, device=device)
+        largest = max(entry.numel for entry in placement)
+        zeros = torch.zeros(largest, dtype=torch.float32, device=device)
+        self._w_src = [entry.local for entry in placement]
+        self._w_dst = [[_segment(s[_WEIGHTS], e.offset, e.local) for e in placement] for s in state]
+        self._g_dst = [[_segment(s[_GRADS], e.offset, e.local) for e in placement] for s in state]
+        # A missing gradient copies zeros (a view shaped like the parameter) into its segment.
+        self._g_zero = [zeros[: e.numel].view(e.local.shape) for e in placement]
+        self._g_src = list(self._g_zero)
+        self._flat_entries = placement
+        self._cur = 0
         for entry in placement:
-            if entry is not None:
-                prev_src, init_src = sources[entry.name]
-                _segment(previous, entry.offset, entry.local).copy_(prev_src)
-                _segment(initial, entry.offset, entry.local).copy_(init_src)
-                entry.init = _segment(initial, entry.offset, entry.local)
-        rows = 8 if self._elementwise else 6
-        self._flat_bufs = {
-            "weights": weights,
-            "previous": previous,
-            "initial": initial,
-            "grads": buffers(),
-            "diff": buffers(),
-            "rows": buffers((rows,)),
-            "zero": torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None,
-        }
-        self._row_views = list(self._flat_bufs["rows"])
+            prev_src, init_src = sources[entry.name]
+            _segment(state[1, _WEIGHTS], entry.offset, entry.local).copy_(prev_src)
+            _segment(initial, entry.offset, entry.local).copy_(init_src)
+            entry.init = _segment(initial, entry.offset, entry.local)
+        self._flat_state = state
+        self._flat_initial = initial
+        self._flat_zero = torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None
 
     def _build_chunked(self, per_layer, sources, device) -> None:
         """Allocates the snapshots, sums rows and scratch of the chunked path; fills the constant
@@ -284,9 +310,11 @@ class Reducer:
         chunked = [entry for entries in per_layer for entry in entries if not entry.flat]
 
         size_rows = row * _DEVICE_SUMS
-        self.sums = torch.zeros(size_rows + _DEVICE_SUMS * self._num_blocks, dtype=torch.float32, device=device)
+        self.sums = torch.zeros(size_rows + _BLOCK_ROWS * self._num_blocks, dtype=torch.float32, device=device)
         self._rows = self.sums[:size_rows].view(row, _DEVICE_SUMS)
-        self._blocks = self.sums[size_rows:].view(_DEVICE_SUMS, self._num_blocks)
+        self._blocks = self.sums[size_rows:].view(_BLOCK_ROWS, self._num_blocks)
+        # A CPU buffer's numpy view, made once (the buffer is only ever written in place).
+        self._sums_host = self.sums.numpy() if self.sums.device.type == "cpu" else None
         # The one device->host copy per call lands in this buffer (pinned, so it can be async).
         self._host = (
             self.sums
@@ -326,21 +354,27 @@ class Reducer:
                     row[MAIN_COLUMNS],
                     row[ELEMENTWISE_COLUMNS] if self._elementwise else None,
                 )
-        if self._flat_bufs is not None:
-            square = self._flat_bufs["diff"]
-            initial = self._flat_bufs["initial"]
-            torch.mul(initial, initial, out=square)
-            torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[metrics.SUM_SQ_INIT])
-            self._q_blocks = self._flat_bufs["rows"].view(len(self._row_views), -1, BLOCK)
+        if self._flat_state is not None:
+            square = self._flat_state[0, _DIFF]
+            torch.mul(self._flat_initial, self._flat_initial, out=square)
+            torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[_BLOCK_SQ_INIT])
+            square.zero_()
+            # Per state: its rows as blocks, for the one norm op and the one sum op of a call.
+            rows = self._flat_state.shape[1]
+            self._summed_rows = slice(4, 4 + rows - _DIFF)
+            self._flat_views = [
+                (s[_WEIGHTS:_DIFF + 2].view(4, -1, BLOCK), s[_DIFF:rows].view(rows - _DIFF, -1, BLOCK))
+                for s in self._flat_state
+            ]
 
     def _host_buffers(self, num_layers: int) -> None:
         """Preallocates the host side's float64 arrays (reused by every call)."""
         # One zero row (column) past the end, so that every layer's start is a valid index, a
         # trailing layer without rows included.
         self._rows64 = np.zeros((self._num_rows + 1, _DEVICE_SUMS))
-        self._blocks64 = np.zeros((_DEVICE_SUMS, self._num_blocks + 1))
+        self._blocks64 = np.zeros((_BLOCK_ROWS, self._num_blocks + 1))
         self._rows_added = np.zeros((num_layers, _DEVICE_SUMS))
-        self._blocks_added = np.zeros((_DEVICE_SUMS, num_layers))
+        self._blocks_added = np.zeros((_BLOCK_ROWS, num_layers))
         self._layer_out = np.zeros((num_layers, metrics.NUM_SUMS))
         self._layer_out[:, metrics.SUM_NUMEL] = self._numel
         # reduceat gives an empty segment the next element instead of 0; those layers are masked.
@@ -356,12 +390,14 @@ class Reducer:
 
     def stale(self) -> bool:
         """True when a parameter's storage moved since ``prepare`` (e.g. ``param.data = ...``)."""
-        return any(self._local(p.param)[0].data_ptr() != p.data_ptr for p in self._params)
+        if self._sharded:
+            return any(self._local(p.param)[0].data_ptr() != p.data_ptr for p in self._params)
+        return [p.param.data_ptr() for p in self._params] != self._data_ptrs
 
     def previous(self, entry: _Param) -> torch.Tensor:
         """The previous-weights snapshot of one parameter (a view, shaped like the parameter)."""
         if entry.flat:
-            return _segment(self._flat_bufs["previous"], entry.offset, entry.local)
+            return _segment(self._flat_state[1 - self._cur, _WEIGHTS], entry.offset, entry.local)
         return entry.prev
 
     def initial_weights(self) -> Dict[str, torch.Tensor]:
@@ -369,79 +405,79 @@ class Reducer:
         return {entry.name: entry.init.detach().clone() for entry in self._params}
 
     def has_grad(self, layers: Sequence) -> np.ndarray:
-        """Per layer: at least one of its parameters holds a gradient now."""
+        """Per layer: at least one of its parameters holds a gradient now (call after ``reduce``).
+
+        When the pass found every parameter's gradient, and every layer has a parameter it reduced,
+        the answer is all true without looking again: the same read-only array on every such call.
+        """
+        if not self._missing_grads and self._every_layer_reduced and len(self.all_true) == len(layers):
+            return self.all_true
         return np.array([any(p.grad is not None for _, p in layer.params) for layer in layers], bool)
 
     # ----------------------------------------------------------------------------- the pass
 
-    @torch.no_grad()
     def reduce(self) -> torch.Tensor:
         """Runs the pass: fills ``self.sums`` and moves every previous snapshot to the current
         weights. Returns the device sums buffer."""
-        if self._flat_bufs is not None:
-            self._reduce_flat()
-        for entry in self._params:
-            if entry.flat:
-                continue
-            if entry.fused_args is not None and self._fused(*entry.fused_args):
-                self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
-            else:
-                self._reduce_chunked(entry)
+        # Grad mode off for the pass, switched directly: ``@torch.no_grad()`` builds a context
+        # manager on every call, and this runs on every call of a training loop.
+        grad_enabled = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            self._missing_grads = 0
+            if self._flat_state is not None:
+                self._reduce_flat()
+            for entry in self._chunked_params:
+                if entry.fused_args is not None and self._fused(*entry.fused_args):
+                    self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+                else:
+                    self._reduce_chunked(entry)
+        finally:
+            torch.set_grad_enabled(grad_enabled)
         return self.sums
 
     def _reduce_flat(self) -> None:
-        bufs = self._flat_bufs
-        weights, previous, initial, diff = bufs["weights"], bufs["previous"], bufs["initial"], bufs["diff"]
-        q = self._row_views
-        torch.cat(self._w_parts, out=weights)
-        parts = self._g_parts
-        for slot, entry, zero in self._grad_slots:
-            parts[slot] = self._flat_grad(entry, zero)
-        torch.cat(parts, out=bufs["grads"])
+        cur = self._cur
+        state, other = self._flat_state[cur], self._flat_state[1 - cur]
+        weights, grads, diff, init_diff = state[_WEIGHTS], state[_GRADS], state[_DIFF], state[_DIFF + 1]
+        previous = other[_WEIGHTS]
+        blocks = self._blocks
+        # Copies into views shaped like the parameters: one op for all of them, whatever their
+        # strides, and no per-call reshaping of each gradient.
+        torch._foreach_copy_(self._w_dst[cur], self._w_src)
+        sources, missing = self._g_src, 0
+        for i, entry in enumerate(self._flat_entries):
+            grad = entry.param.grad
+            if grad is None:
+                missing += 1
+            else:
+                sources[i] = grad if grad.layout is torch.strided else self._dense_grad(grad)
+        self._missing_grads += missing
+        torch._foreach_copy_(self._g_dst[cur], sources)
         # Holding this call's gradients until the next would keep them alive across zero_grad.
-        for slot, _, zero in self._grad_slots:
-            parts[slot] = zero
+        sources[:] = self._g_zero
         torch.sub(weights, previous, out=diff)
-        torch.abs(diff, out=q[metrics.SUM_ABS_DIFF])
-        torch.mul(diff, diff, out=q[metrics.SUM_SQ_DIFF])
-        torch.abs(previous, out=q[metrics.SUM_ABS_PREV])
-        init_diff = q[metrics.SUM_SQ_INIT_DIFF]
-        torch.sub(weights, initial, out=init_diff)
-        init_diff.mul_(init_diff)
-        torch.mul(weights, weights, out=q[metrics.SUM_SQ_WEIGHT])
-        torch.mul(bufs["grads"], bufs["grads"], out=q[metrics.SUM_SQ_GRAD])
+        torch.sub(weights, self._flat_initial, out=init_diff)
+        # One norm op over the four rows (weights, gradients, both differences) gives each block's
+        # root sum of squares, squared back on the host; this reads each row once and writes no
+        # squares.
+        norms, sums = self._flat_views[cur]
+        torch.linalg.vector_norm(norms, 2, dim=2, out=blocks[_BLOCK_ROOTED])
+        # The differences to the initial weights are summed: their row now takes |w_prev|.
+        diff.abs_()
+        torch.abs(previous, out=init_diff)
         if self._elementwise:
-            zero, ratio = bufs["zero"], q[metrics.SUM_RATIO]
-            torch.eq(previous, 0, out=zero)
-            torch.div(q[metrics.SUM_ABS_DIFF], q[metrics.SUM_ABS_PREV], out=ratio)
+            zero, ratio = self._flat_zero, state[_DIFF + 2]
+            torch.eq(init_diff, 0, out=zero)
+            torch.div(diff, init_diff, out=ratio)
             ratio.masked_fill_(zero, 0.0)
-            q[metrics.SUM_ZERO_PREV].copy_(zero)
-        torch.sum(self._q_blocks, 2, out=self._blocks[: len(q)])
-        # This call's weights are the next call's previous ones: swap instead of copying back.
-        bufs["weights"], bufs["previous"] = previous, weights
+            state[_DIFF + 3].copy_(zero)
+        torch.sum(sums, 2, out=blocks[self._summed_rows])
+        self._cur = 1 - cur
 
-    def _flat_grad(self, entry: _Param, zero: torch.Tensor) -> torch.Tensor:
-        """A 1-D fp32 view of a flat parameter's gradient in any element order (only its sum of
-        squares is taken), or zeros when it has none."""
-        grad = entry.param.grad
-        if grad is None:
-            return zero
-        # The common case (a plain dense fp32 gradient beside the buffers), checked first: this runs
-        # once per parameter on every call.
-        if (
-            type(grad) is torch.Tensor
-            and grad.layout is torch.strided
-            and grad.dtype is torch.float32
-            and grad.is_contiguous()
-            and grad.device == zero.device
-        ):
-            return grad.view(-1)
-        grad = self._local(grad)[0]
-        if grad.is_sparse:
-            grad = grad.to_dense()
-        if grad.dtype != torch.float32 or grad.device != zero.device or not _dense(grad):
-            grad = grad.to(device=zero.device, dtype=torch.float32, memory_format=torch.contiguous_format)
-        return _flat(grad)
+    def _dense_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        """A strided copy of a sparse (or otherwise non-strided) gradient of a flat parameter."""
+        return grad.to_dense()
 
     def _chunk_tensors(self, entry: _Param):
         """The ``(w, prev, init)`` fp32 1-D tensors of each chunk of a parameter, on the compute
@@ -488,6 +524,7 @@ class Reducer:
     def _grad_sum(self, entry: _Param, out: torch.Tensor) -> None:
         grad = entry.param.grad
         if grad is None:
+            self._missing_grads += 1
             out.zero_()
             return
         grad = self._local(grad)[0]
@@ -505,6 +542,8 @@ class Reducer:
     def to_host(self, sums: torch.Tensor) -> np.ndarray:
         """Copies a sums buffer (``self.sums`` or its all-reduced copy) to the host: the call's one
         device->host transfer."""
+        if sums is self.sums and self._sums_host is not None:
+            return self._sums_host
         if sums.device.type == "cpu":
             return sums.numpy()
         self._host.copy_(sums, non_blocking=True)
@@ -518,7 +557,6 @@ class Reducer:
         """
         out = self._layer_out
         sums = out[:, :_DEVICE_SUMS]
-        sums[...] = 0.0
         if not len(out):
             return out
         split = self._num_rows * _DEVICE_SUMS
@@ -527,13 +565,20 @@ class Reducer:
             np.add.reduceat(self._rows64, self._layer_rows, axis=0, out=self._rows_added)
             if self._any_rows_empty:
                 self._rows_added[self._rows_empty] = 0.0
-            sums += self._rows_added
+            np.copyto(sums, self._rows_added)
+        elif not self._num_blocks:
+            sums[...] = 0.0
         if self._num_blocks:
-            np.copyto(self._blocks64[:, :-1], host[split:].reshape(_DEVICE_SUMS, self._num_blocks))
-            np.add.reduceat(self._blocks64, self._block_starts, axis=1, out=self._blocks_added)
+            blocks = self._blocks64
+            np.copyto(blocks[:, :-1], host[split:].reshape(_BLOCK_ROWS, self._num_blocks))
+            np.square(blocks[_BLOCK_ROOTED], out=blocks[_BLOCK_ROOTED])
+            np.add.reduceat(blocks, self._block_starts, axis=1, out=self._blocks_added)
             if self._any_blocks_empty:
                 self._blocks_added[:, self._blocks_empty] = 0.0
-            sums += self._blocks_added.T
+            if self._num_rows:
+                sums[:, _BLOCK_COLUMNS] += self._blocks_added.T
+            else:  # every parameter took the flat path (most small models)
+                sums[:, _BLOCK_COLUMNS] = self._blocks_added.T
             if self._elementwise:
                 out[:, metrics.SUM_ZERO_PREV] -= self._pads
         return out

@@ -337,7 +337,7 @@ class LayerDynamics:
         self._member_starts = np.cumsum([0] + [len(rows) for rows in self._group_rows[:-1]], dtype=np.intp)
         self._gathered = np.zeros((len(self._member_rows), metrics.NUM_SUMS))
         self._column_sums = np.zeros((num_layers + num_groups, metrics.NUM_SUMS))
-        self._all_previous_columns = np.ones(num_layers + num_groups, dtype=bool)
+        self._all_true_columns = np.ones(num_layers + num_groups, dtype=bool)
 
     def _group_flags(self, layer_flags, combine):
         """Per column: the layer's flag, then each group's ``combine`` (and/or) of its members'."""
@@ -349,8 +349,9 @@ class LayerDynamics:
         return flags
 
     def _values(self, layer_sums, has_previous, has_grad, step):
-        bad = metrics.nonfinite_columns(layer_sums)
-        if bad.any():
+        # NaN and Inf survive a sum: one cheap check on every call, the columns only when it fails.
+        if not np.isfinite(layer_sums[:, : metrics.SUM_SQ_WEIGHT + 1].sum()):
+            bad = metrics.nonfinite_columns(layer_sums)
             newly = [lay.name for lay, b in zip(self._layers, bad) if b and lay.name not in self._warned_nonfinite]
             if newly:
                 self._warned_nonfinite.update(newly)
@@ -365,11 +366,15 @@ class LayerDynamics:
         if len(self._group_rows):
             np.take(layer_sums, self._member_rows, axis=0, out=self._gathered)
             np.add.reduceat(self._gathered, self._member_starts, axis=0, out=sums[num_layers:])
+        # All-true flags (the steady state) are the same arrays on every call: so are their columns.
         if has_previous is self._all_previous:
-            previous = self._all_previous_columns
+            previous = self._all_true_columns
         else:
             previous = self._group_flags(has_previous, np.logical_and)
-        grads = self._group_flags(has_grad, np.logical_or)
+        if has_grad is self._reducer.all_true:
+            grads = self._all_true_columns
+        else:
+            grads = self._group_flags(has_grad, np.logical_or)
         return metrics.compute(sums, has_previous=previous, has_grad=grads, rwc=self._rwc)
 
 

@@ -115,7 +115,11 @@ class EventSink:
         self._layout = None
         self._tag = None
         self._event = None
+        self._tensor = None
         self._shape = None
+        # The file writer that already holds this layout's tag (with its metadata): the steady
+        # path's one check.
+        self._steady_writer = None
 
     def check_open(self) -> None:
         """Raises a clear error for a closed ``SummaryWriter`` (it would silently reopen a new
@@ -130,6 +134,28 @@ class EventSink:
         """Writes the packed ``(metrics, layers + groups)`` tensor of one call."""
         self.check_open()
         file_writer = self._writer._get_file_writer()
+        if file_writer is not self._steady_writer or layout is not self._layout:
+            if self._start_tag(file_writer, layout, values, step):
+                return
+        self._write_steady(file_writer, values, step)
+
+    def _write_steady(self, file_writer, values, step: int) -> None:
+        """Steady state: only the tensor's bytes change, so the one Event (its tag, dtype and shape
+        already set) is refilled and handed over; the file writer serializes it at once."""
+        array = np.asarray(values)
+        if array.shape != self._shape:
+            raise ValueError(
+                f"values has shape {array.shape}; the layout needs {self._shape} "
+                "(metrics x (layers + groups))"
+            )
+        self._tensor.tensor_content = array.astype("<f4").tobytes()
+        file_writer.add_event(self._event, step=step)
+
+    def _start_tag(self, file_writer, layout: dict, values, step: int) -> bool:
+        """Prepares the steady path for a layout and an event file. Returns True when it wrote this
+        call's event itself: the first of its tag in that file, with the plugin's metadata (which
+        TensorBoard reads from the first event of each tag only)."""
+        self._steady_writer = None
         tagged = self._tagged.setdefault(file_writer, set())
         if layout is not self._layout:
             # A tracker passes the same layout dict until its layers change: hash it once, and
@@ -139,22 +165,15 @@ class EventSink:
             self._event = event_pb2.Event(
                 summary=summary.layer_metrics_pb(np.zeros(self._shape), layout, with_metadata=False, tag=self._tag)
             )
+            self._tensor = self._event.summary.value[0].tensor
         tag = self._tag
+        self._steady_writer = file_writer
         if tag not in tagged:
             proto = summary.layer_metrics_pb(values, layout, with_metadata=True, tag=tag)
             file_writer.add_summary(proto, global_step=step)
             tagged.add(tag)
-            return
-        # Steady state: only the tensor's bytes change, so the one Event (its tag, dtype and shape
-        # already set) is refilled and handed over; the file writer serializes it at once.
-        array = np.asarray(values)
-        if array.shape != self._shape:
-            raise ValueError(
-                f"values has shape {array.shape}; the layout needs {self._shape} "
-                "(metrics x (layers + groups))"
-            )
-        self._event.summary.value[0].tensor.tensor_content = array.astype("<f4").tobytes()
-        file_writer.add_event(self._event, step=step)
+            return True
+        return False
 
     def write_histograms(self, layers, step: int) -> None:
         """Writes TensorBoard histograms of each parameter's weights and (when present) gradient,
