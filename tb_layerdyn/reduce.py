@@ -360,11 +360,22 @@ class Reducer:
             torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[_BLOCK_SQ_INIT])
             square.zero_()
             # Per state: its rows as blocks, for the one norm op and the one sum op of a call.
+            # Per state, the views a call uses, made once (views cost a dispatch each): its weights
+            # row, the other state's (the previous weights), its scratch rows, its rows as blocks
+            # for the one norm op and the one sum op, and the element-wise rows.
             rows = self._flat_state.shape[1]
             self._summed_rows = slice(4, 4 + rows - _DIFF)
-            self._flat_views = [
-                (s[_WEIGHTS:_DIFF + 2].view(4, -1, BLOCK), s[_DIFF:rows].view(rows - _DIFF, -1, BLOCK))
-                for s in self._flat_state
+            self._flat_rows = [
+                (
+                    s[_WEIGHTS],
+                    self._flat_state[1 - i, _WEIGHTS],
+                    s[_DIFF],
+                    s[_DIFF + 1],
+                    s[_WEIGHTS:_DIFF + 2].view(4, -1, BLOCK),
+                    s[_DIFF:rows].view(rows - _DIFF, -1, BLOCK),
+                    (s[_DIFF + 2], s[_DIFF + 3]) if self._elementwise else None,
+                )
+                for i, s in enumerate(self._flat_state)
             ]
 
     def _host_buffers(self, num_layers: int) -> None:
@@ -438,9 +449,7 @@ class Reducer:
 
     def _reduce_flat(self) -> None:
         cur = self._cur
-        state, other = self._flat_state[cur], self._flat_state[1 - cur]
-        weights, grads, diff, init_diff = state[_WEIGHTS], state[_GRADS], state[_DIFF], state[_DIFF + 1]
-        previous = other[_WEIGHTS]
+        weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
         blocks = self._blocks
         # Copies into views shaped like the parameters: one op for all of them, whatever their
         # strides, and no per-call reshaping of each gradient.
@@ -461,17 +470,17 @@ class Reducer:
         # One norm op over the four rows (weights, gradients, both differences) gives each block's
         # root sum of squares, squared back on the host; this reads each row once and writes no
         # squares.
-        norms, sums = self._flat_views[cur]
         torch.linalg.vector_norm(norms, 2, dim=2, out=blocks[_BLOCK_ROOTED])
         # The differences to the initial weights are summed: their row now takes |w_prev|.
         diff.abs_()
         torch.abs(previous, out=init_diff)
-        if self._elementwise:
-            zero, ratio = self._flat_zero, state[_DIFF + 2]
+        if extra is not None:  # the element-wise ratios
+            ratio, zero_count = extra
+            zero = self._flat_zero
             torch.eq(init_diff, 0, out=zero)
             torch.div(diff, init_diff, out=ratio)
             ratio.masked_fill_(zero, 0.0)
-            state[_DIFF + 3].copy_(zero)
+            zero_count.copy_(zero)
         torch.sum(sums, 2, out=blocks[self._summed_rows])
         self._cur = 1 - cur
 
