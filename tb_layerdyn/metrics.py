@@ -23,7 +23,7 @@ SUM_NUMEL = 9  # number of elements
 NUM_SUMS = 10
 
 # Sums that involve only the weights: a non-finite one means the layer holds a NaN or an Inf.
-_WEIGHT_SUMS = [SUM_ABS_DIFF, SUM_SQ_DIFF, SUM_ABS_PREV, SUM_SQ_INIT_DIFF, SUM_SQ_WEIGHT]
+WEIGHT_SUMS = [SUM_ABS_DIFF, SUM_SQ_DIFF, SUM_ABS_PREV, SUM_SQ_INIT_DIFF, SUM_SQ_WEIGHT]
 
 RWC_VARIANTS = ("l1", "elementwise", "both")
 
@@ -68,7 +68,7 @@ def group_sums(layer_sums: np.ndarray, members) -> np.ndarray:
 
 def nonfinite_columns(sums: np.ndarray) -> np.ndarray:
     """Columns whose weights hold a NaN or an Inf (found from the sums; no extra pass)."""
-    return ~np.isfinite(sums[:, _WEIGHT_SUMS]).all(axis=1)
+    return ~np.isfinite(sums[:, WEIGHT_SUMS]).all(axis=1)
 
 
 def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
@@ -92,14 +92,17 @@ def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
     has_grad = np.asarray(has_grad, dtype=bool)
     by_sum = sums.T
     num_rwc = _NUM_RWC.get(rwc, 0)
+    if (
+        len(sums)
+        and rwc == "l1"
+        and has_previous.all()
+        and has_grad.all()
+        and np.isfinite(finite_sum(sums))
+    ):
+        values = compute_defined(sums)
+        if values is not None:
+            return values
     values = np.empty((num_rwc + len(_ROOTED), len(sums)))
-    if len(sums) and rwc == "l1" and _all_defined(sums, by_sum, has_previous, has_grad):
-        # The common case, on every call of a training loop: no value is undefined, so no masks.
-        np.divide(by_sum[SUM_ABS_DIFF], by_sum[SUM_ABS_PREV], out=values[0])
-        rooted = values[1:]
-        np.sqrt(by_sum[_ROOTED], out=rooted)
-        np.divide(rooted[0], rooted[1], out=rooted[1])
-        return values
     # Called on every logging call: a few whole-array ops instead of one per metric, with the same
     # elementwise arithmetic (so the same values).
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -126,19 +129,39 @@ def compute(sums, *, has_previous, has_grad, rwc="l1") -> np.ndarray:
     return values
 
 
-def _all_defined(sums, by_sum, has_previous, has_grad) -> bool:
-    """True when every metric of every column is defined: previous weights and a gradient
-    everywhere, every sum finite (NaN and Inf survive a sum), and nonzero denominators."""
-    return bool(
-        has_previous.all()
-        and has_grad.all()
-        and np.isfinite(sums[:, : SUM_SQ_GRAD + 1].sum())
-        and by_sum[SUM_ABS_PREV].min() > 0
-        and by_sum[SUM_SQ_INIT].min() > 0
-    )
+def compute_defined(sums):
+    """``compute(sums, rwc="l1")`` for the common case of a training loop, without its masks.
+
+    Args:
+        sums: ``(columns, NUM_SUMS)`` float64 of columns that all have previous weights and a
+            gradient, and whose ``finite_sum(sums)`` is finite.
+
+    Returns:
+        The same values as ``compute``, or ``None`` when a previous or initial norm is zero (some
+        value is undefined: call ``compute``).
+    """
+    by_sum = sums.T
+    if not (by_sum[SUM_ABS_PREV].min() > 0 and by_sum[SUM_SQ_INIT].min() > 0):
+        return None
+    values = np.empty((1 + len(_ROOTED), len(sums)))
+    np.divide(by_sum[SUM_ABS_DIFF], by_sum[SUM_ABS_PREV], out=values[0])
+    rooted = values[1:]
+    np.sqrt(by_sum[_ROOTED], out=rooted)
+    np.divide(rooted[0], rooted[1], out=rooted[1])
+    return values
+
+
+def finite_sum(sums) -> float:
+    """The sum of every column's weight and gradient sums: finite exactly when all of them are
+    (NaN and Inf survive a sum; float64 sums of float32 sums cannot overflow)."""
+    return sums[:, _CHECKED].sum()
 
 
 # The sums whose square roots are the last five metrics, in ``metric_names`` order (the second one,
 # the initial norm, becomes the relative distance from init).
 _ROOTED = np.array([SUM_SQ_INIT_DIFF, SUM_SQ_INIT, SUM_SQ_DIFF, SUM_SQ_WEIGHT, SUM_SQ_GRAD], dtype=np.intp)
 _NUM_RWC = {"l1": 1, "elementwise": 1, "both": 2}
+# The weight sums and the gradient sums, the columns whose finiteness the common case checks: the
+# first six, taken as a slice (a view; an index list would copy).
+_CHECKED = slice(0, SUM_SQ_GRAD + 1)
+assert sorted(WEIGHT_SUMS + [SUM_SQ_GRAD]) == list(range(SUM_SQ_GRAD + 1))

@@ -60,7 +60,7 @@ _FLAT_ROWS = 4
 _FLAT_ROWS_ELEMENTWISE = 6  # + |dw| / |w_prev| (0 where w_prev == 0), and w_prev == 0 as 0/1
 
 # Rows of the flat path's per-block sums in the sums buffer, and the sums column each one adds to.
-# The first four are root sums of squares (``vector_norm``), squared on the host.
+# The first four are sums of squares, from a root sum of squares (``vector_norm``) squared back.
 _BLOCK_ROOTED = slice(0, 4)
 _BLOCK_SQ_INIT = 8
 _BLOCK_ROWS = 9
@@ -468,9 +468,11 @@ class Reducer:
         torch.sub(weights, previous, out=diff)
         torch.sub(weights, self._flat_initial, out=init_diff)
         # One norm op over the four rows (weights, gradients, both differences) gives each block's
-        # root sum of squares, squared back on the host; this reads each row once and writes no
+        # root sum of squares, squared back in place: this reads each row once and writes no
         # squares.
-        torch.linalg.vector_norm(norms, 2, dim=2, out=blocks[_BLOCK_ROOTED])
+        rooted = blocks[_BLOCK_ROOTED]
+        torch.linalg.vector_norm(norms, 2, dim=2, out=rooted)
+        rooted.square_()
         # The differences to the initial weights are summed: their row now takes |w_prev|.
         diff.abs_()
         torch.abs(previous, out=init_diff)
@@ -578,12 +580,13 @@ class Reducer:
         elif not self._num_blocks:
             sums[...] = 0.0
         if self._num_blocks:
-            blocks = self._blocks64
-            np.copyto(blocks[:, :-1], host[split:].reshape(_BLOCK_ROWS, self._num_blocks))
-            np.square(blocks[_BLOCK_ROOTED], out=blocks[_BLOCK_ROOTED])
-            np.add.reduceat(blocks, self._block_starts, axis=1, out=self._blocks_added)
+            blocks = host[split:].reshape(_BLOCK_ROWS, self._num_blocks)
             if self._any_blocks_empty:
+                np.copyto(self._blocks64[:, :-1], blocks)
+                np.add.reduceat(self._blocks64, self._block_starts, axis=1, out=self._blocks_added)
                 self._blocks_added[:, self._blocks_empty] = 0.0
+            else:
+                np.add.reduceat(blocks, self._block_starts, axis=1, dtype=np.float64, out=self._blocks_added)
             if self._num_rows:
                 sums[:, _BLOCK_COLUMNS] += self._blocks_added.T
             else:  # every parameter took the flat path (most small models)

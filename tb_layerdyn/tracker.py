@@ -349,8 +349,19 @@ class LayerDynamics:
         return flags
 
     def _values(self, layer_sums, has_previous, has_grad, step):
-        # NaN and Inf survive a sum: one cheap check on every call, the columns only when it fails.
-        if not np.isfinite(layer_sums[:, : metrics.SUM_SQ_WEIGHT + 1].sum()):
+        finite = np.isfinite(metrics.finite_sum(layer_sums))
+        if (
+            finite
+            and not self._group_rows
+            and self._rwc == "l1"
+            and has_previous is self._all_previous
+            and has_grad is self._reducer.all_true
+        ):
+            # The steady state of a training loop (no groups): no copy, no flags, no masks.
+            values = metrics.compute_defined(layer_sums)
+            if values is not None:
+                return values
+        if not finite and not np.isfinite(layer_sums[:, metrics.WEIGHT_SUMS].sum()):
             bad = metrics.nonfinite_columns(layer_sums)
             newly = [lay.name for lay, b in zip(self._layers, bad) if b and lay.name not in self._warned_nonfinite]
             if newly:

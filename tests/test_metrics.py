@@ -136,3 +136,19 @@ def test_undefined_values_are_nan():
 def test_metric_names_reject_unknown_variant():
     with pytest.raises(ValueError, match="rwc"):
         metrics.metric_names("l2")
+
+
+def test_steady_state_math_equals_the_masked_math_bit_for_bit():
+    """``compute_defined`` (the training loop's common case, no masks) gives exactly the values of
+    the general masked computation, and declines when a denominator is zero."""
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(1e-6, 1e3, size=(40, metrics.NUM_SUMS))
+    fast = metrics.compute_defined(sums)
+    # rwc="both" never takes the fast path: its l1 rows are the masked computation's.
+    masked = metrics.compute(sums, has_previous=[True] * 40, has_grad=[True] * 40, rwc="both")
+    names = metrics.metric_names("both")
+    l1_rows = [names.index(name) for name in metrics.metric_names("l1")]
+    assert np.array_equal(fast, masked[l1_rows])
+    sums[7, metrics.SUM_ABS_PREV] = 0.0
+    assert metrics.compute_defined(sums) is None
+    assert np.isnan(metrics.compute(sums, has_previous=[True] * 40, has_grad=[True] * 40)[0, 7])

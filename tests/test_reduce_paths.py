@@ -102,3 +102,28 @@ def test_kept_snapshots_survive_a_rebuild():
     logged = reducer.layer_sums(reducer.to_host(reducer.reduce()))
     assert logged[0, metrics.SUM_ABS_DIFF] == 0.0
     assert logged[0, metrics.SUM_SQ_INIT_DIFF] == pytest.approx(model[0].weight.numel(), rel=1e-5)
+
+
+@pytest.mark.parametrize("flat_max_numel", [0, 1 << 16])
+def test_gradients_in_any_layout_are_measured(flat_max_numel):
+    """A sparse gradient (``nn.Embedding(sparse=True)``) and a gradient whose strides differ from
+    its parameter's (a transposed one) give the same squared norms as the dense reference."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"embed": nn.Embedding(50, 8, sparse=True), "proj": nn.Linear(8, 6)})
+    found = layers_mod.find_layers(model)
+    reducer = Reducer(flat_max_numel=flat_max_numel)
+    reducer.prepare(found, [True] * len(found))
+    model["embed"](torch.tensor([[1, 4, 4, 9]])).sum().backward()
+    assert model["embed"].weight.grad.is_sparse
+    model["proj"].weight.grad = torch.randn(8, 6).t()  # (6, 8), column-major
+    assert not model["proj"].weight.grad.is_contiguous()
+    model["proj"].bias.grad = torch.randn(6)
+    logged = reducer.layer_sums(reducer.to_host(reducer.reduce()))
+    square = lambda grad: float((grad.to_dense().double() ** 2).sum())
+    expected = [
+        square(model["embed"].weight.grad),
+        square(model["proj"].weight.grad) + square(model["proj"].bias.grad),
+    ]
+    assert [layer.name for layer in found] == ["embed", "proj"]
+    np.testing.assert_allclose(logged[:, metrics.SUM_SQ_GRAD], expected, rtol=1e-5)
+    assert reducer.has_grad(found).tolist() == [True, True]
