@@ -121,6 +121,26 @@ def test_parameter_that_appears_or_changes_shape_restarts_with_warning(tmp_path)
     assert logged[2][("rwc", "0")] == 0.0  # untouched layer kept its snapshots
 
 
+def test_weights_given_new_storage_are_read_from_it(tmp_path):
+    """``param.data = ...`` (same shape, new storage) between calls: the next calls measure the new
+    tensor, not the storage the snapshots were built from."""
+    model = small()
+    norm = lambda lin: float(torch.cat([lin.weight.detach().flatten(), lin.bias.detach()]).double().norm())
+    tracker = LayerDynamics(model, str(tmp_path), histogram_every=None)
+    tracker.log(0)
+    model[0].weight.data = model[0].weight.data + 1.0
+    tracker.log(1)
+    expected = {1: norm(model[0])}
+    model[0].weight.data.mul_(2.0)  # in place, on the new storage
+    tracker.log(2)
+    expected[2] = norm(model[0])
+    tracker.flush()
+    logged = values_by_step(str(tmp_path))
+    for step, value in expected.items():
+        assert logged[step][("weight_norm", "0")] == pytest.approx(value, rel=1e-6)
+    assert logged[2][("rwc", "0")] > 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_reduced_in_float32(tmp_path, dtype):
     model = nn.Linear(2048, 1024).to(dtype)
