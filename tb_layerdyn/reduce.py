@@ -13,7 +13,7 @@ Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
   by layer, each layer padded with zeros to whole ``BLOCK``-element blocks. A call copies the
   weights and gradients in (one ``_foreach_copy_`` each), forms both differences, takes each
   block's root sum of squares of four rows in one ``vector_norm`` and each block's absolute sums in
-  one ``sum``: eight ops over six buffers whatever the number of parameters. The weights buffer of
+  one ``sum``: nine ops over six buffers whatever the number of parameters. The weights buffer of
   one call is the previous-weights buffer of the next (two alternating states: no copy back). The
   host adds the blocks of each layer; as blocks never straddle layers, a NaN stays in its own
   layer.
@@ -359,12 +359,11 @@ class Reducer:
             torch.mul(self._flat_initial, self._flat_initial, out=square)
             torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[_BLOCK_SQ_INIT])
             square.zero_()
-            # Per state: its rows as blocks, for the one norm op and the one sum op of a call.
             # Per state, the views a call uses, made once (views cost a dispatch each): its weights
             # row, the other state's (the previous weights), its scratch rows, its rows as blocks
             # for the one norm op and the one sum op, and the element-wise rows.
             rows = self._flat_state.shape[1]
-            self._summed_rows = slice(4, 4 + rows - _DIFF)
+            self._summed_rows = slice(_BLOCK_ROOTED.stop, _BLOCK_ROOTED.stop + rows - _DIFF)
             self._flat_rows = [
                 (
                     s[_WEIGHTS],
