@@ -29,21 +29,14 @@ import tempfile
 import time
 
 import numpy as np
-from tensorboard import program
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester
 from tensorboard.compat.proto import event_pb2
 from tensorboard.context import RequestContext
 from tensorboard.data import provider as tb_provider
-from tensorboard.data import server_ingester
-from tensorboard.plugins.core import core_plugin
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
-from werkzeug import test as werkzeug_test
 
 from tb_layerdyn import metadata
 from tb_layerdyn import summary
-from tb_layerdyn.plugin import runs_data
-from tb_layerdyn.plugin.loader import LayerDynamicsLoader
+from tb_layerdyn.plugin import in_process, runs_data
 
 PREFIX = "/data/plugin/layer_dynamics/"
 TARGET_S = 0.5
@@ -81,34 +74,6 @@ def _write_logdir(root, num_runs, num_steps):
         os.makedirs(run_dir)
         shutil.copy(os.path.join(first, event_file), run_dir)
     return root
-
-
-def _serve(loader, logdir):
-    """Starts a loader over ``logdir``; returns ``(client, data_provider, stop)``.
-
-    The Python loader reads the whole logdir before this returns; the Rust one in the background.
-    """
-    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, LayerDynamicsLoader])
-    tb.configure(
-        argv=["tensorboard", "--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"]
-    )
-    flags = tb.flags
-    stop = None
-    if loader == "python":
-        ingester = data_ingester.LocalDataIngester(flags)
-        ingester.start()
-    else:
-        ingester = server_ingester.SubprocessServerDataIngester(
-            server_binary=server_ingester.get_server_binary(),
-            logdir=logdir,
-            reload_interval=0,
-            channel_creds_type=flags.grpc_creds_type,
-            samples_per_plugin=flags.samples_per_plugin,
-        )
-        ingester.start()
-        stop = ingester._stdin_handle.close  # the server exits when its stdin closes
-    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
-    return werkzeug_test.Client(app), ingester.data_provider, stop
 
 
 def _get(client, url, cpu=None):
@@ -154,9 +119,8 @@ def _row(loader, runs, route, state, seconds, size=None, cpu=None):
 
 def _measure(loader, logdir, num_runs, reps):
     started = time.perf_counter()
-    client, data_provider, stop = _serve(loader, logdir)
     rows = []
-    try:
+    with in_process.serve(logdir, loader) as (client, data_provider):
         _wait_loaded(client, num_runs, STEPS - 1)
         rows.append(_row(loader, num_runs, "load logdir", "cold", [time.perf_counter() - started]))
         run_names = [f"run{r:02d}" for r in range(num_runs)]
@@ -194,9 +158,6 @@ def _measure(loader, logdir, num_runs, reps):
             )
             read_s.append(time.perf_counter() - started)
         rows.append(_row(loader, num_runs, "read_tensors (provider)", "cold", read_s))
-    finally:
-        if stop is not None:
-            stop()
     return rows
 
 

@@ -10,20 +10,13 @@ import time
 
 import numpy as np
 import pytest
-from tensorboard import program
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester
 from tensorboard.compat.proto import event_pb2
-from tensorboard.data import server_ingester
-from tensorboard.plugins.core import core_plugin
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
-from werkzeug import test as werkzeug_test
 
 from tb_layerdyn import metadata
 from tb_layerdyn import summary
-from tb_layerdyn.plugin.loader import LayerDynamicsLoader
-
-LOADERS = ("python", "rust")
+from tb_layerdyn.plugin import in_process
+from tb_layerdyn.plugin.in_process import LOADERS, parse_flags  # noqa: F401 (used by test modules)
 
 
 def make_layout(layers, metrics=metadata.METRIC_NAMES, groups=(), param_counts=None, **options):
@@ -94,52 +87,11 @@ def layer_metrics_writer():
     return write_layer_metrics
 
 
-def parse_flags(argv):
-    """TensorBoard's flags as its command line parses them, loaders' ``fix_flags`` applied."""
-    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, LayerDynamicsLoader])
-    tb.configure(argv=["tensorboard"] + list(argv))
-    return tb.flags
-
-
 @contextlib.contextmanager
 def tensorboard_client(logdir, loader, plugin_loader=None):
-    """A ``werkzeug`` client of TensorBoard's WSGI app over a logdir, as ``tensorboard`` serves it.
+    """A ``werkzeug`` client of TensorBoard's WSGI app over a logdir, as ``tensorboard`` serves it
+    (see ``tb_layerdyn.plugin.in_process.serve``; the Rust data server loads in the background:
+    poll a route until the data is there)."""
+    with in_process.serve(logdir, loader, plugin_loader) as served:
+        yield served.client
 
-    Flags come from ``parse_flags``, so what the plugin's loader puts in ``fix_flags`` (keeping
-    every step) is in force. The Rust data server loads in the background: poll a route until
-    the data is there.
-
-    Args:
-        logdir: the directory to serve.
-        loader: ``"python"`` (the ``EventMultiplexer``, ``--load_fast=false``) or ``"rust"`` (the
-            data server, started in-process and stopped on exit).
-        plugin_loader: the ``TBLoader`` of the plugin; ``LayerDynamicsLoader()`` when omitted.
-
-    Yields:
-        The client.
-    """
-    flags = parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
-    stop = None
-    if loader == "python":
-        ingester = data_ingester.LocalDataIngester(flags)
-    elif loader == "rust":
-        ingester = server_ingester.SubprocessServerDataIngester(
-            server_binary=server_ingester.get_server_binary(),
-            logdir=logdir,
-            reload_interval=0,
-            channel_creds_type=flags.grpc_creds_type,
-            samples_per_plugin=flags.samples_per_plugin,
-        )
-    else:
-        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
-    ingester.start()
-    if loader == "rust":
-        # The server exits when its stdin closes (--die-after-stdin); the ingester keeps that pipe.
-        stop = ingester._stdin_handle.close
-    plugins = [core_plugin.CorePluginLoader(), plugin_loader or LayerDynamicsLoader()]
-    app = application.TensorBoardWSGIApp(flags, plugins, ingester.data_provider)
-    try:
-        yield werkzeug_test.Client(app)
-    finally:
-        if stop is not None:
-            stop()
