@@ -5,7 +5,7 @@ import torch
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
-from tb_layerdyn import metadata
+from tb_layerdyn import metadata, metrics
 
 
 class Zoo(nn.Module):
@@ -90,3 +90,30 @@ def values_by_step(logdir):
                 for c, column in enumerate(columns):
                     row[(metric, column)] = float(array[m, c])
     return table
+
+
+def reference_layer_sums(found, prev, init):
+    """The reducer's ``(layers, NUM_SUMS)`` sums in float64, element by element in the obvious way.
+
+    Args:
+        found: the layers (``layers.find_layers``).
+        prev, init: ``{qualified parameter name: tensor}``: the previous and initial weights.
+    """
+    out = np.zeros((len(found), metrics.NUM_SUMS))
+    for i, layer in enumerate(found):
+        for name, p in layer.params:
+            w, q, w0 = p.detach().double(), prev[name].double(), init[name].double()
+            d = w - q
+            nz = q != 0
+            out[i, metrics.SUM_ABS_DIFF] += float(d.abs().sum())
+            out[i, metrics.SUM_SQ_DIFF] += float((d * d).sum())
+            out[i, metrics.SUM_ABS_PREV] += float(q.abs().sum())
+            out[i, metrics.SUM_SQ_INIT_DIFF] += float(((w - w0) ** 2).sum())
+            out[i, metrics.SUM_SQ_WEIGHT] += float((w * w).sum())
+            if p.grad is not None:
+                out[i, metrics.SUM_SQ_GRAD] += float((p.grad.double() ** 2).sum())
+            out[i, metrics.SUM_RATIO] += float((d.abs()[nz] / q.abs()[nz]).sum())
+            out[i, metrics.SUM_ZERO_PREV] += float((~nz).sum())
+            out[i, metrics.SUM_SQ_INIT] += float((w0 * w0).sum())
+            out[i, metrics.SUM_NUMEL] += p.numel()
+    return out

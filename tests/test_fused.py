@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from layerdyn_helpers import reference_layer_sums
 from tb_layerdyn import layers as layers_mod
 from tb_layerdyn import metrics
 from tb_layerdyn.reduce import Reducer
@@ -39,28 +40,6 @@ def train_step(model, opt):
     opt.step()
 
 
-def reference_sums(found, prev, init):
-    """``(layers, NUM_SUMS)`` in float64, element by element in the obvious way."""
-    out = np.zeros((len(found), metrics.NUM_SUMS))
-    for i, layer in enumerate(found):
-        for (name, p) in layer.params:
-            w, q, w0 = p.detach().double(), prev[name].double(), init[name].double()
-            d = w - q
-            nz = q != 0
-            out[i, metrics.SUM_ABS_DIFF] += float(d.abs().sum())
-            out[i, metrics.SUM_SQ_DIFF] += float((d * d).sum())
-            out[i, metrics.SUM_ABS_PREV] += float(q.abs().sum())
-            out[i, metrics.SUM_SQ_INIT_DIFF] += float(((w - w0) ** 2).sum())
-            out[i, metrics.SUM_SQ_WEIGHT] += float((w * w).sum())
-            if p.grad is not None:
-                out[i, metrics.SUM_SQ_GRAD] += float((p.grad.double() ** 2).sum())
-            out[i, metrics.SUM_RATIO] += float((d.abs()[nz] / q.abs()[nz]).sum())
-            out[i, metrics.SUM_ZERO_PREV] += float((~nz).sum())
-            out[i, metrics.SUM_SQ_INIT] += float((w0 * w0).sum())
-            out[i, metrics.SUM_NUMEL] += p.numel()
-    return out
-
-
 def run_reducer(fused, elementwise, steps=3):
     """Sums of each call of a reducer over a few SGD steps, with the float64 reference's."""
     model = large_model()
@@ -76,7 +55,7 @@ def run_reducer(fused, elementwise, steps=3):
         prev = snap()
         train_step(model, opt)
         got.append(reducer.layer_sums(reducer.to_host(reducer.reduce())).copy())
-        want.append(reference_sums(found, prev, init))
+        want.append(reference_layer_sums(found, prev, init))
     return got, want, reducer
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from layerdyn_helpers import reference_layer_sums
 from tb_layerdyn import layers as layers_mod
 from tb_layerdyn import metrics
 from tb_layerdyn.reduce import Reducer
@@ -27,28 +28,6 @@ def mixed_model():
     return model
 
 
-def reference_sums(params, prev, init):
-    """``(layers, NUM_SUMS)`` from lists of float64 tensors per layer, term by term."""
-    out = np.zeros((len(params), metrics.NUM_SUMS))
-    for i, (ws, ps, i0s) in enumerate(zip(params, prev, init)):
-        for w, p, w0 in zip(ws, ps, i0s):
-            w64, p64, w064 = w.detach().double(), p.double(), w0.double()
-            diff = w64 - p64
-            nonzero = p64 != 0
-            out[i, metrics.SUM_ABS_DIFF] += float(diff.abs().sum())
-            out[i, metrics.SUM_SQ_DIFF] += float((diff * diff).sum())
-            out[i, metrics.SUM_ABS_PREV] += float(p64.abs().sum())
-            out[i, metrics.SUM_SQ_INIT_DIFF] += float(((w64 - w064) ** 2).sum())
-            out[i, metrics.SUM_SQ_WEIGHT] += float((w64 * w64).sum())
-            if w.grad is not None:
-                out[i, metrics.SUM_SQ_GRAD] += float((w.grad.double() ** 2).sum())
-            out[i, metrics.SUM_RATIO] += float((diff.abs()[nonzero] / p64.abs()[nonzero]).sum())
-            out[i, metrics.SUM_ZERO_PREV] += float((~nonzero).sum())
-            out[i, metrics.SUM_SQ_INIT] += float((w064 * w064).sum())
-            out[i, metrics.SUM_NUMEL] += w.numel()
-    return out
-
-
 @pytest.mark.parametrize("flat_max_numel", [0, 1 << 15, 1 << 20])
 def test_sums_match_reference_on_every_path(flat_max_numel):
     model = mixed_model()
@@ -57,7 +36,7 @@ def test_sums_match_reference_on_every_path(flat_max_numel):
         model[1].weight[:3] = 0.0  # zero previous weights: counted, left out of the ratio
     reducer = Reducer(elementwise=True, chunk=20_000, flat_max_numel=flat_max_numel)
     reducer.prepare(found, [True] * len(found))
-    snapshot = lambda: [[p.detach().clone() for _, p in layer.params] for layer in found]
+    snapshot = lambda: {name: p.detach().clone() for layer in found for name, p in layer.params}
     init = prev = snapshot()
     gen = torch.Generator().manual_seed(1)
     for step in range(3):
@@ -68,7 +47,7 @@ def test_sums_match_reference_on_every_path(flat_max_numel):
         for p in list(model.parameters())[:-2]:  # the fp16 layer has no gradient
             p.grad = torch.randn(p.shape, generator=gen)
         logged = reducer.layer_sums(reducer.to_host(reducer.reduce())).copy()
-        expected = reference_sums([[p for _, p in layer.params] for layer in found], prev, init)
+        expected = reference_layer_sums(found, prev, init)
         np.testing.assert_allclose(logged, expected, rtol=2e-5, atol=1e-6, err_msg=f"step {step}")
         prev = snapshot()
 
