@@ -50,7 +50,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from benchmarks import timing
 from tb_layerdyn import log_layer_dynamics
-from tb_layerdyn.demo import models
+from demo import models
 
 BOUND_BYTES_PER_PARAM = 20
 STREAM_BYTES_PER_PARAM = 16  # addcmul: reads three tensors, writes one

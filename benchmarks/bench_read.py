@@ -40,9 +40,9 @@ from tensorboard.util import tensor_util
 
 import tb_layerdyn
 from benchmarks import timing
-from tb_layerdyn import metadata
-from tb_layerdyn import summary
-from tb_layerdyn import table
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.reading import table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_SECONDS = 2.0

@@ -1,7 +1,7 @@
 """Latency of the Layer Dynamics routes on a large logdir, under both TensorBoard loaders.
 
 The logdir holds 20 runs x 100 layers (and 4 block groups) x 5,000 steps x 7 metrics, as the issue
-asks; one run's event file is written with ``tb_layerdyn.summary`` and copied to the others (the
+asks; one run's event file is written with ``tb_layerdyn.format.layer_metrics`` and copied to the others (the
 contents do not change the latency). Requests go through TensorBoard's real WSGI app with
 ``Accept-Encoding: gzip``, as a browser sends them, and bodies are read to the end.
 
@@ -34,8 +34,8 @@ from tensorboard.context import RequestContext
 from tensorboard.data import provider as tb_provider
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tb_layerdyn import metadata
-from tb_layerdyn import summary
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics as summary
 from tb_layerdyn.plugin import in_process, runs_data
 
 PREFIX = "/data/plugin/layer_dynamics/"

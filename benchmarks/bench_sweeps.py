@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import timing
-from tb_layerdyn.demo.models import lenet5, mlp, resnet18
+from demo.models import lenet5, mlp, resnet18
 from tb_layerdyn.sweeps import interpolation_sweep, make_eval_fn
 from tb_layerdyn.sweeps.interpolation import choose_scalars, parameter_curve_name
 from tb_layerdyn.sweeps.session import SweepSession

@@ -14,9 +14,9 @@ import importlib
 
 # public name -> module that defines it
 _EXPORTS = {
-    "log_layer_dynamics": "tb_layerdyn.tracker",
-    "LayerDynamics": "tb_layerdyn.tracker",
-    "read": "tb_layerdyn.reader",
+    "log_layer_dynamics": "tb_layerdyn.tracking.tracker",
+    "LayerDynamics": "tb_layerdyn.tracking.tracker",
+    "read": "tb_layerdyn.reading.reader",
     "interpolation_sweep": "tb_layerdyn.sweeps",
     "log_interpolation_sweep": "tb_layerdyn.sweeps",
 }

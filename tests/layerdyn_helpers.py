@@ -5,7 +5,8 @@ import torch
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
-from tb_layerdyn import metadata, metrics
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.tracking import metrics
 
 
 class Zoo(nn.Module):

@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import interpolation_sweep, log_interpolation_sweep, log_layer_dynamics
-from tb_layerdyn.sweeps import encoding, make_eval_fn
+from tb_layerdyn.format import sweeps as encoding
+from tb_layerdyn.sweeps import make_eval_fn
 
 ALPHAS = (-0.5, 0.0, 0.5, 1.0, 1.5)
 SHORT_ALPHAS = (0.0, 0.5, 1.0)

@@ -139,7 +139,7 @@ def logdir(tmp_path_factory):
     each with interpolation sweeps of every scope."""
     import torch
 
-    from tb_layerdyn.demo import models
+    from demo import models
 
     root = tmp_path_factory.mktemp("browser_logdir")
     # Models this small on a shared two-core machine: one intra-op thread, because OpenMP's

@@ -6,15 +6,15 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
 import tb_layerdyn
-from tb_layerdyn import metadata
-from tb_layerdyn import table
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.reading import table
 
 torch = pytest.importorskip("torch")
 
-from tb_layerdyn.demo import __main__ as demo  # noqa: E402  (needs torch)
-from tb_layerdyn.demo import data  # noqa: E402
-from tb_layerdyn.demo import interpolation  # noqa: E402
-from tb_layerdyn.demo import train  # noqa: E402
+from demo import __main__ as demo  # noqa: E402  (needs torch)
+from demo import data  # noqa: E402
+from demo import interpolation  # noqa: E402
+from demo import train  # noqa: E402
 from tb_layerdyn.sweeps import make_eval_fn  # noqa: E402
 
 

@@ -16,8 +16,8 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
-from tb_layerdyn import metadata
-from tb_layerdyn import table
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.reading import table
 
 torch = pytest.importorskip("torch")
 

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from layerdyn_helpers import reference_layer_sums
-from tb_layerdyn import layers as layers_mod
-from tb_layerdyn import metrics
-from tb_layerdyn.reduce import Reducer
-from tb_layerdyn.tracker import LayerDynamics
+from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking.reduce import Reducer
+from tb_layerdyn.tracking.tracker import LayerDynamics
 
 # A C++ compiler that does not exist: inductor's own option, so compiling really fails.
 BROKEN_COMPILER = {"cpp.cxx": ("/nonexistent/bin/c++",)}

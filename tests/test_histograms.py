@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import LayerDynamics
-from tb_layerdyn.writer import HISTOGRAM_BUCKETS
+from tb_layerdyn.tracking.sink import HISTOGRAM_BUCKETS
 
 
 def reference(values):

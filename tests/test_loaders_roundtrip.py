@@ -12,7 +12,8 @@ from tensorboard.util import grpc_util, tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import Zoo, train_step, zoo_batch
-from tb_layerdyn import LayerDynamics, metadata
+from tb_layerdyn import LayerDynamics
+from tb_layerdyn.format import envelope as metadata
 
 STEPS = 5
 

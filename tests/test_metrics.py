@@ -9,7 +9,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import ZOO_LAYERS, Zoo, train_step, values_by_step, zoo_batch
 from tb_layerdyn import LayerDynamics
-from tb_layerdyn import metrics
+from tb_layerdyn.tracking import metrics
 
 GROUPS = {"early": ["conv", "bn"], "late": "block|head"}
 GROUP_MEMBERS = {

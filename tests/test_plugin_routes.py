@@ -1,6 +1,6 @@
 """The plugin's routes through TensorBoard's real WSGI app, under both of TensorBoard's loaders.
 
-Logdirs are written with ``tb_layerdyn.summary`` (and once with ``log_layer_dynamics``), loaded by
+Logdirs are written with ``tb_layerdyn.format.layer_metrics`` (and once with ``log_layer_dynamics``), loaded by
 the Python ``EventMultiplexer`` or by the Rust data server started in-process, with flags parsed by
 TensorBoard's own ``program.TensorBoard`` so that the loader's ``fix_flags`` is what keeps every
 step. Expected bodies come from slow per-value references written below.
@@ -24,7 +24,7 @@ from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
 from conftest import make_layout, parse_flags, random_values, tensorboard_client, write_layer_metrics
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
 from tb_layerdyn.plugin.loader import LayerDynamicsLoader
@@ -620,7 +620,7 @@ def test_routes_serve_what_log_layer_dynamics_wrote(tmp_path):
 
 
 def test_single_layout_fast_path_equals_the_general_merge():
-    from tb_layerdyn import table
+    from tb_layerdyn.reading import table
     from tb_layerdyn.plugin import runs_data
 
     layout = make_layout(["x", "y", "z"], groups=[{"name": "g", "kind": "user", "members": ["x", "z"]}])

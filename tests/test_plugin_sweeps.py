@@ -15,7 +15,7 @@ import pytest
 
 import sweep_logdir
 from conftest import LOADERS, tensorboard_client
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 
 PREFIX = "/data/plugin/layer_dynamics/"
 

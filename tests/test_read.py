@@ -24,9 +24,9 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 import tb_layerdyn
-from tb_layerdyn import event_records
-from tb_layerdyn import metadata
-from tb_layerdyn import summary
+from tb_layerdyn.format import framing as event_records
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics as summary
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -353,7 +353,7 @@ def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
     from torch import nn
     from torch.utils.tensorboard import SummaryWriter
 
-    from tb_layerdyn import writer as writer_module
+    from tb_layerdyn.tracking import sink as writer_module
 
     class Net(nn.Module):
         """Conv, batch norm, linear, layer norm and a frozen layer; the head registered first."""
@@ -486,7 +486,7 @@ def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
 
 def test_read_stays_callable_after_its_module_is_imported(tmp_path):
     script = (
-        "from tb_layerdyn.reader import Run\n"
+        "from tb_layerdyn.reading.reader import Run\n"
         "import tb_layerdyn\n"
         f"print(type(tb_layerdyn.read({str(tmp_path)!r})).__name__)\n"
     )

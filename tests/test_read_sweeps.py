@@ -20,8 +20,8 @@ from tensorboard.util import tensor_util
 
 import sweep_logdir
 import tb_layerdyn
-from tb_layerdyn import metadata
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import sweeps as encoding
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,7 +176,7 @@ def test_a_sweep_that_does_not_fit_its_layout_is_skipped_with_a_warning(tmp_path
     for step, pb in ((1, good), (2, bad), (3, foreign)):
         writer.add_event(event_pb2.Event(step=step, wall_time=float(step), summary=pb))
     writer.close()
-    with caplog.at_level(logging.WARNING, logger="tb_layerdyn.reader"):
+    with caplog.at_level(logging.WARNING, logger="tb_layerdyn.reading.reader"):
         runs = tb_layerdyn.read(str(tmp_path))
     assert [(s.step, s.scope) for s in runs["run"].sweeps] == [(1, "model")]
     assert "skipped 1 sweep events" in caplog.text

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from layerdyn_helpers import reference_layer_sums
-from tb_layerdyn import layers as layers_mod
-from tb_layerdyn import metrics
-from tb_layerdyn.reduce import Reducer
+from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking.reduce import Reducer
 
 
 def mixed_model():

@@ -21,9 +21,11 @@ from tensorboard.util import grpc_util
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from tb_layerdyn import LayerDynamics, interpolation_sweep, log_interpolation_sweep, metadata
-from tb_layerdyn.demo.models import lenet5
-from tb_layerdyn.sweeps import encoding, layer_robustness, make_eval_fn
+from tb_layerdyn import LayerDynamics, interpolation_sweep, log_interpolation_sweep
+from tb_layerdyn.format import envelope as metadata
+from demo.models import lenet5
+from tb_layerdyn.format import sweeps as encoding
+from tb_layerdyn.sweeps import layer_robustness, make_eval_fn
 from tb_layerdyn.sweeps.prefix_cache import PrefixCache
 
 ALPHAS = (-0.5, 0.0, 0.3, 0.5, 1.0, 1.25)
@@ -588,5 +590,5 @@ def test_bad_writer_arguments(tmp_path, branchy):
 
 
 def test_encoding_imports_without_torch():
-    code = "import sys, tb_layerdyn.sweeps.encoding; assert 'torch' not in sys.modules"
+    code = "import sys, tb_layerdyn.format.sweeps; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

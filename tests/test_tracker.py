@@ -14,8 +14,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import ZOO_FORWARD_ORDER, ZOO_LAYERS, Zoo, metric_events, train_step, values_by_step, zoo_batch
 from tb_layerdyn import LayerDynamics, log_layer_dynamics
-from tb_layerdyn import layers as layers_mod
-from tb_layerdyn.demo.models import resnet18
+from tb_layerdyn.tracking import layers as layers_mod
+from demo.models import resnet18
 
 
 def train(log_dir, steps=4, memory_format=torch.contiguous_format):

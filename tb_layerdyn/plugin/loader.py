@@ -3,7 +3,7 @@ entry point names ``LayerDynamicsLoader``)."""
 
 from tensorboard.plugins import base_plugin
 
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 
 
 class LayerDynamicsLoader(base_plugin.TBLoader):

@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 
 TARGETS = ("layers", "groups")
 

@@ -11,8 +11,8 @@ from tensorboard import plugin_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_layerdyn import metadata
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.plugin import params
 from tb_layerdyn.plugin import payloads
 from tb_layerdyn.plugin import responses

@@ -2,7 +2,7 @@
 
 Everything the plugin serves comes from ``context.data_provider`` (``list_tensors`` and
 ``read_tensors``), so it works the same under the Rust data server and the Python multiplexer.
-Merging a run's layouts into step x layer tables is ``tb_layerdyn.table``'s job; this module only
+Merging a run's layouts into step x layer tables is ``tb_layerdyn.reading.table``'s job; this module only
 finds the layouts, reads their events and caches the result.
 
 A run's table is rebuilt only when one of its tags has new data: the cache key holds each tag's
@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from tensorboard.data import provider
 
-from tb_layerdyn import metadata
-from tb_layerdyn import table
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.reading import table
 
 # ``read_tensors`` requires an explicit sample count. The loaders keep every step of this plugin
 # (see ``loader.py``), so ask for more points than any tag can hold to get all of them back.

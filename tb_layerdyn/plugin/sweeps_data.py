@@ -1,7 +1,7 @@
 """Reads interpolation sweeps and robustness tables through TensorBoard's data provider.
 
 A sweep is one small tensor per scope at the training step it was taken (the payload is
-``tb_layerdyn.sweeps.encoding``'s). Like ``runs_data``, everything comes from
+``tb_layerdyn.format.sweeps``'s). Like ``runs_data``, everything comes from
 ``context.data_provider``, so both of TensorBoard's loaders serve the same sweeps, and a run's
 sweeps are read again only when one of its sweep tags has new data.
 """
@@ -14,9 +14,9 @@ from typing import Dict, List
 import numpy as np
 from tensorboard.data import provider
 
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.plugin import runs_data
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 
 # The order of scopes at one step, as the ``sweeps`` route lists them.
 SCOPES = encoding.INTERPOLATION_SCOPES + (encoding.ROBUSTNESS_SCOPE,)

@@ -12,7 +12,7 @@ re-randomization), ``prefix_cache`` (reusing activations the swept layer cannot 
 ``session`` (endpoints, evaluation, restoration), ``evaluation`` (``make_eval_fn``),
 ``encoding`` (event payload, torch-free) and ``writer``.
 
-Names are imported lazily so that ``tb_layerdyn.sweeps.encoding`` can be used without torch.
+Names are imported lazily so that ``tb_layerdyn.format.sweeps`` stays usable without torch.
 """
 
 import importlib

@@ -1,13 +1,13 @@
 """Which modules a sweep treats as layers, and their order from input to output.
 
-Layers are those of the tracker (``tb_layerdyn.layers``): a module with parameters of its own, named
+Layers are those of the tracker (``tb_layerdyn.tracking.layers``): a module with parameters of its own, named
 by its qualified module name (``"(root)"`` for the top-level module); a tied parameter belongs to
 the first module that registers it.
 Layers are ordered by when they first run in a forward pass (depth order), and those that never
 ran follow in registration order.
 """
 
-from tb_layerdyn import layers as tracked_layers
+from tb_layerdyn.tracking import layers as tracked_layers
 
 
 class Layer:

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 import torch
 
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.sweeps.session import SweepSession
 
 DEFAULT_THRESHOLD = 0.02

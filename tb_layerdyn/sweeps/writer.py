@@ -6,10 +6,10 @@ Events go through the project's ``EventSink``, so a logdir path shares the event
 
 import numpy as np
 
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.sweeps.interpolation import SweepResult
 from tb_layerdyn.sweeps.robustness import RobustnessResult
-from tb_layerdyn.writer import EventSink
+from tb_layerdyn.tracking.sink import EventSink
 
 
 def sweep_summaries(result):

@@ -15,7 +15,7 @@ The layout content of a per-layer metrics payload (see ``metadata`` for the tens
 import numpy as np
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 
 LAYOUT_KEYS = ("kind", "metrics", "layers", "param_counts", "order", "granularity", "rwc", "groups")
 

@@ -15,9 +15,9 @@ from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import log_layer_dynamics
-from tb_layerdyn.demo import data
-from tb_layerdyn.demo import interpolation
-from tb_layerdyn.demo import models
+from demo import data
+from demo import interpolation
+from demo import models
 
 
 @dataclasses.dataclass(frozen=True)

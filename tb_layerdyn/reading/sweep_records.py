@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Union
 
 import numpy as np
 
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import sweeps as encoding
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)

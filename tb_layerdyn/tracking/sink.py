@@ -14,7 +14,8 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from tb_layerdyn import metadata, summary
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics as summary
 
 # Tags of TensorBoard's own histogram plugin, per qualified parameter name.
 WEIGHT_HISTOGRAM_PREFIX = "weights/"

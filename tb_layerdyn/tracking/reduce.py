@@ -30,8 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from tb_layerdyn import metrics
-from tb_layerdyn.fused import ELEMENTWISE_COLUMNS, MAIN_COLUMNS, FusedSums
+from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking.fused import ELEMENTWISE_COLUMNS, MAIN_COLUMNS, FusedSums
 
 # Elements per chunk: 1 MiB of fp32, so a chunk's weights, snapshots and scratch stay in L2/L3.
 CHUNK = 1 << 18
@@ -142,7 +142,7 @@ class Reducer:
         flat_max_numel: parameters up to this size take the flat path (0 turns it off); with
             ``fused``, only those below ``FUSED_MIN_NUMEL``.
         fused: reduce each large fp32 parameter on the compute device with one compiled kernel
-            (``tb_layerdyn.fused``) instead of the chunked ops; a dict is passed to
+            (``tb_layerdyn.tracking.fused``) instead of the chunked ops; a dict is passed to
             ``torch.compile`` as inductor options. Falls back to the chunked ops, with one
             warning, when compiling fails.
     """

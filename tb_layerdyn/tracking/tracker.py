@@ -14,9 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tb_layerdyn import distributed, layers as layers_mod, metrics, summary
-from tb_layerdyn.reduce import Reducer
-from tb_layerdyn.writer import EventSink
+from tb_layerdyn.tracking import distributed
+from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.tracking import metrics
+from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.tracking.reduce import Reducer
+from tb_layerdyn.tracking.sink import EventSink
 
 _GRANULARITIES = ("layer", "parameter")
 

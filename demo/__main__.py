@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tb_layerdyn.demo [--logdir runs] [--steps 400] [--no-sweeps] [--no-tensorboard]
+    python -m demo [--logdir runs] [--steps 400] [--no-sweeps] [--no-tensorboard]
 
 Trains LeNet-5 and an MLP for three seeds each on seven-segment digits drawn in code (nothing is
 downloaded), logging into ``<logdir>/<model>-seed<k>``; each LeNet run also takes interpolation
@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from tb_layerdyn.demo import data
-from tb_layerdyn.demo import train
+from demo import data
+from demo import train
 
 SEEDS = (0, 1, 2)
 TRAIN_IMAGES = 4096
@@ -28,7 +28,7 @@ DEFAULT_PORT = 6006
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m tb_layerdyn.demo", description=__doc__.split("\n")[0]
+        prog="python -m demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--logdir", default="runs", help="where runs are written (default: runs)")
     parser.add_argument(

@@ -29,11 +29,11 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import types_pb2
 from tensorboard.util import tensor_util
 
-from tb_layerdyn import event_records
-from tb_layerdyn import metadata
-from tb_layerdyn import sweep_records
-from tb_layerdyn import table
-from tb_layerdyn.sweeps import encoding
+from tb_layerdyn.format import framing as event_records
+from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.reading import sweep_records
+from tb_layerdyn.reading import table
+from tb_layerdyn.format import sweeps as encoding
 
 logger = logging.getLogger(__name__)
 

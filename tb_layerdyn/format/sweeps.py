@@ -32,7 +32,7 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
-from tb_layerdyn import metadata
+from tb_layerdyn.format import envelope as metadata
 
 INTERPOLATION_SCOPES = ("model", "layers", "parameters")
 ROBUSTNESS_SCOPE = "robustness"
