@@ -10,22 +10,22 @@
 import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 
-import { createRunColors } from './colors.js';
-import { CSS } from './constants.js';
-import { el } from './dom.js';
-import { Model } from './model.js';
-import { createGroupCurvesPanel } from './panels/group_curves.js';
-import { createHeatmapPanel } from './panels/heatmap.js';
-import { createLayerCurvesPanel } from './panels/layer_curves.js';
-import { createPickerPanel } from './panels/picker.js';
-import { createSettlingPanel } from './panels/settling.js';
-import { createSummaryPanel } from './panels/summary.js';
-import { createSweepsPanel } from './panels/sweeps.js';
-import { Selection } from './selection.js';
-import { createToolbar } from './toolbar.js';
+import { createRunColors } from './core/colors.js';
+import { CSS } from './core/constants.js';
+import { el } from './core/dom.js';
+import { Model } from './core/api.js';
+import { createGroupCurvesPanel } from './panels/curves/groups.js';
+import { createHeatmapPanel } from './panels/heatmap/index.js';
+import { createLayerCurvesPanel } from './panels/curves/layers.js';
+import { createPickerPanel } from './panels/picker/index.js';
+import { createSettlingPanel } from './panels/settling/index.js';
+import { createSummaryPanel } from './panels/summary/index.js';
+import { createSweepsPanel } from './panels/sweeps/index.js';
+import { Selection } from './core/selection.js';
+import { createToolbar } from './core/toolbar.js';
 
 /** Panels in page order. */
-/** @type {import('./panel.js').PanelFactory[]} */
+/** @type {import('./core/panel.js').PanelFactory[]} */
 const PANELS = [
   createLayerCurvesPanel,
   createHeatmapPanel,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { DEPTH_RAMP, RUN_PALETTE } from '../src/constants.js';
+import { DEPTH_RAMP, RUN_PALETTE } from '../src/core/constants.js';
 import {
   createRunColors, depthColor, hexToRgb, layerColors, rampTable, rgbToHex, sampleRamp,
-} from '../src/colors.js';
+} from '../src/core/colors.js';
 
 test('hex colours round-trip and bad ones are refused with the value', () => {
   assert.deepEqual(hexToRgb('#0a80ff'), [10, 128, 255]);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { formatValue, logPosition, logTicks, niceTicks, valueRange } from '../src/scales.js';
+import { formatValue, logPosition, logTicks, niceTicks, valueRange } from '../src/core/scales.js';
 
 test('log positions: ends at 0 and 1, the geometric mean in the middle, clamped', () => {
   assert.equal(logPosition(1e-4, 1e-4, 1), 0);

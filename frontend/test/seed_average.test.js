@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { averageRuns, DEFAULT_SEED_PATTERN, groupRunsBySeed } from '../src/seed_average.js';
+import { averageRuns, DEFAULT_SEED_PATTERN, groupRunsBySeed } from '../src/core/seed_average.js';
 
 /**
  * Slow reference: for each step any run logged, look up every run's value of the series at that

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { createRequestGuard, routeUrl } from '../src/model.js';
-import { Selection, activeRuns, initialState, visibleLayers } from '../src/selection.js';
+import { createRequestGuard, routeUrl } from '../src/core/api.js';
+import { Selection, activeRuns, initialState, visibleLayers } from '../src/core/selection.js';
 
 const run = (name, layers, groups = []) => ({
   run: name, layers, groups, param_counts: layers.map(() => 1), metrics: ['rwc'],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { earliestStep, parsePercent, settlingStep } from '../src/settling.js';
+import { earliestStep, parsePercent, settlingStep } from '../src/panels/settling/rule.js';
 
 /**
  * Plain reference: try every step in order and return the first whose value, and every later one,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { hexToRgb, sampleRamp } from '../src/colors.js';
+import { hexToRgb, sampleRamp } from '../src/core/colors.js';
 import {
   compileFilter, heatmapPixels, joinColumns, matchingIndices, pickColumns, positiveOnly, unionNames,
-} from '../src/shaping.js';
+} from '../src/core/shaping.js';
 
 test('filters are case-insensitive regexes; a bad one says why', () => {
   assert.equal(compileFilter('  ').regex, null);

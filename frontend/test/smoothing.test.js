@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { smoothSeries } from '../src/smoothing.js';
+import { smoothSeries } from '../src/core/smoothing.js';
 
 /**
  * Slow reference: the debiased EMA at each point, summed afresh over the defined values so far.

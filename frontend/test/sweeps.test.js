@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { depthColor } from '../src/colors.js';
-import { RUN_DASHES } from '../src/constants.js';
-import { EVERY_STEP, LATEST } from '../src/sweep_constants.js';
+import { depthColor } from '../src/core/colors.js';
+import { RUN_DASHES } from '../src/core/constants.js';
+import { EVERY_STEP, LATEST } from '../src/panels/sweeps/constants.js';
 import {
   ascendingAlphas, chooseSweeps, formatChange, layerPredicate, layersChart, modelChart,
   parameterMultiples, parseThreshold, robustnessRows, sweepMetrics, sweepSteps,
-} from '../src/sweep_shaping.js';
+} from '../src/panels/sweeps/shaping.js';
 
 /** A `sweeps` answer with every scope at each step. */
 function list(run, steps, scopes = ['model', 'layers', 'robustness']) {

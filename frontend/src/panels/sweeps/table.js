@@ -4,14 +4,14 @@
  * change under re-initialization and re-randomization, and the robust / ambient label.
  */
 
-import { chip, el } from './dom.js';
-import { formatValue } from './scales.js';
-import { CONDITIONS, SWEEP_CSS } from './sweep_constants.js';
-import { formatChange, robustnessRows } from './sweep_shaping.js';
+import { chip, el } from '../../core/dom.js';
+import { formatValue } from '../../core/scales.js';
+import { CONDITIONS, SWEEP_CSS } from './constants.js';
+import { formatChange, robustnessRows } from './shaping.js';
 
 /**
- * @typedef {import('./sweep_shaping.js').RobustnessSweep} RobustnessSweep
- * @typedef {import('./sweep_shaping.js').ChosenSweep} ChosenSweep
+ * @typedef {import('./shaping.js').RobustnessSweep} RobustnessSweep
+ * @typedef {import('./shaping.js').ChosenSweep} ChosenSweep
  */
 
 const LABEL_CLASS = /** @type {Record<string, string>} */ ({

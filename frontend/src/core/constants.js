@@ -6,7 +6,7 @@
  * names can be checked against a single list.
  */
 
-/** CSS class names; the stylesheet (styles.css) defines each. Prefixed so nothing clashes. */
+/** CSS class names; the stylesheet (src/styles.css) defines each. Prefixed so nothing clashes. */
 export const CSS = Object.freeze({
   root: 'ld-root',
   sidebar: 'ld-sidebar',

@@ -4,14 +4,14 @@
  * that stays its own), and the layers to draw (filtered by regex or by group).
  */
 
-import { CSS } from '../constants.js';
-import { layerColors } from '../colors.js';
-import { chip, el, stateMessage } from '../dom.js';
-import { activeRuns, visibleLayers } from '../selection.js';
-import { compileFilter, unionNames } from '../shaping.js';
+import { CSS } from '../../core/constants.js';
+import { layerColors } from '../../core/colors.js';
+import { chip, el, stateMessage } from '../../core/dom.js';
+import { activeRuns, visibleLayers } from '../../core/selection.js';
+import { compileFilter, unionNames } from '../../core/shaping.js';
 
 /**
- * @typedef {import('../selection.js').State} State
+ * @typedef {import('../../core/selection.js').State} State
  */
 
 /**
@@ -36,7 +36,7 @@ function regexFilter(label, placeholder, onInput) {
   return { element: el('div', {}, [input, message]), input };
 }
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createPickerPanel(context) {
   const { selection } = context;
 

@@ -5,27 +5,27 @@
  * metric stays below a fraction of that layer's peak; the earliest layer of each column stands out.
  */
 
-import '../settling.css';
+import './style.css';
 
-import { CSS, CURVE_MAX_POINTS, METRICS } from '../constants.js';
-import { chip, el, stateMessage, yieldToBrowser } from '../dom.js';
-import { createRequestGuard } from '../model.js';
-import { PanelShell } from '../panel.js';
-import { averageRuns, groupRunsBySeed } from '../seed_average.js';
-import { activeRuns, visibleLayers } from '../selection.js';
-import { earliestStep, parsePercent, settlingStep } from '../settling.js';
-import { pickColumns, unionNames } from '../shaping.js';
-import { smoothSeries } from '../smoothing.js';
+import { CSS, CURVE_MAX_POINTS, METRICS } from '../../core/constants.js';
+import { chip, el, stateMessage, yieldToBrowser } from '../../core/dom.js';
+import { createRequestGuard } from '../../core/api.js';
+import { PanelShell } from '../../core/panel.js';
+import { averageRuns, groupRunsBySeed } from '../../core/seed_average.js';
+import { activeRuns, visibleLayers } from '../../core/selection.js';
+import { earliestStep, parsePercent, settlingStep } from './rule.js';
+import { pickColumns, unionNames } from '../../core/shaping.js';
+import { smoothSeries } from '../../core/smoothing.js';
 
 /**
- * @typedef {import('../selection.js').State} State
- * @typedef {import('../model.js').RunInfo} RunInfo
- * @typedef {import('../settling.js').Settling} Settling
+ * @typedef {import('../../core/selection.js').State} State
+ * @typedef {import('../../core/api.js').RunInfo} RunInfo
+ * @typedef {import('./rule.js').Settling} Settling
  * @typedef {Array<ReadonlyArray<number | null>>} Columns
  * @typedef {{name: string, runs: string[], lastStep: number, byLayer: Map<string, Settling>}} SettlingColumn
  */
 
-/** CSS class names; settling.css defines each. */
+/** CSS class names; style.css beside this module defines each. */
 const SETTLING_CSS = Object.freeze({
   controls: 'ld-settling-controls',
   invalid: 'ld-settling-invalid',
@@ -56,7 +56,7 @@ function labelled(text, control) {
   return el('label', { className: CSS.control }, [el('span', { text }), control]);
 }
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createSettlingPanel(context) {
   const shell = new PanelShell(
     'settling',

@@ -4,18 +4,18 @@
  * relative to the initial weights) and the latest RWC, in depth order, runs side by side.
  */
 
-import { CSS, SUMMARY_METRICS } from '../constants.js';
-import { chip, el, yieldToBrowser } from '../dom.js';
-import { createRequestGuard } from '../model.js';
-import { PanelShell, tickedRunsOrState } from '../panel.js';
-import { formatValue } from '../scales.js';
-import { visibleLayers } from '../selection.js';
-import { unionNames } from '../shaping.js';
+import { CSS, SUMMARY_METRICS } from '../../core/constants.js';
+import { chip, el, yieldToBrowser } from '../../core/dom.js';
+import { createRequestGuard } from '../../core/api.js';
+import { PanelShell, tickedRunsOrState } from '../../core/panel.js';
+import { formatValue } from '../../core/scales.js';
+import { visibleLayers } from '../../core/selection.js';
+import { unionNames } from '../../core/shaping.js';
 
 /**
- * @typedef {import('../selection.js').State} State
- * @typedef {import('../model.js').SummaryPayload} SummaryPayload
- * @typedef {import('../model.js').SummaryPart} SummaryPart
+ * @typedef {import('../../core/selection.js').State} State
+ * @typedef {import('../../core/api.js').SummaryPayload} SummaryPayload
+ * @typedef {import('../../core/api.js').SummaryPart} SummaryPart
  */
 
 const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'status'];
@@ -90,7 +90,7 @@ function barTable(caption, names, runs, runColor) {
   return table;
 }
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createSummaryPanel(context) {
   const shell = new PanelShell(
     'summary',

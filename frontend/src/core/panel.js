@@ -9,12 +9,12 @@ import { activeRuns } from './selection.js';
 
 /**
  * @typedef {import('./selection.js').State} State
- * @typedef {import('./model.js').Model} Model
+ * @typedef {import('./api.js').Model} Model
  * @typedef {{model: Model, selection: import('./selection.js').Selection,
  *            runColor: (run: string) => string}} PanelContext
  * @typedef {{element: HTMLElement, update: (state: State, changed: Set<string>) => void}} Panel
  * @typedef {(context: PanelContext) => Panel} PanelFactory
- * @typedef {import('./model.js').RunInfo} RunInfo
+ * @typedef {import('./api.js').RunInfo} RunInfo
  */
 
 /** What a panel says when runs have data but none is ticked. */

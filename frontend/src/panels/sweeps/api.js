@@ -5,13 +5,13 @@
  * its error reporting.
  */
 
-import { routeUrl } from './model.js';
+import { routeUrl } from '../../core/api.js';
 
 /**
- * @typedef {import('./model.js').Model} Model
- * @typedef {import('./sweep_shaping.js').SweepList} SweepList
- * @typedef {import('./sweep_shaping.js').CurveSweep} CurveSweep
- * @typedef {import('./sweep_shaping.js').RobustnessSweep} RobustnessSweep
+ * @typedef {import('../../core/api.js').Model} Model
+ * @typedef {import('./shaping.js').SweepList} SweepList
+ * @typedef {import('./shaping.js').CurveSweep} CurveSweep
+ * @typedef {import('./shaping.js').RobustnessSweep} RobustnessSweep
  */
 
 /**

@@ -5,7 +5,7 @@
  * slice of the tab; colours and the depth ramp still come from constants.js.
  */
 
-/** CSS class names; sweeps.css defines each. */
+/** CSS class names; style.css beside this module defines each. */
 export const SWEEP_CSS = Object.freeze({
   controls: 'ld-sweep-controls',
   section: 'ld-sweep-section',

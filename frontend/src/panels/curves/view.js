@@ -7,24 +7,24 @@
 
 import {
   CHART_HEIGHT, CSS, CURVE_MAX_POINTS, DASHED_LINES_MAX, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
-} from '../constants.js';
-import { layerColors } from '../colors.js';
-import { averageRuns, groupRunsBySeed } from '../seed_average.js';
-import { createCurveChart } from '../curve_chart.js';
-import { el, chip, yieldToBrowser } from '../dom.js';
-import { depthLegend, runLegend } from '../legend.js';
-import { createRequestGuard } from '../model.js';
-import { PanelShell, tickedRunsOrState } from '../panel.js';
-import { joinColumns, pickColumns, positiveOnly, unionNames } from '../shaping.js';
-import { smoothSeries } from '../smoothing.js';
+} from '../../core/constants.js';
+import { layerColors } from '../../core/colors.js';
+import { averageRuns, groupRunsBySeed } from '../../core/seed_average.js';
+import { createCurveChart } from '../../charts/curve_chart.js';
+import { el, chip, yieldToBrowser } from '../../core/dom.js';
+import { depthLegend, runLegend } from '../../core/legend.js';
+import { createRequestGuard } from '../../core/api.js';
+import { PanelShell, tickedRunsOrState } from '../../core/panel.js';
+import { joinColumns, pickColumns, positiveOnly, unionNames } from '../../core/shaping.js';
+import { smoothSeries } from '../../core/smoothing.js';
 
 /**
- * @typedef {import('../panel.js').PanelContext} PanelContext
- * @typedef {import('../panel.js').Panel} Panel
- * @typedef {import('../selection.js').State} State
- * @typedef {import('../model.js').RunInfo} RunInfo
- * @typedef {import('../curve_chart.js').Line} Line
- * @typedef {import('../curve_chart.js').Band} Band
+ * @typedef {import('../../core/panel.js').PanelContext} PanelContext
+ * @typedef {import('../../core/panel.js').Panel} Panel
+ * @typedef {import('../../core/selection.js').State} State
+ * @typedef {import('../../core/api.js').RunInfo} RunInfo
+ * @typedef {import('../../charts/curve_chart.js').Line} Line
+ * @typedef {import('../../charts/curve_chart.js').Band} Band
  * @typedef {{
  *   id: string, title: string, hint: string, target: 'layers' | 'groups',
  *   seriesOf: (run: RunInfo) => string[],
@@ -135,7 +135,7 @@ export function createCurvesPanel(context, config) {
   /**
    * @param {State} state
    * @param {RunInfo[]} runs
-   * @param {import('../model.js').SeriesPayload[]} payloads
+   * @param {import('../../core/api.js').SeriesPayload[]} payloads
    * @returns {{curves: RunCurves[], notes: string[], order: string[], colours: Map<string, string>}}
    */
   function shape(state, runs, payloads) {

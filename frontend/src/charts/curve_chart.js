@@ -8,10 +8,10 @@
  */
 
 import uPlot from 'uplot';
-import { CSS } from './constants.js';
-import { el } from './dom.js';
-import { hexToRgb } from './colors.js';
-import { formatValue } from './scales.js';
+import { CSS } from '../core/constants.js';
+import { el } from '../core/dom.js';
+import { hexToRgb } from '../core/colors.js';
+import { formatValue } from '../core/scales.js';
 
 /**
  * @typedef {{

@@ -3,10 +3,10 @@
  * @file Panel: per-layer curves of the chosen metric, one line per layer coloured by depth.
  */
 
-import { visibleLayers } from '../selection.js';
-import { createCurvesPanel } from './curves.js';
+import { visibleLayers } from '../../core/selection.js';
+import { createCurvesPanel } from './view.js';
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createLayerCurvesPanel(context) {
   return createCurvesPanel(context, {
     id: 'layer-curves',

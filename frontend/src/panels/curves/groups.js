@@ -3,10 +3,10 @@
  * @file Panel: the chosen metric aggregated per group of layers (early / middle / late, blocks).
  */
 
-import { unionNames } from '../shaping.js';
-import { createCurvesPanel } from './curves.js';
+import { unionNames } from '../../core/shaping.js';
+import { createCurvesPanel } from './view.js';
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createGroupCurvesPanel(context) {
   return createCurvesPanel(context, {
     id: 'group-curves',

@@ -11,7 +11,7 @@ import { DEFAULT_SEED_PATTERN } from './seed_average.js';
 import { compileFilter, matchingIndices, unionNames } from './shaping.js';
 
 /**
- * @typedef {import('./model.js').RunInfo} RunInfo
+ * @typedef {import('./api.js').RunInfo} RunInfo
  * @typedef {{
  *   runs: RunInfo[], checked: string[], runFilter: string, layerFilter: string, group: string,
  *   metric: string, logY: boolean, smoothing: number, layout: 'overlay' | 'multiples' | 'averaged',

@@ -8,11 +8,11 @@
  * "Sweeps"): `columns[metric]` is uPlot's layout, `[alphas, curve 1, curve 2, ...]`.
  */
 
-import { layerColors } from './colors.js';
-import { DASHED_LINES_MAX, RUN_DASHES } from './constants.js';
-import { formatValue } from './scales.js';
-import { compileFilter, joinColumns, unionNames } from './shaping.js';
-import { EVERY_STEP, LATEST, MULTIPLES_MAX, SWEEPS_MAX } from './sweep_constants.js';
+import { layerColors } from '../../core/colors.js';
+import { DASHED_LINES_MAX, RUN_DASHES } from '../../core/constants.js';
+import { formatValue } from '../../core/scales.js';
+import { compileFilter, joinColumns, unionNames } from '../../core/shaping.js';
+import { EVERY_STEP, LATEST, MULTIPLES_MAX, SWEEPS_MAX } from './constants.js';
 
 /**
  * @typedef {Array<ReadonlyArray<number | null>>} Columns

@@ -9,19 +9,19 @@
 import {
   CSS, HEATMAP_MAX_STEPS, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ROW_MAX, HEATMAP_ROW_MIN,
   HEATMAP_ZERO, LABEL_MIN_SPACING,
-} from '../constants.js';
-import { chip, el, hiDpiCanvas, yieldToBrowser } from '../dom.js';
-import { colourScaleLegend } from '../legend.js';
-import { createRequestGuard } from '../model.js';
-import { PanelShell } from '../panel.js';
-import { formatValue, niceTicks, valueRange } from '../scales.js';
-import { activeRuns, visibleLayers } from '../selection.js';
-import { heatmapPixels } from '../shaping.js';
-import { metricLabel } from './curves.js';
+} from '../../core/constants.js';
+import { chip, el, hiDpiCanvas, yieldToBrowser } from '../../core/dom.js';
+import { colourScaleLegend } from '../../core/legend.js';
+import { createRequestGuard } from '../../core/api.js';
+import { PanelShell } from '../../core/panel.js';
+import { formatValue, niceTicks, valueRange } from '../../core/scales.js';
+import { activeRuns, visibleLayers } from '../../core/selection.js';
+import { heatmapPixels } from '../../core/shaping.js';
+import { metricLabel } from '../curves/view.js';
 
 /**
- * @typedef {import('../selection.js').State} State
- * @typedef {import('../model.js').HeatmapPayload} HeatmapPayload
+ * @typedef {import('../../core/selection.js').State} State
+ * @typedef {import('../../core/api.js').HeatmapPayload} HeatmapPayload
  */
 
 const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'status'];
@@ -106,7 +106,7 @@ function runHeatmap(payload, rows, scale, width, readout) {
   ]);
 }
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createHeatmapPanel(context) {
   const shell = new PanelShell(
     'heatmap',

@@ -6,30 +6,30 @@
  * robustness table, whose threshold the user can change.
  */
 
-import '../sweeps.css';
+import './style.css';
 
-import { CSS } from '../constants.js';
-import { createCurveChart } from '../curve_chart.js';
-import { chip, el, stateMessage, yieldToBrowser } from '../dom.js';
-import { depthLegend, runLegend } from '../legend.js';
-import { createRequestGuard } from '../model.js';
-import { PanelShell, tickedRunsOrState } from '../panel.js';
-import { formatValue } from '../scales.js';
+import { CSS } from '../../core/constants.js';
+import { createCurveChart } from '../../charts/curve_chart.js';
+import { chip, el, stateMessage, yieldToBrowser } from '../../core/dom.js';
+import { depthLegend, runLegend } from '../../core/legend.js';
+import { createRequestGuard } from '../../core/api.js';
+import { PanelShell, tickedRunsOrState } from '../../core/panel.js';
+import { formatValue } from '../../core/scales.js';
 import {
   CURVE_SCOPES, EVERY_STEP, LATEST, SWEEP_CHART_HEIGHT, SWEEP_CHART_MIN_WIDTH, SWEEP_CSS,
   SWEEP_MULTIPLE_HEIGHT, SWEEP_MULTIPLE_MIN_WIDTH,
-} from '../sweep_constants.js';
-import { curveSweep, robustnessSweep, sweepList } from '../sweep_model.js';
+} from './constants.js';
+import { curveSweep, robustnessSweep, sweepList } from './api.js';
 import {
   chooseSweeps, layerPredicate, layersChart, modelChart, parameterMultiples, parseThreshold,
   sweepMetrics, sweepSteps,
-} from '../sweep_shaping.js';
-import { robustnessTable } from '../sweep_table.js';
+} from './shaping.js';
+import { robustnessTable } from './table.js';
 
 /**
- * @typedef {import('../selection.js').State} State
- * @typedef {import('../sweep_shaping.js').ChosenSweep} ChosenSweep
- * @typedef {import('../sweep_shaping.js').CurveSweep} CurveSweep
+ * @typedef {import('../../core/selection.js').State} State
+ * @typedef {import('./shaping.js').ChosenSweep} ChosenSweep
+ * @typedef {import('./shaping.js').CurveSweep} CurveSweep
  * @typedef {{sweep: ChosenSweep, payload: CurveSweep}} Part
  * @typedef {{plot: import('uplot'), height: number, minWidth: number, siblings: () => number,
  *   box: HTMLElement | null}} Placed
@@ -74,7 +74,7 @@ function noteNodes(notes) {
   return notes.map((text) => el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text, attrs: { role: 'status' } }));
 }
 
-/** @type {import('../panel.js').PanelFactory} */
+/** @type {import('../../core/panel.js').PanelFactory} */
 export function createSweepsPanel(context) {
   const shell = new PanelShell(
     'sweeps',
@@ -191,7 +191,7 @@ export function createSweepsPanel(context) {
 
   /**
    * A uPlot chart of some sweep curves, remembered for resizing.
-   * @param {{columns: Array<ReadonlyArray<number | null>>, lines: import('../curve_chart.js').Line[]}} data
+   * @param {{columns: Array<ReadonlyArray<number | null>>, lines: import('../../charts/curve_chart.js').Line[]}} data
    * @param {string} yLabel
    * @param {number} height
    * @param {number} minWidth
@@ -355,7 +355,7 @@ export function createSweepsPanel(context) {
 
   /**
    * @param {State} state
-   * @param {import('../model.js').RunInfo[]} runs
+   * @param {import('../../core/api.js').RunInfo[]} runs
    * @param {ChosenSweep[]} sweeps
    * @param {Part[]} parts
    * @param {string[]} notes
