@@ -190,11 +190,14 @@ def tensorboard(bundle, logdir, tmp_path_factory):
     """A real ``tensorboard`` process serving the logdir; yields its base URL."""
     port = _free_port()
     log = open(tmp_path_factory.mktemp("tensorboard") / "tensorboard.log", "w+")
-    # Started outside the repository so a stale egg-info there cannot shadow the installed one.
+    # Started outside the repository so a stale egg-info there cannot shadow the installed one; the
+    # package itself is this checkout's, whatever checkout the editable install points at.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=str(logdir), stdout=log, stderr=subprocess.STDOUT,
+        cwd=str(logdir), stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 45
