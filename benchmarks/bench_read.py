@@ -26,6 +26,7 @@ Run alone with ``python -m benchmarks.bench_read [--quick]`` or with every bench
 ``python -m benchmarks``.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ from tensorboard.util import tensor_util
 import tb_layerdyn
 from benchmarks import timing
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.reading import table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,8 +69,8 @@ def resnet18_layout():
         blocks[stage] = members
     blocks["fc"] = ["fc"]
     layers = [layer for members in blocks.values() for layer in members]
-    return summary.layer_metrics_layout(
-        metrics=metadata.METRIC_NAMES,
+    return layer_metrics.layout(
+        metrics=layer_metrics.METRIC_NAMES,
         layers=layers,
         param_counts=[1000] * len(layers),
         order="forward",
@@ -90,7 +91,7 @@ def write_run(run_dir, layout, num_steps, seed=0):
     shape = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
     writer = EventFileWriter(run_dir, max_queue_size=1024, flush_secs=3600)
     for step in range(num_steps):
-        pb = summary.layer_metrics_pb(
+        pb = layer_metrics.summary(
             rng.random(shape, dtype=np.float32), layout, with_metadata=(step == 0)
         )
         writer.add_event(event_pb2.Event(step=step, wall_time=float(step), summary=pb))
@@ -104,11 +105,11 @@ def read_with_tensorboard_loader(path):
     contents, events = {}, {}
     for event in event_file_loader.EventFileLoader(path).Load():
         for value in event.summary.value:
-            if not value.tag.startswith(metadata.METRICS_TAG_PREFIX):
+            if not value.tag.startswith(layer_metrics.TAG_PREFIX):
                 continue
             if value.HasField("metadata"):
                 contents.setdefault(
-                    value.tag, metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
+                    value.tag, json.loads(value.metadata.plugin_data.content)
                 )
             events.setdefault(value.tag, []).append(
                 (event.step, tensor_util.make_ndarray(value.tensor))

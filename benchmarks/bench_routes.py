@@ -35,7 +35,7 @@ from tensorboard.data import provider as tb_provider
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.plugin import in_process, runs_data
 
 PREFIX = "/data/plugin/layer_dynamics/"
@@ -47,8 +47,8 @@ STEPS = 5000
 def _write_logdir(root, num_runs, num_steps):
     """Writes ``num_runs`` identical runs of 100 layers; returns the logdir."""
     layers = [f"block{i // 25}.layer{i:03d}" for i in range(LAYERS)]
-    layout = summary.layer_metrics_layout(
-        metrics=metadata.METRIC_NAMES,
+    layout = layer_metrics.layout(
+        metrics=layer_metrics.METRIC_NAMES,
         layers=layers,
         param_counts=[1000 + i for i in range(LAYERS)],
         order="forward",
@@ -65,7 +65,7 @@ def _write_logdir(root, num_runs, num_steps):
     shape = (len(layout["metrics"]), LAYERS + len(layout["groups"]))
     for step in range(num_steps):
         values = rng.lognormal(-4.0, 1.0, size=shape).astype(np.float32)
-        pb = summary.layer_metrics_pb(values, layout, with_metadata=(step == 0))
+        pb = layer_metrics.summary(values, layout, with_metadata=(step == 0))
         writer.add_event(event_pb2.Event(step=step, wall_time=1.0e9 + step, summary=pb))
     writer.close()
     (event_file,) = os.listdir(first)

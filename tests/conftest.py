@@ -14,12 +14,12 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.plugin import in_process
 from tb_layerdyn.plugin.in_process import LOADERS, parse_flags  # noqa: F401 (used by test modules)
 
 
-def make_layout(layers, metrics=metadata.METRIC_NAMES, groups=(), param_counts=None, **options):
+def make_layout(layers, metrics=layer_metrics.METRIC_NAMES, groups=(), param_counts=None, **options):
     """A layout dict for ``summary.layer_metrics_pb`` with sensible defaults.
 
     Args:
@@ -31,7 +31,7 @@ def make_layout(layers, metrics=metadata.METRIC_NAMES, groups=(), param_counts=N
     """
     if param_counts is None:
         param_counts = [10 * (i + 1) for i in range(len(layers))]
-    return summary.layer_metrics_layout(
+    return layer_metrics.layout(
         metrics=metrics,
         layers=layers,
         param_counts=param_counts,
@@ -59,7 +59,7 @@ def write_layer_metrics(run_dir, layout, steps, values, extra_summaries=()):
     writer = EventFileWriter(run_dir)
     wall_time = time.time()
     for i, (step, value) in enumerate(zip(steps, values)):
-        pb = summary.layer_metrics_pb(value, layout, with_metadata=(i == 0))
+        pb = layer_metrics.summary(value, layout, with_metadata=(i == 0))
         writer.add_event(event_pb2.Event(step=int(step), wall_time=wall_time + i, summary=pb))
     for step, pb in extra_summaries:
         writer.add_event(event_pb2.Event(step=int(step), wall_time=wall_time, summary=pb))

@@ -1,10 +1,12 @@
 """Shared test pieces: a model with every kind of layer, a short training, reading events back."""
 
 import numpy as np
+import json
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.tracking import metrics
 
@@ -65,9 +67,9 @@ def metric_events(logdir):
     acc.Reload()
     found = []
     for tag in sorted(acc.Tags()["tensors"]):
-        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+        if not tag.startswith(layer_metrics.TAG_PREFIX):
             continue
-        content = metadata.parse_plugin_metadata(acc.SummaryMetadata(tag).plugin_data.content)
+        content = json.loads(acc.SummaryMetadata(tag).plugin_data.content)
         events = acc.Tensors(tag)
         steps = [e.step for e in events]
         values = [

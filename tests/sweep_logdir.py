@@ -26,7 +26,7 @@ TRAIN_STEPS = 10
 MANY_STEPS = 12  # model sweeps of one tag, beyond the 10 tensors a stock Python loader keeps
 # Steps at which ``sweeps_only`` has a model sweep written twice, with other alphas (another tag);
 # the tags sort before the served one at one step and after it at the other.
-REWRITTEN = {9: ((0.0, 1.0), SHORT_ALPHAS), 6: (SHORT_ALPHAS, (0.0, 0.25, 1.0))}
+REWRITTEN = {9: ((0.0, 1.0), SHORT_ALPHAS), 6: (SHORT_ALPHAS, (0.0, 0.75, 1.0))}
 
 # A robustness table with an infinite and an undefined change, written by hand: metrics loss and
 # accuracy, layers a, b, c.

@@ -1,11 +1,13 @@
 """The demo: its synthetic task is learnable, and a short run logs what TensorBoard will show."""
 
 import numpy as np
+import json
 import pytest
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
 import tb_layerdyn
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.reading import table
 
@@ -92,8 +94,8 @@ def test_demo_writes_every_run_with_groups_and_user_scalars(tmp_path, capsys, mo
         assert len(loss) == steps and np.isfinite(loss).all()
         layouts = []
         for tag in tags["tensors"]:
-            if tag.startswith(metadata.METRICS_TAG_PREFIX):
-                content = metadata.parse_plugin_metadata(
+            if tag.startswith(layer_metrics.TAG_PREFIX):
+                content = json.loads(
                     multiplexer.SummaryMetadata(run, tag).plugin_data.content
                 )
                 steps_, values = table.stack_events(

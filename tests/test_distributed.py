@@ -16,6 +16,7 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.reading import table
 
@@ -76,9 +77,9 @@ def read_run_table(logdir):
     assert list(runs) == ["."], f"expected one run at the top of {logdir}, found {list(runs)}"
     layouts = []
     for tag in multiplexer.GetAccumulator(".").Tags()["tensors"]:
-        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+        if not tag.startswith(layer_metrics.TAG_PREFIX):
             continue
-        content = metadata.parse_plugin_metadata(
+        content = json.loads(
             multiplexer.SummaryMetadata(".", tag).plugin_data.content
         )
         steps, values = table.stack_events(

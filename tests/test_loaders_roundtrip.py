@@ -1,6 +1,7 @@
 """Events written by the tracker, read back exactly through both TensorBoard loaders."""
 
 import numpy as np
+import json
 import pytest
 import torch
 from tensorboard import context
@@ -12,6 +13,7 @@ from tensorboard.util import grpc_util, tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import Zoo, train_step, zoo_batch
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope as metadata
 
@@ -41,7 +43,7 @@ def raw_events(run_dir):
     for path in sorted(run_dir.iterdir()):
         for event in event_file_loader.EventFileLoader(str(path)).Load():
             for value in event.summary.value:
-                if value.tag.startswith(metadata.METRICS_TAG_PREFIX):
+                if value.tag.startswith(layer_metrics.TAG_PREFIX):
                     found.setdefault(value.tag, {})[event.step] = tensor_util.make_ndarray(value.tensor)
     return found
 
@@ -55,7 +57,7 @@ def provider_tensors(provider):
         run_tag_filter=None,
     )
     out = {tag: {d.step: d.numpy for d in data["run"][tag]} for tag in tags}
-    contents = {tag: metadata.parse_plugin_metadata(listing["run"][tag].plugin_content) for tag in tags}
+    contents = {tag: json.loads(listing["run"][tag].plugin_content) for tag in tags}
     return out, contents
 
 
@@ -95,4 +97,4 @@ def test_rust_loader_reads_exact_values(logdir):
     served, contents = provider_tensors(ingester.data_provider)
     check_exact(raw_events(logdir / "run"), served)
     for tag, content in contents.items():
-        assert tag == metadata.metrics_tag({k: v for k, v in content.items() if k != "version"})
+        assert tag == layer_metrics.tag({k: v for k, v in content.items() if k not in ("kind", "version")})

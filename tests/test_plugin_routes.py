@@ -24,6 +24,8 @@ from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
 from conftest import make_layout, parse_flags, random_values, tensorboard_client, write_layer_metrics
+from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
@@ -81,12 +83,12 @@ def logged(tmp_path_factory):
     add("grown", after, range(10, 15), random_values(rng, 5, after))
 
     # Neither is layer dynamics: a sweep-kind payload and another plugin's tensor.
-    sweep = metadata.create_summary_metadata({"kind": metadata.KIND_SWEEP}).plugin_data.content
+    sweep = metadata.summary_metadata(encoding.KIND, encoding.VERSION, {}).plugin_data.content
     foreign_dir = os.path.join(logdir, "foreign")
     write_layer_metrics(
         foreign_dir, small, [], [],
         extra_summaries=[
-            (0, _foreign_summary(metadata.SWEEP_TAG_PREFIX + "x", metadata.PLUGIN_NAME, sweep, 1.0)),
+            (0, _foreign_summary(encoding.TAG_PREFIX + "x", metadata.PLUGIN_NAME, sweep, 1.0)),
             (0, _foreign_summary("loss", "other_plugin", b"", 2.0)),
         ],
     )
@@ -256,7 +258,7 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
         "layers": ["conv1", "conv2", "fc1", "fc2", "fc3"],
         "param_counts": [10, 20, 30, 40, 50],
         "groups": GROUPS,
-        "metrics": list(metadata.METRIC_NAMES),
+        "metrics": list(layer_metrics.METRIC_NAMES),
         "rwc": "l1",
         "granularity": "layer",
         "order": "forward",

@@ -26,7 +26,8 @@ from tensorboard.util import tensor_util
 import tb_layerdyn
 from tb_layerdyn.format import framing as event_records
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.reading import reader
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,8 +38,8 @@ GROUPS = [
 ]
 
 
-def _layout(layers=LAYERS, groups=GROUPS, metrics=metadata.METRIC_NAMES, rwc="both", **kw):
-    return summary.layer_metrics_layout(
+def _layout(layers=LAYERS, groups=GROUPS, metrics=layer_metrics.METRIC_NAMES, rwc="both", **kw):
+    return layer_metrics.layout(
         metrics=metrics,
         layers=layers,
         param_counts=kw.get("param_counts", [100 * (i + 1) for i in range(len(layers))]),
@@ -62,7 +63,7 @@ def _write(run_dir, layout, steps, values, metadata_every_file=True, extra=()):
     before = set(os.listdir(run_dir))
     writer = EventFileWriter(run_dir)
     for i, (step, value) in enumerate(zip(steps, values)):
-        pb = summary.layer_metrics_pb(value, layout, with_metadata=metadata_every_file and i == 0)
+        pb = layer_metrics.summary(value, layout, with_metadata=metadata_every_file and i == 0)
         writer.add_event(event_pb2.Event(step=int(step), wall_time=1.0 + i, summary=pb))
     for step, pb in extra:
         writer.add_event(event_pb2.Event(step=int(step), wall_time=1.0, summary=pb))
@@ -85,7 +86,7 @@ def _reference_read(run_dir):
     mux.Reload()
     result = {}
     for tag in mux.Runs()["."]["tensors"]:
-        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+        if not tag.startswith(layer_metrics.TAG_PREFIX):
             continue
         content = json.loads(mux.SummaryMetadata(".", tag).plugin_data.content)
         events = mux.Tensors(".", tag)
@@ -110,7 +111,7 @@ def test_round_trip_matches_written_values_and_tensorboards_loader(tmp_path):
     assert (run.rwc_variant, run.granularity, run.order) == ("both", "layer", "forward")
     np.testing.assert_array_equal(run.steps, steps)
     assert run.steps.dtype.kind == "i"
-    assert sorted(run.metrics) == sorted(metadata.METRIC_NAMES)
+    assert sorted(run.metrics) == sorted(layer_metrics.METRIC_NAMES)
     num_layers = len(LAYERS)
     for m, name in enumerate(layout["metrics"]):
         assert run.metrics[name].shape == (len(steps), num_layers)
@@ -222,7 +223,7 @@ def test_layout_on_first_file_only_and_a_new_layout_merge_by_name(tmp_path):
     assert run.layers == LAYERS
     np.testing.assert_array_equal(run.steps, np.arange(7))
     rwc = run.metrics["update_size"]
-    row = metadata.METRIC_NAMES.index("update_size")
+    row = layer_metrics.METRIC_NAMES.index("update_size")
     np.testing.assert_array_equal(rwc[:4, :3], old_values[:, row, :3])
     assert np.isnan(rwc[:4, 3:]).all()  # fc2, fc3 not logged before the new layout
     np.testing.assert_array_equal(rwc[4:], new_values[:, row, :5])
@@ -246,9 +247,9 @@ def test_repeated_step_keeps_the_last_value_like_the_rust_loader(tmp_path):
 
 def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, monkeypatch):
     rng = np.random.default_rng(5)
-    monkeypatch.setattr(metadata, "_warned_versions", set())
+    monkeypatch.setattr(reader, "_warned_versions", set())
     layout = _layout()
-    future = dict(layout, version=metadata.PAYLOAD_VERSION + 1)
+    future = dict(layout, kind=layer_metrics.KIND, version=layer_metrics.VERSION + 1)
     future_meta = summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=metadata.PLUGIN_NAME, content=json.dumps(future).encode()
@@ -258,7 +259,7 @@ def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, mon
     future_events = []
     for step in range(3):
         value = summary_pb2.Summary.Value(
-            tag=metadata.METRICS_TAG_PREFIX + "future00",
+            tag=layer_metrics.TAG_PREFIX + "future00",
             tensor=tensor_util.make_tensor_proto(np.zeros((2, 2), np.float32)),
         )
         value.metadata.CopyFrom(future_meta)
@@ -271,7 +272,7 @@ def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, mon
 
     assert list(runs) == ["ours"]
     assert runs["ours"].layers == LAYERS
-    warnings = [r for r in caplog.records if "payload version" in r.getMessage()]
+    warnings = [r for r in caplog.records if "version" in r.getMessage()]
     assert len(warnings) == 1
 
 
@@ -299,7 +300,7 @@ def test_to_dataframe_is_the_long_format_of_the_arrays(tmp_path):
     frame = runs.to_dataframe()
 
     assert list(frame.columns) == ["run", "step", "layer", "metric", "value"]
-    assert len(frame) == (3 + 2) * len(LAYERS) * len(metadata.METRIC_NAMES)
+    assert len(frame) == (3 + 2) * len(LAYERS) * len(layer_metrics.METRIC_NAMES)
     for (run_name, step, layer, metric), value in frame.set_index(
         ["run", "step", "layer", "metric"]
     )["value"].items():

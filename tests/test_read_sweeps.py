@@ -5,6 +5,7 @@ against the ``SweepResult`` it was written from, as float32, and against what Te
 Python ``EventMultiplexer`` holds for the same files.
 """
 
+import json
 import logging
 import math
 import os
@@ -48,10 +49,10 @@ def _multiplexer_sweeps(logdir, run):
     mux.Reload()
     latest = {}
     for tag in mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).get(run, {}):
-        if not tag.startswith(metadata.SWEEP_TAG_PREFIX):
+        if not tag.startswith(encoding.TAG_PREFIX):
             continue
         content = mux.SummaryMetadata(run, tag).plugin_data.content
-        layout = metadata.parse_plugin_metadata(content)
+        layout = json.loads(content)
         for event in mux.Tensors(run, tag):
             key = (event.step, layout["scope"])
             if key not in latest or event.wall_time > latest[key][0]:
@@ -170,7 +171,7 @@ def test_a_sweep_that_does_not_fit_its_layout_is_skipped_with_a_warning(tmp_path
     bad = encoding.sweep_pb(np.ones((2, 1, 2), dtype=np.float32), layout)
     bad.value[0].tensor.CopyFrom(tensor_util.make_tensor_proto(np.ones((3, 1, 2), np.float32)))
     foreign = encoding.sweep_pb(np.ones((2, 1, 2), dtype=np.float32), layout)
-    foreign.value[0].tag = metadata.SWEEP_TAG_PREFIX + "model/other"
+    foreign.value[0].tag = encoding.TAG_PREFIX + "model/other"
     foreign.value[0].metadata.plugin_data.content = b'{"kind": "sweep", "version": 1}'
     writer = EventFileWriter(str(tmp_path / "run"))
     for step, pb in ((1, good), (2, bad), (3, foreign)):

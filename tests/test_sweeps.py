@@ -4,6 +4,7 @@ The reference is deliberately plain: a deep copy of the model, a hand-built stat
 ``load_state_dict``, evaluate. Every curve the library computes (activation reuse on) must match it.
 """
 
+import json
 import copy
 import subprocess
 import sys
@@ -464,7 +465,7 @@ def read_back(provider):
                                  downsample=1000, run_tag_filter=None)
     found = {}
     for tag, series in data["run"].items():
-        layout = metadata.parse_plugin_metadata(listing["run"][tag].plugin_content)
+        layout = json.loads(listing["run"][tag].plugin_content)
         for datum in series:
             found[(layout["scope"], datum.step)] = (tag, encoding.decode(layout, datum.numpy))
     return found
@@ -490,7 +491,7 @@ def check_read_back(found, results):
     assert sorted(found) == sorted(
         (scope, step) for step in (10, 20) for scope in ("model", "layers", "parameters", "robustness"))
     for (scope, step), (tag, decoded) in found.items():
-        assert tag.startswith(metadata.SWEEP_TAG_PREFIX + scope + "/")
+        assert tag.startswith(encoding.TAG_PREFIX + scope + "/")
         result = results[step]
         if scope == "robustness":
             robust = result.robustness

@@ -1,130 +1,119 @@
-"""The one module both sides share: plugin name, payload version and content encoding.
+"""What every payload of this plugin shares: the plugin name, tags, content and versions.
 
-The writing side (inside training loops) and the serving side (inside TensorBoard) meet here and
-nowhere else. Nothing else in the project spells the plugin name or the payload layout. This module
-imports neither torch nor the plugin.
+The writing side (inside training loops), ``tb_layerdyn.read`` and the TensorBoard plugin meet in
+``tb_layerdyn.format`` and nowhere else. This module is its envelope: each payload kind (layer
+metrics, sweeps, ...) has a module of its own beside it that owns its tag, its content (the JSON in
+``plugin_data.content``), its tensor, and how both are built, checked and decoded. Nothing here
+imports torch or the plugin.
 
-Payload, version 1
-------------------
-Per-layer dynamics are written as **one tensor summary per logging call** under a tag
-``layer_dynamics/metrics/<layout-digest>``. The tensor is float32 with shape
-``(len(metrics), len(layers) + len(groups))``: row ``i`` is metric ``metrics[i]``, the first
-``len(layers)`` columns are the layers in depth order and the remaining columns the groups in the
-order listed. NaN marks a value that is undefined at that step (RWC at the first call, RWC of a
-layer whose previous weights have zero norm, a gradient norm without gradients, a layer with a NaN).
+Content
+-------
+``plugin_data.content`` is compact JSON: a dict that names its ``kind`` and the ``version`` of that
+kind's payload, plus the kind's own keys. TensorBoard keeps the content of the first event of each
+tag in each event file, so content describes a whole tag, never one event.
 
-The layout (names, order, sizes, how values were computed) lives in ``plugin_data.content`` as JSON
-and is fixed for a tag: when the set of layers changes, a new layout gets a new digest and so a new
-tag. Readers merge the tags of one run by layer name.
-
-Interpolation sweeps (see ``SWEEP_TAG_PREFIX``) use the same content envelope with ``kind`` set to
-``"sweep"``; their own module documents the tensor they write.
+Versions
+--------
+Each kind numbers its payload. Readers accept versions up to their own and skip newer payloads
+(raising ``NewerVersionError``, which a reader turns into one warning), so that an older release
+never misreads a newer writer's data.
 """
 
 import hashlib
 import json
-import logging
 
 from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "layer_dynamics"
 
-# Version of the payload written by this release. Readers accept versions <= this one and skip newer
-# payloads with a single warning, so that an old TensorBoard never misreads a newer writer's data.
-PAYLOAD_VERSION = 1
-
-METRICS_TAG_PREFIX = PLUGIN_NAME + "/metrics/"
-SWEEP_TAG_PREFIX = PLUGIN_NAME + "/sweep/"
-
-KIND_LAYER_METRICS = "layer_metrics"
-KIND_SWEEP = "sweep"
-
-# Every per-layer metric the writer can log, in the order it writes them. A payload lists the
-# subset it holds in ``content["metrics"]``; readers index rows by that list, never by position here.
-METRIC_NAMES = (
-    "rwc",
-    "rwc_elementwise",
-    "distance_from_init",
-    "relative_distance_from_init",
-    "update_size",
-    "weight_norm",
-    "grad_norm",
-)
-
-logger = logging.getLogger(__name__)
-_warned_versions = set()
+# Every tag this plugin writes starts with this; each kind adds its own part.
+TAG_PREFIX = PLUGIN_NAME + "/"
 
 
-def layout_digest(content):
-    """A short stable digest of a layout, used to name its tag.
+class FormatError(ValueError):
+    """A payload this release cannot use: foreign, malformed, or of another shape than its content
+    says. The message says what is wrong; readers skip the payload and say so once."""
+
+
+class NewerVersionError(FormatError):
+    """A payload written by a newer release: skipped, with a hint to upgrade."""
+
+    def __init__(self, kind, version, readable):
+        super().__init__(
+            f"{kind} payload of version {version}; this release reads up to version {readable} "
+            "(upgrade tb_layerdyn to read it)"
+        )
+        self.kind = kind
+        self.version = version
+        self.readable = readable
+
+
+def digest(content):
+    """A short stable digest of a content dict, used to name tags.
 
     Args:
-        content: the layout dict (as given to ``create_summary_metadata``), without ``version``.
+        content: a JSON-serialisable dict.
 
     Returns:
-        Eight hex characters; equal layouts give equal digests across processes and releases.
+        Eight hex characters; equal dicts give equal digests across processes and releases.
     """
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:8]
 
 
-def metrics_tag(content):
-    """The tag under which per-layer metrics with this layout are written."""
-    return METRICS_TAG_PREFIX + layout_digest(content)
-
-
-def create_summary_metadata(content):
-    """Builds the ``SummaryMetadata`` for a payload of this plugin.
+def summary_metadata(kind, version, content, data_class=summary_pb2.DATA_CLASS_TENSOR):
+    """The ``SummaryMetadata`` of a payload of this plugin.
 
     Args:
-        content: a JSON-serialisable dict; must hold ``kind``. ``version`` is added here.
+        kind: the payload kind (each kind module's ``KIND``).
+        version: that kind's payload version (its ``VERSION``).
+        content: the kind's keys, a JSON-serialisable dict without ``kind`` and ``version``.
+        data_class: TensorBoard's data class of the values.
 
     Returns:
-        A ``summary_pb2.SummaryMetadata`` with the plugin name, a tensor data class and the content.
+        A ``summary_pb2.SummaryMetadata`` with the plugin name, the data class and the content.
     """
-    if "kind" not in content:
-        raise ValueError(f"content must name its 'kind', got keys {sorted(content)}")
-    body = dict(content, version=PAYLOAD_VERSION)
+    body = dict(content, kind=kind, version=version)
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=PLUGIN_NAME,
             content=json.dumps(body, separators=(",", ":")).encode("utf-8"),
         ),
-        data_class=summary_pb2.DATA_CLASS_TENSOR,
+        data_class=data_class,
     )
 
 
-def parse_plugin_metadata(content):
-    """Parses ``plugin_data.content`` written by any release of this plugin.
+def parse_content(summary_metadata, kind, readable_version):
+    """The content dict of one kind's payload, checked for the envelope's rules.
 
     Args:
-        content: the raw bytes (or str) of ``plugin_data.content``.
+        summary_metadata: the ``SummaryMetadata`` of the first event of a tag.
+        kind: the kind the tag's prefix says it holds.
+        readable_version: the newest version of that kind this release reads.
 
     Returns:
-        The content dict, or ``None`` when it cannot be used: not JSON, not a dict, or written by a
-        newer payload version (logged once per version, so a reader skips it instead of misreading).
+        The content dict (``kind`` and ``version`` included).
+
+    Raises:
+        NewerVersionError: the payload is of a newer version.
+        FormatError: it belongs to another plugin, is not a JSON dict, or is of another kind.
     """
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+    plugin_data = summary_metadata.plugin_data
+    if plugin_data.plugin_name != PLUGIN_NAME:
+        raise FormatError(
+            f"the tag's metadata names plugin {plugin_data.plugin_name!r}, not {PLUGIN_NAME!r}"
+        )
     try:
-        body = json.loads(content)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
-        return None
-    version = body["version"]
-    if version > PAYLOAD_VERSION:
-        if version not in _warned_versions:
-            _warned_versions.add(version)
-            logger.warning(
-                "Skipping %s data of payload version %d; this release reads up to version %d. "
-                "Upgrade tb_layerdyn to see it.",
-                PLUGIN_NAME,
-                version,
-                PAYLOAD_VERSION,
-            )
-        return None
+        body = json.loads(plugin_data.content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError("the tag's content is not JSON") from None
+    if not isinstance(body, dict):
+        raise FormatError(f"the tag's content is a JSON {type(body).__name__}, not an object")
+    if body.get("kind") != kind:
+        raise FormatError(f"the tag's content is of kind {body.get('kind')!r}, expected {kind!r}")
+    version = body.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FormatError(f"the tag's content has no valid version (got {version!r})")
+    if version > readable_version:
+        raise NewerVersionError(kind, version, readable_version)
     return body

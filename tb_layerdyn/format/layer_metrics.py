@@ -1,104 +1,292 @@
-"""Pure summary builders: numpy in, ``Summary`` proto out, no I/O and no torch.
+"""The per-layer metrics payload: its tag, its layout, its tensor, built and decoded in one place.
 
-The layout content of a per-layer metrics payload (see ``metadata`` for the tensor) is a dict:
+One logging call (or several, packed) writes one event with one tensor summary under
+``layer_dynamics/metrics/<digest>``, where the digest names the layout (``envelope.digest``): a
+layout that changes (a layer appears, the depth order is learned, another model is logged) gets a
+tag of its own, and readers merge a model's tags by layer name.
 
-``kind``         ``"layer_metrics"``
-``metrics``      metric names, one per tensor row (a subset of ``metadata.METRIC_NAMES``)
-``layers``       layer names in depth order, input -> output
-``param_counts`` number of scalar parameters of each layer
-``order``        ``"forward"`` (order modules first ran in a forward pass) or ``"registration"``
-``granularity``  ``"layer"`` (a module's own parameters together) or ``"parameter"`` (each tensor)
-``rwc``          which RWC variants were logged: ``"l1"``, ``"elementwise"`` or ``"both"``
-``groups``       a list of ``{"name", "kind", "members"}``; ``kind`` is ``"block"`` or ``"user"``
+Layout (``plugin_data.content``)
+--------------------------------
+``metrics``       metric names, one per tensor row (``METRIC_NAMES`` holds those this release
+                  writes; readers index rows by this list, so a newer writer may add some)
+``layers``        layer names in depth order, input -> output
+``param_counts``  scalar parameters of each layer
+``groups``        ``{"name", "kind", "members"}`` dicts: ``kind`` ``"block"`` or ``"user"``,
+                  ``members`` layers of ``layers``
+``order``         ``"forward"`` (the order modules first ran) or ``"registration"``
+``granularity``   ``"layer"`` (a module's parameters together) or ``"parameter"``
+``rwc``           the RWC variants logged: ``"l1"``, ``"elementwise"`` or ``"both"``
+``model``         the tracker's name when several models share a writer, else absent (version 2)
+``descriptions``  per layer a short description such as ``"Linear 784→512"`` (optional, version 2)
+
+Tensor
+------
+float32 of shape ``(len(metrics), len(layers) + len(groups))`` for one call at the event's step:
+row ``i`` is metric ``metrics[i]``, the first columns the layers in depth order, then the groups.
+Version 2 may pack several calls into one event: the tensor is ``(calls, metrics, columns)`` and a
+second value in the same event, ``<tag>/steps``, holds their steps as int64, strictly ascending,
+the last one the event's step. NaN marks a value that is undefined at that step.
+
+Version 1 (no ``model``, ``descriptions`` or packed calls) is read as it was written.
 """
 
+import dataclasses
+from typing import Optional, Tuple
+
 import numpy as np
-from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import summary_pb2, types_pb2
 
-from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import checks, envelope, tensors
 
-LAYOUT_KEYS = ("kind", "metrics", "layers", "param_counts", "order", "granularity", "rwc", "groups")
+KIND = "layer_metrics"
+VERSION = 2
+TAG_PREFIX = envelope.TAG_PREFIX + "metrics/"
+STEPS_SUFFIX = "/steps"
+
+# Every per-layer metric this release can log, in the order it writes them.
+METRIC_NAMES = (
+    "rwc",
+    "rwc_elementwise",
+    "distance_from_init",
+    "relative_distance_from_init",
+    "update_size",
+    "weight_norm",
+    "grad_norm",
+)
+ORDERS = ("forward", "registration")
+GRANULARITIES = ("layer", "parameter")
+RWC_VARIANTS = ("l1", "elementwise", "both")
+GROUP_KINDS = ("block", "user")
 
 
-def layer_metrics_layout(
-    *, metrics, layers, param_counts, order, granularity, rwc, groups
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A named group of layers, measured from its members' summed sums."""
+
+    name: str
+    kind: str
+    members: Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A checked layout, as readers use it (see the module docstring for each field)."""
+
+    metrics: Tuple[str, ...]
+    layers: Tuple[str, ...]
+    param_counts: Tuple[int, ...]
+    groups: Tuple[Group, ...]
+    order: Optional[str]
+    granularity: Optional[str]
+    rwc: Optional[str]
+    model: Optional[str]
+    descriptions: Optional[Tuple[str, ...]]
+    version: int
+
+    @property
+    def columns(self) -> Tuple[str, ...]:
+        """The tensor's column names: the layers, then the groups."""
+        return self.layers + tuple(g.name for g in self.groups)
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        """The tensor shape of one call: ``(metrics, layers + groups)``."""
+        return (len(self.metrics), len(self.layers) + len(self.groups))
+
+
+def layout(
+    *, metrics, layers, param_counts, order, granularity, rwc, groups, model=None, descriptions=None
 ):
-    """Builds and checks the layout content dict of a per-layer metrics payload."""
-    metrics = [str(m) for m in metrics]
-    unknown = [m for m in metrics if m not in metadata.METRIC_NAMES]
+    """The content dict of a per-layer metrics tag, for the writer.
+
+    Args:
+        metrics: metric names, one per tensor row, among ``METRIC_NAMES``.
+        layers: layer names in depth order.
+        param_counts: scalar parameters of each layer.
+        order: ``"forward"`` or ``"registration"``.
+        granularity: ``"layer"`` or ``"parameter"``.
+        rwc: ``"l1"``, ``"elementwise"`` or ``"both"``.
+        groups: ``{"name", "kind", "members"}`` dicts (``kind`` defaults to ``"user"``).
+        model: the tracker's name, when several models share one writer.
+        descriptions: per layer a short description (module class and shape).
+
+    Returns:
+        The dict (without ``kind`` and ``version``, which ``summary`` adds).
+
+    Raises:
+        ValueError: an argument breaks the layout's rules; the message names it.
+    """
+    unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
-        raise ValueError(f"metrics {unknown} are not among {list(metadata.METRIC_NAMES)}")
-    layers = [str(name) for name in layers]
-    param_counts = [int(n) for n in param_counts]
-    if len(param_counts) != len(layers):
-        raise ValueError(
-            f"param_counts has {len(param_counts)} entries for {len(layers)} layers"
-        )
-    if order not in ("forward", "registration"):
-        raise ValueError(f"order must be 'forward' or 'registration', got {order!r}")
-    if granularity not in ("layer", "parameter"):
-        raise ValueError(f"granularity must be 'layer' or 'parameter', got {granularity!r}")
-    if rwc not in ("l1", "elementwise", "both"):
-        raise ValueError(f"rwc must be 'l1', 'elementwise' or 'both', got {rwc!r}")
-    known = set(layers)
-    checked_groups = []
-    for group in groups:
-        members = [str(m) for m in group["members"]]
-        missing = [m for m in members if m not in known]
-        if missing:
-            raise ValueError(f"group {group['name']!r} names unknown layers {missing}")
-        kind = group.get("kind", "user")
-        if kind not in ("block", "user"):
-            raise ValueError(f"group kind must be 'block' or 'user', got {kind!r}")
-        checked_groups.append({"name": str(group["name"]), "kind": kind, "members": members})
-    return {
-        "kind": metadata.KIND_LAYER_METRICS,
-        "metrics": metrics,
-        "layers": layers,
-        "param_counts": param_counts,
+        raise ValueError(f"metrics {unknown} are not among {list(METRIC_NAMES)}")
+    for name, value, options in (
+        ("order", order, ORDERS),
+        ("granularity", granularity, GRANULARITIES),
+        ("rwc", rwc, RWC_VARIANTS),
+    ):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    content = {
+        "metrics": [str(m) for m in metrics],
+        "layers": [str(n) for n in layers],
+        "param_counts": [int(n) for n in param_counts],
         "order": order,
         "granularity": granularity,
         "rwc": rwc,
-        "groups": checked_groups,
+        "groups": [
+            {
+                "name": str(g["name"]),
+                "kind": g.get("kind", "user"),
+                "members": [str(m) for m in g["members"]],
+            }
+            for g in groups
+        ],
     }
+    if model is not None:
+        content["model"] = str(model)
+    if descriptions is not None:
+        content["descriptions"] = [str(d) for d in descriptions]
+    try:
+        parse_layout(dict(content, kind=KIND, version=VERSION))
+    except envelope.FormatError as error:
+        raise ValueError(str(error)) from None
+    return content
 
 
-def layer_metrics_pb(values, layout, *, with_metadata=True, tag=None):
-    """Builds the ``Summary`` of one logging call.
+def parse_layout(content) -> Layout:
+    """The ``Layout`` of a content dict (``envelope.parse_content``'s), checked.
+
+    Raises:
+        envelope.FormatError: a key is missing or breaks the layout's rules.
+    """
+    metrics = checks.names(content, "metrics")
+    layers = checks.names(content, "layers")
+    param_counts = checks.counts(content, "param_counts", len(layers))
+    raw_groups = content.get("groups", [])
+    if not isinstance(raw_groups, list):
+        raise envelope.FormatError("content key 'groups' must be a list")
+    known = set(layers)
+    groups = []
+    for i, raw in enumerate(raw_groups):
+        if not isinstance(raw, dict):
+            raise envelope.FormatError(f"group {i} is a {type(raw).__name__}, not an object")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise envelope.FormatError(f"group {i} has no name")
+        kind = raw.get("kind", "user")
+        if kind not in GROUP_KINDS:
+            raise envelope.FormatError(f"group {name!r} has kind {kind!r}, not one of {list(GROUP_KINDS)}")
+        members = checks.names(raw, "members")
+        missing = [m for m in members if m not in known]
+        if missing:
+            raise envelope.FormatError(f"group {name!r} names unknown layers {missing[:3]}")
+        groups.append(Group(name, kind, tuple(members)))
+    if len({g.name for g in groups}) != len(groups):
+        raise envelope.FormatError("two groups share a name")
+    descriptions = None
+    if content.get("descriptions") is not None:
+        descriptions = tuple(checks.names(content, "descriptions", unique=False))
+        if len(descriptions) != len(layers):
+            raise envelope.FormatError(
+                f"content key 'descriptions' has {len(descriptions)} entries for {len(layers)} layers"
+            )
+    for key, options in (("order", ORDERS), ("granularity", GRANULARITIES), ("rwc", RWC_VARIANTS)):
+        value = checks.optional_string(content, key)
+        if value is not None and value not in options:
+            raise envelope.FormatError(f"content key {key!r} is {value!r}, not one of {list(options)}")
+    return Layout(
+        metrics=tuple(metrics),
+        layers=tuple(layers),
+        param_counts=tuple(int(n) for n in param_counts),
+        groups=tuple(groups),
+        order=content.get("order"),
+        granularity=content.get("granularity"),
+        rwc=content.get("rwc"),
+        model=checks.optional_string(content, "model"),
+        descriptions=descriptions,
+        version=int(content["version"]),
+    )
+
+
+def tag(content) -> str:
+    """The tag of a layout's events: ``layer_dynamics/metrics/<digest>``."""
+    return TAG_PREFIX + envelope.digest(content)
+
+
+def metadata(content):
+    """The ``SummaryMetadata`` of a layout's tag."""
+    return envelope.summary_metadata(KIND, VERSION, content)
+
+
+def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
+    """The ``Summary`` of one logging call, or of several packed into one event.
 
     Args:
-        values: array-like of shape ``(len(metrics), len(layers) + len(groups))``; cast to float32.
-        layout: a dict from ``layer_metrics_layout``.
+        values: ``(metrics, layers + groups)`` for one call, or ``(calls, metrics, layers +
+            groups)`` with ``steps``; cast to float32.
+        content: a dict from ``layout``.
+        steps: for packed calls, their steps, strictly ascending; write the event at the last.
         with_metadata: attach the layout. It is needed on the first event of a tag in each event
             file only; leaving it off later keeps every record small.
-        tag: ``metadata.metrics_tag(layout)`` when the caller has it already (it hashes the
-            layout's JSON, which would otherwise cost more than the rest of this function).
+        tag_name: ``tag(content)`` when the caller has it already (it hashes the layout's JSON).
 
     Returns:
-        A ``summary_pb2.Summary`` with one value under ``metadata.metrics_tag(layout)``.
+        A ``summary_pb2.Summary``: the values, plus ``<tag>/steps`` for packed calls.
+
+    Raises:
+        ValueError: ``values`` or ``steps`` do not fit the layout.
     """
     array = np.asarray(values, dtype=np.float32)
-    expected = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
-    if array.shape != expected:
-        raise ValueError(
-            f"values has shape {array.shape}; the layout needs {expected} "
-            "(metrics x (layers + groups))"
-        )
-    value = summary_pb2.Summary.Value(
-        tag=metadata.metrics_tag(layout) if tag is None else tag,
-        tensor=_float32_tensor_proto(array),
-    )
+    one = (len(content["metrics"]), len(content["layers"]) + len(content["groups"]))
+    name = tag(content) if tag_name is None else tag_name
+    if steps is None:
+        if array.shape != one:
+            raise ValueError(
+                f"values has shape {array.shape}; the layout needs {one} (metrics x (layers + groups))"
+            )
+        extra = []
+    else:
+        steps = np.asarray(steps, dtype=np.int64)
+        if array.shape != (len(steps),) + one:
+            raise ValueError(f"values has shape {array.shape}; {len(steps)} packed calls need {(len(steps),) + one}")
+        if len(steps) == 0 or np.any(np.diff(steps) <= 0):
+            raise ValueError("steps of packed calls must be non-empty and strictly ascending")
+        extra = [summary_pb2.Summary.Value(
+            tag=name + STEPS_SUFFIX, tensor=tensors.proto(steps, types_pb2.DT_INT64)
+        )]
+    value = summary_pb2.Summary.Value(tag=name, tensor=tensors.proto(array, types_pb2.DT_FLOAT))
     if with_metadata:
-        value.metadata.CopyFrom(metadata.create_summary_metadata(layout))
-    return summary_pb2.Summary(value=[value])
+        value.metadata.CopyFrom(metadata(content))
+    return summary_pb2.Summary(value=[value] + extra)
 
 
-def _float32_tensor_proto(array):
-    """The ``TensorProto`` ``tensor_util.make_tensor_proto`` builds for a float32 array (packed
-    little-endian ``tensor_content``), without its generic dtype and shape inference, which costs
-    several times more than the encoding on every logging call."""
-    proto = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_content=array.astype("<f4", copy=False).tobytes()
-    )
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape)
-    return proto
+def decode(parsed: Layout, value, step, steps_value=None):
+    """The calls one event holds for a tag.
+
+    Args:
+        parsed: the tag's ``Layout``.
+        value: the ``Summary.Value`` under the tag.
+        step: the event's step.
+        steps_value: the ``<tag>/steps`` value of the same event, if it has one.
+
+    Returns:
+        ``(steps, values)``: int64 ``(calls,)`` and float32 ``(calls, metrics, columns)``.
+
+    Raises:
+        envelope.FormatError: the tensor does not fit the layout, or packed steps are missing,
+            unordered or do not end at the event's step.
+    """
+    array = tensors.decode(value.tensor, types_pb2.DT_FLOAT)
+    one = parsed.shape
+    if array.shape == one and steps_value is None:
+        return np.array([step], dtype=np.int64), array[None]
+    if parsed.version < 2 or array.ndim != 3 or array.shape[1:] != one:
+        raise envelope.FormatError(f"tensor has shape {array.shape}; the layout needs {one}")
+    if steps_value is None:
+        raise envelope.FormatError(f"{array.shape[0]} packed calls without their steps")
+    steps = tensors.decode(steps_value.tensor, types_pb2.DT_INT64)
+    if steps.shape != (array.shape[0],):
+        raise envelope.FormatError(f"{array.shape[0]} packed calls with steps of shape {steps.shape}")
+    if np.any(np.diff(steps) <= 0) or int(steps[-1]) != step:
+        raise envelope.FormatError("packed steps are not ascending to the event's step")
+    return steps.astype(np.int64, copy=False), array

@@ -1,7 +1,6 @@
-"""The event payload of sweeps: pure builders and decoders, numpy and protobuf only (no torch).
+"""The sweeps payload: interpolation sweeps and robustness tables, built, checked and decoded here.
 
-Both the writer and the plugin import this module, so it must not import torch; the package's
-``__init__`` is lazy for that reason.
+Numpy and protobuf only: the writer, ``tb_layerdyn.read`` and the plugin all import this module.
 
 Interpolation sweep (scopes ``model``, ``layers``, ``parameters``)
 -----------------------------------------------------------------
@@ -14,7 +13,8 @@ rectangular. NaN marks a metric that was NaN.
 
 Layout (``plugin_data.content``; JSON): ``kind`` ``"sweep"``, ``scope``, ``metrics``, ``curves``
 (depth order for layers), ``alphas``, and for the parameter scope ``parameters``, one
-``{"layer", "parameter", "index"}`` per curve.
+``{"layer", "parameter", "index"}`` per curve. ``model`` names the tracker when several models share
+a writer (absent otherwise).
 
 Robustness (scope ``robustness``)
 ---------------------------------
@@ -29,17 +29,20 @@ could not be). Layout: ``kind`` ``"sweep"``, ``scope`` ``"robustness"``, ``metri
 import math
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2
-from tensorboard.util import tensor_util
+from tensorboard.compat.proto import summary_pb2, types_pb2
 
-from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import checks, envelope, tensors
+
+KIND = "sweep"
+VERSION = 1
+TAG_PREFIX = envelope.TAG_PREFIX + "sweep/"
 
 INTERPOLATION_SCOPES = ("model", "layers", "parameters")
 ROBUSTNESS_SCOPE = "robustness"
 CONDITIONS = ("end", "reinitialized", "rerandomized")
 
 
-def sweep_layout(scope, metrics, curves, alphas, parameters=None):
+def sweep_layout(scope, metrics, curves, alphas, parameters=None, model=None):
     """Builds and checks the layout of one interpolation sweep.
 
     Args:
@@ -48,14 +51,17 @@ def sweep_layout(scope, metrics, curves, alphas, parameters=None):
         curves: curve names, one per row.
         alphas: the interpolation coefficients.
         parameters: for the parameter scope, one ``{"layer", "parameter", "index"}`` per curve.
+        model: the tracker's name when several models share a writer.
 
     Returns:
-        The layout dict.
+        The layout dict (without ``kind`` and ``version``, which ``sweep_pb`` adds).
+
+    Raises:
+        ValueError: an argument breaks the layout's rules; the message names it.
     """
     if scope not in INTERPOLATION_SCOPES:
         raise ValueError(f"scope must be one of {list(INTERPOLATION_SCOPES)}, got {scope!r}")
     layout = {
-        "kind": metadata.KIND_SWEEP,
         "scope": scope,
         "metrics": [str(m) for m in metrics],
         "curves": [str(c) for c in curves],
@@ -74,13 +80,12 @@ def sweep_layout(scope, metrics, curves, alphas, parameters=None):
             }
             for p in parameters
         ]
-    return layout
+    return _checked(layout, model)
 
 
-def robustness_layout(metrics, layers, threshold, label_metric):
-    """Builds and checks the layout of a robustness table."""
+def robustness_layout(metrics, layers, threshold, label_metric, model=None):
+    """Builds and checks the layout of a robustness table (arguments as in ``sweep_layout``)."""
     layout = {
-        "kind": metadata.KIND_SWEEP,
         "scope": ROBUSTNESS_SCOPE,
         "metrics": [str(m) for m in metrics],
         "layers": [str(n) for n in layers],
@@ -92,57 +97,58 @@ def robustness_layout(metrics, layers, threshold, label_metric):
         raise ValueError(f"label_metric {label_metric!r} is not among metrics {layout['metrics']}")
     if not layout["layers"]:
         raise ValueError("a robustness layout needs at least one layer")
+    return _checked(layout, model)
+
+
+def _checked(layout, model):
+    if model is not None:
+        layout["model"] = str(model)
+    try:
+        parse_layout(dict(layout, kind=KIND, version=VERSION))
+    except envelope.FormatError as error:
+        raise ValueError(str(error)) from None
     return layout
 
 
 def parse_layout(content):
-    """The layout of a sweep payload, from its ``plugin_data.content``, checked for readers.
-
-    Readers (``tb_layerdyn.read`` and the plugin) call this before ``decode``, so that a payload
-    of another kind, a newer version or a malformed layout is skipped rather than misread.
-
-    Args:
-        content: the raw ``plugin_data.content`` (bytes or str).
+    """The layout of a sweep tag, checked for readers, from its content dict
+    (``envelope.parse_content``'s).
 
     Returns:
-        The layout dict, or ``None`` when it is not a sweep layout this release can decode.
+        The content dict itself, whose keys ``expected_shape`` and ``decode`` may then rely on.
+
+    Raises:
+        envelope.FormatError: a key is missing or breaks the layout's rules.
     """
-    layout = metadata.parse_plugin_metadata(content)
-    if layout is None or layout.get("kind") != metadata.KIND_SWEEP:
-        return None
-    metrics = layout.get("metrics")
-    if not _names(metrics):
-        return None
-    scope = layout.get("scope")
+    metrics = checks.names(content, "metrics")
+    checks.optional_string(content, "model")
+    scope = content.get("scope")
     if scope == ROBUSTNESS_SCOPE:
-        threshold = layout.get("threshold")
-        valid = (
-            _names(layout.get("layers"))
-            and _number(threshold)
-            and layout.get("label_metric") in metrics
-        )
-        return layout if valid else None
+        checks.names(content, "layers")
+        checks.number(content, "threshold")
+        if content.get("label_metric") not in metrics:
+            raise envelope.FormatError(
+                f"label_metric {content.get('label_metric')!r} is not among the metrics"
+            )
+        return content
     if scope not in INTERPOLATION_SCOPES:
-        return None
-    curves, alphas = layout.get("curves"), layout.get("alphas")
-    if not (_names(curves) and isinstance(alphas, list) and alphas and all(map(_number, alphas))):
-        return None
+        raise envelope.FormatError(f"scope {scope!r} is not one of {list(INTERPOLATION_SCOPES + (ROBUSTNESS_SCOPE,))}")
+    curves = checks.names(content, "curves")
+    checks.numbers(content, "alphas")
     if scope == "parameters":
-        parameters = layout.get("parameters")
+        parameters = content.get("parameters")
         if not isinstance(parameters, list) or len(parameters) != len(curves):
-            return None
-        keys = {"layer", "parameter", "index"}
-        if not all(isinstance(p, dict) and keys <= set(p) for p in parameters):
-            return None
-    return layout
-
-
-def _names(value):
-    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+            raise envelope.FormatError("the parameter scope needs one 'parameters' entry per curve")
+        for p in parameters:
+            if not (
+                isinstance(p, dict)
+                and isinstance(p.get("layer"), str)
+                and isinstance(p.get("parameter"), str)
+                and isinstance(p.get("index"), list)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in p["index"])
+            ):
+                raise envelope.FormatError("a 'parameters' entry is not {layer, parameter, index}")
+    return content
 
 
 def expected_shape(layout):
@@ -154,7 +160,7 @@ def expected_shape(layout):
 
 def sweep_tag(layout):
     """The tag of a sweep payload: ``layer_dynamics/sweep/<scope>/<digest>``."""
-    return f"{metadata.SWEEP_TAG_PREFIX}{layout['scope']}/{metadata.layout_digest(layout)}"
+    return f"{TAG_PREFIX}{layout['scope']}/{envelope.digest(layout)}"
 
 
 def sweep_pb(values, layout):
@@ -176,17 +182,32 @@ def sweep_pb(values, layout):
             f"{expected_shape(layout)}"
         )
     value = summary_pb2.Summary.Value(
-        tag=sweep_tag(layout), tensor=tensor_util.make_tensor_proto(array)
+        tag=sweep_tag(layout), tensor=tensors.proto(array, types_pb2.DT_FLOAT)
     )
-    value.metadata.CopyFrom(metadata.create_summary_metadata(layout))
+    value.metadata.CopyFrom(envelope.summary_metadata(KIND, VERSION, layout))
     return summary_pb2.Summary(value=[value])
+
+
+def decode_tensor(layout, value):
+    """The float32 array of one sweep value, checked against its layout.
+
+    Raises:
+        envelope.FormatError: another dtype, or not the layout's shape.
+    """
+    array = tensors.decode(value.tensor, types_pb2.DT_FLOAT)
+    if array.shape != expected_shape(layout):
+        raise envelope.FormatError(
+            f"tensor has shape {array.shape}; the {layout['scope']} layout needs "
+            f"{expected_shape(layout)}"
+        )
+    return array
 
 
 def decode(layout, values):
     """Turns a payload back into JSON-ready lists (NaN -> ``None``), for readers and routes.
 
     Args:
-        layout: the parsed ``plugin_data.content`` (``metadata.parse_plugin_metadata``).
+        layout: a layout checked by ``parse_layout``.
         values: the tensor as a numpy array.
 
     Returns:

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
 from tb_layerdyn.format import sweeps as encoding
@@ -58,7 +58,7 @@ def columns_json(steps, values):
 
 def sorted_metrics(names):
     """Metric names in the writer's order, unknown ones (from a newer writer) last by name."""
-    known = {name: i for i, name in enumerate(metadata.METRIC_NAMES)}
+    known = {name: i for i, name in enumerate(layer_metrics.METRIC_NAMES)}
     return sorted(names, key=lambda name: (known.get(name, len(known)), name))
 
 

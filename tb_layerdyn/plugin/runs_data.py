@@ -18,6 +18,8 @@ import numpy as np
 from tensorboard.data import provider
 
 from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics
+from tensorboard.compat.proto import summary_pb2
 from tb_layerdyn.reading import table
 
 # ``read_tensors`` requires an explicit sample count. The loaders keep every step of this plugin
@@ -43,8 +45,15 @@ class TagInfo:
 
 def _layout_content(plugin_content):
     """The layout dict of a per-layer metrics tag, or ``None`` when it is not one this reads."""
-    content = metadata.parse_plugin_metadata(plugin_content)
-    if content is None or content.get("kind") != metadata.KIND_LAYER_METRICS:
+    summary_metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=plugin_content
+        )
+    )
+    try:
+        content = metadata.parse_content(summary_metadata, layer_metrics.KIND, layer_metrics.VERSION)
+        layer_metrics.parse_layout(content)
+    except metadata.FormatError:
         return None
     if not all(isinstance(content.get(key), list) for key in _LAYOUT_KEYS):
         return None
@@ -165,7 +174,7 @@ class RunsData:
             run name -> its ``TagInfo`` list; runs without per-layer metrics are left out.
         """
         return list_tags(
-            self._provider, ctx, experiment_id, run, metadata.METRICS_TAG_PREFIX, _layout_content
+            self._provider, ctx, experiment_id, run, layer_metrics.TAG_PREFIX, _layout_content
         )
 
     def run_table(self, ctx, experiment_id, run, infos=None) -> Optional[table.RunTable]:

@@ -12,6 +12,7 @@ import threading
 from typing import Dict, List
 
 import numpy as np
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.data import provider
 
 from tb_layerdyn.format import envelope as metadata
@@ -40,6 +41,20 @@ class Sweep:
     scope: str
     layout: dict
     values: np.ndarray
+
+
+def _sweep_layout(plugin_content):
+    summary_metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=plugin_content
+        )
+    )
+    try:
+        return encoding.parse_layout(
+            metadata.parse_content(summary_metadata, encoding.KIND, encoding.VERSION)
+        )
+    except metadata.FormatError:
+        return None
 
 
 def _sort_key(sweep):
@@ -75,7 +90,7 @@ class SweepsData:
             left out, and so are runs without any sweep tag.
         """
         return runs_data.list_tags(
-            self._provider, ctx, experiment_id, run, metadata.SWEEP_TAG_PREFIX, encoding.parse_layout
+            self._provider, ctx, experiment_id, run, encoding.TAG_PREFIX, _sweep_layout
         )
 
     def sweeps(self, ctx, experiment_id, run, infos=None) -> List[Sweep]:

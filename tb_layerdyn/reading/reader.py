@@ -31,11 +31,13 @@ from tensorboard.util import tensor_util
 
 from tb_layerdyn.format import framing as event_records
 from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.reading import sweep_records
 from tb_layerdyn.reading import table
 from tb_layerdyn.format import sweeps as encoding
 
 logger = logging.getLogger(__name__)
+_warned_versions = set()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -307,10 +309,10 @@ def _collect(
         return
     for value in event.summary.value:
         tag = value.tag
-        if tag.startswith(metadata.SWEEP_TAG_PREFIX):
+        if tag.startswith(encoding.TAG_PREFIX):
             sweeps.add(event, value)
             continue
-        if not tag.startswith(metadata.METRICS_TAG_PREFIX):
+        if not tag.startswith(layer_metrics.TAG_PREFIX):
             continue
         if tag not in contents and value.HasField("metadata"):
             contents[tag] = _layout(value.metadata)
@@ -332,9 +334,12 @@ class _SweepEvents:
         """Keeps one summary value of a sweep tag, with its event's step and wall time."""
         tag = value.tag
         if tag not in self._layouts and value.HasField("metadata"):
-            plugin_data = value.metadata.plugin_data
-            readable = plugin_data.plugin_name == metadata.PLUGIN_NAME
-            self._layouts[tag] = encoding.parse_layout(plugin_data.content) if readable else None
+            try:
+                self._layouts[tag] = encoding.parse_layout(
+                    metadata.parse_content(value.metadata, encoding.KIND, encoding.VERSION)
+                )
+            except metadata.FormatError:
+                self._layouts[tag] = None
         if tag in self._layouts and self._layouts[tag] is None:
             return
         array = _decode(value.tensor)
@@ -372,10 +377,15 @@ class _SweepEvents:
 
 def _layout(summary_metadata) -> Optional[dict]:
     """The layout dict of a metrics tag, or ``None`` when it is not one this release reads."""
-    if summary_metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
+    try:
+        content = metadata.parse_content(summary_metadata, layer_metrics.KIND, layer_metrics.VERSION)
+        layer_metrics.parse_layout(content)
+    except metadata.NewerVersionError as error:
+        if error.version not in _warned_versions:
+            _warned_versions.add(error.version)
+            logger.warning("Skipping layer dynamics: %s.", error)
         return None
-    content = metadata.parse_plugin_metadata(summary_metadata.plugin_data.content)
-    if content is None or content.get("kind") != metadata.KIND_LAYER_METRICS:
+    except metadata.FormatError:
         return None
     if not all(key in content for key in ("metrics", "layers", "param_counts", "groups")):
         return None

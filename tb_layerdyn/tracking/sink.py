@@ -14,8 +14,7 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
 
 # Tags of TensorBoard's own histogram plugin, per qualified parameter name.
 WEIGHT_HISTOGRAM_PREFIX = "weights/"
@@ -161,16 +160,18 @@ class EventSink:
         if layout is not self._layout:
             # A tracker passes the same layout dict until its layers change: hash it once, and
             # build the event that later calls refill once.
-            self._layout, self._tag = layout, metadata.metrics_tag(layout)
+            self._layout, self._tag = layout, layer_metrics.tag(layout)
             self._shape = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
             self._event = event_pb2.Event(
-                summary=summary.layer_metrics_pb(np.zeros(self._shape), layout, with_metadata=False, tag=self._tag)
+                summary=layer_metrics.summary(
+                    np.zeros(self._shape), layout, with_metadata=False, tag_name=self._tag
+                )
             )
             self._tensor = self._event.summary.value[0].tensor
         tag = self._tag
         self._steady_writer = file_writer
         if tag not in tagged:
-            proto = summary.layer_metrics_pb(values, layout, with_metadata=True, tag=tag)
+            proto = layer_metrics.summary(values, layout, with_metadata=True, tag_name=tag)
             file_writer.add_summary(proto, global_step=step)
             tagged.add(tag)
             return True

@@ -17,7 +17,7 @@ from torch import nn
 from tb_layerdyn.tracking import distributed
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
-from tb_layerdyn.format import layer_metrics as summary
+from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
 from tb_layerdyn.tracking.sink import EventSink
 
@@ -321,7 +321,7 @@ class LayerDynamics:
             groups = [
                 g for g in layers_mod.block_groups(model, found) if g["name"] not in taken
             ] + groups
-        self._layout = summary.layer_metrics_layout(
+        self._layout = layer_metrics.layout(
             metrics=metrics.metric_names(self._rwc),
             layers=[lay.name for lay in found],
             param_counts=[lay.numel for lay in found],
