@@ -312,14 +312,23 @@ def _collect(
         if tag.startswith(encoding.TAG_PREFIX):
             sweeps.add(event, value)
             continue
-        if not tag.startswith(layer_metrics.TAG_PREFIX):
+        if not tag.startswith(layer_metrics.TAG_PREFIX) or tag.endswith(layer_metrics.STEPS_SUFFIX):
             continue
         if tag not in contents and value.HasField("metadata"):
             contents[tag] = _layout(value.metadata)
         if tag in contents and contents[tag] is None:
             continue  # a layout this release cannot read: its events would be dropped anyway
         array = _decode(value.tensor)
-        if array is not None:
+        if array is not None and array.ndim == 3:
+            # Several calls packed into one event, their steps in a sibling value.
+            steps = [
+                v for v in event.summary.value if v.tag == tag + layer_metrics.STEPS_SUFFIX
+            ]
+            if steps:
+                steps = tensor_util.make_ndarray(steps[0].tensor).astype(np.int64).tolist()
+                if len(steps) == len(array):
+                    events.setdefault(tag, []).extend(zip(steps, array))
+        elif array is not None:
             events.setdefault(tag, []).append((event.step, array))
 
 
