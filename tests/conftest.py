@@ -81,6 +81,18 @@ def random_values(rng, num_steps, layout, nan_fraction=0.0):
     return values
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Every test reads through a store cache of its own session, never the user's."""
+    previous = os.environ.get("TB_LAYERDYN_CACHE")
+    os.environ["TB_LAYERDYN_CACHE"] = str(tmp_path_factory.mktemp("tb_layerdyn_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("TB_LAYERDYN_CACHE", None)
+    else:
+        os.environ["TB_LAYERDYN_CACHE"] = previous
+
+
 @pytest.fixture
 def layer_metrics_writer():
     """``write_layer_metrics`` as a fixture, for tests that prefer injection to imports."""

@@ -120,3 +120,65 @@ def reference_layer_sums(found, prev, init):
             out[i, metrics.SUM_SQ_INIT] += float((w0 * w0).sum())
             out[i, metrics.SUM_NUMEL] += p.numel()
     return out
+
+
+class MergedTable:
+    """A model's layout tags merged by layer name, computed the slow, obvious way (a reference
+    for ``tb_layerdyn.reading.models``): per tag the last record of a step wins; across tags the
+    layout that started later wins where it has a defined value.
+
+    Attributes:
+        layers, param_counts, groups (dicts with name, kind, members), steps (int64), metrics and
+        group_metrics
+        (metric -> float64 steps x series, NaN where undefined or not logged).
+    """
+
+    def __init__(self, layouts):
+        from tb_layerdyn.reading.models import merge_order
+
+        per_tag = []
+        for content, events in layouts:
+            latest = {}
+            for step, value in events:
+                latest[int(step)] = np.asarray(value, dtype=np.float64)
+            if latest:
+                per_tag.append((content, latest))
+        per_tag.sort(key=lambda item: min(item[1]))
+        self.layers = merge_order([c["layers"] for c, _ in per_tag])
+        group_names = merge_order([[g["name"] for g in c["groups"]] for c, _ in per_tag])
+        groups = {g["name"]: g for c, _ in per_tag for g in c["groups"]}
+        self.groups = [groups[name] for name in group_names]
+        counts = {n: c for content, _ in per_tag for n, c in zip(content["layers"], content["param_counts"])}
+        self.param_counts = [counts[name] for name in self.layers]
+        self.steps = np.array(sorted({s for _, latest in per_tag for s in latest}), dtype=np.int64)
+        row = {s: i for i, s in enumerate(self.steps.tolist())}
+        self.metrics, self.group_metrics = {}, {}
+        for content, latest in per_tag:
+            columns = content["layers"] + [g["name"] for g in content["groups"]]
+            for m, metric in enumerate(content["metrics"]):
+                layers = self.metrics.setdefault(metric, np.full((len(self.steps), len(self.layers)), np.nan))
+                grouped = self.group_metrics.setdefault(metric, np.full((len(self.steps), len(group_names)), np.nan))
+                for step, value in latest.items():
+                    for c, name in enumerate(columns):
+                        v = value[m, c]
+                        if np.isnan(v):
+                            continue
+                        if c < len(content["layers"]):
+                            layers[row[step], self.layers.index(name)] = v
+                        else:
+                            grouped[row[step], group_names.index(name)] = v
+
+
+def multiplexer_table(multiplexer, run):
+    """The ``MergedTable`` of a run as TensorBoard's Python multiplexer loaded it."""
+    from tensorboard.util import tensor_util
+
+    layouts = []
+    for tag in multiplexer.GetAccumulator(run).Tags()["tensors"]:
+        if not tag.startswith(layer_metrics.TAG_PREFIX) or tag.endswith(layer_metrics.STEPS_SUFFIX):
+            continue
+        content = json.loads(multiplexer.SummaryMetadata(run, tag).plugin_data.content)
+        events = [(e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in multiplexer.Tensors(run, tag)]
+        layouts.append((content, events))
+    assert layouts, f"no layer dynamics in run {run!r}"
+    return MergedTable(layouts)

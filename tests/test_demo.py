@@ -9,7 +9,7 @@ from tensorboard.util import tensor_util
 import tb_layerdyn
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.reading import table
+import layerdyn_helpers
 
 torch = pytest.importorskip("torch")
 
@@ -92,18 +92,7 @@ def test_demo_writes_every_run_with_groups_and_user_scalars(tmp_path, capsys, mo
             for event in multiplexer.Tensors(run, "loss/train")
         ]
         assert len(loss) == steps and np.isfinite(loss).all()
-        layouts = []
-        for tag in tags["tensors"]:
-            if tag.startswith(layer_metrics.TAG_PREFIX):
-                content = json.loads(
-                    multiplexer.SummaryMetadata(run, tag).plugin_data.content
-                )
-                steps_, values = table.stack_events(
-                    (event.step, tensor_util.make_ndarray(event.tensor_proto))
-                    for event in multiplexer.Tensors(run, tag)
-                )
-                layouts.append(table.LayoutEvents(content=content, steps=steps_, values=values))
-        merged = table.build_run_table(layouts)
+        merged = layerdyn_helpers.multiplexer_table(multiplexer, run)
         assert merged.steps.tolist() == list(range(steps + 1))
         model = run.split("-seed")[0]
         user_groups = {g["name"]: g["members"] for g in merged.groups if g["kind"] == "user"}

@@ -18,7 +18,7 @@ from tensorboard.util import tensor_util
 
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.reading import table
+import layerdyn_helpers
 
 torch = pytest.importorskip("torch")
 
@@ -75,20 +75,7 @@ def read_run_table(logdir):
     multiplexer.Reload()
     runs = multiplexer.Runs()
     assert list(runs) == ["."], f"expected one run at the top of {logdir}, found {list(runs)}"
-    layouts = []
-    for tag in multiplexer.GetAccumulator(".").Tags()["tensors"]:
-        if not tag.startswith(layer_metrics.TAG_PREFIX):
-            continue
-        content = json.loads(
-            multiplexer.SummaryMetadata(".", tag).plugin_data.content
-        )
-        steps, values = table.stack_events(
-            (event.step, tensor_util.make_ndarray(event.tensor_proto))
-            for event in multiplexer.Tensors(".", tag)
-        )
-        layouts.append(table.LayoutEvents(content=content, steps=steps, values=values))
-    assert layouts, f"no layer dynamics in {logdir}"
-    return table.build_run_table(layouts)
+    return layerdyn_helpers.multiplexer_table(multiplexer, ".")
 
 
 def single_process_run(logdir):

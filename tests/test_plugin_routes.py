@@ -1,9 +1,11 @@
 """The plugin's routes through TensorBoard's real WSGI app, under both of TensorBoard's loaders.
 
-Logdirs are written with ``tb_layerdyn.format.layer_metrics`` (and once with ``log_layer_dynamics``), loaded by
-the Python ``EventMultiplexer`` or by the Rust data server started in-process, with flags parsed by
-TensorBoard's own ``program.TensorBoard`` so that the loader's ``fix_flags`` is what keeps every
-step. Expected bodies come from slow per-value references written below.
+Logdirs are written with ``tb_layerdyn.format.layer_metrics`` (and once with ``log_layer_dynamics``),
+served with the Python ``EventMultiplexer`` or the Rust data server started in-process, with flags
+parsed by TensorBoard's own ``program.TensorBoard`` (so the loader's ``fix_flags`` applies). The
+plugin reads every step from its own store whatever TensorBoard keeps. Expected bodies come from
+slow per-value references written below; the exact binning of downsampled answers is checked
+against brute force in ``test_store.py``.
 """
 
 import json
@@ -23,11 +25,12 @@ from tensorboard.plugins import base_plugin
 from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
-from conftest import make_layout, parse_flags, random_values, tensorboard_client, write_layer_metrics
+from conftest import make_layout, parse_flags, random_values, write_layer_metrics
+from tb_layerdyn.plugin import in_process
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.plugin import downsample
+from tb_layerdyn.reading import downsample
 from tb_layerdyn.plugin import json_numbers
 from tb_layerdyn.plugin.loader import LayerDynamicsLoader
 from tb_layerdyn.plugin.plugin import LayerDynamicsPlugin
@@ -126,9 +129,30 @@ def served(request, logged, tmp_path_factory):
     """``(client, loader name)`` of a TensorBoard WSGI app over the logdir, per loader."""
     logdir, written = logged
     static_dir = str(tmp_path_factory.mktemp("static"))
-    with tensorboard_client(logdir, request.param, _PluginWithStatic(static_dir)) as client:
+    with in_process.serve(logdir, request.param, _PluginWithStatic(static_dir)) as served_app:
+        client = served_app.client
         _wait_for(client, _expected_last_steps(written))
-        yield client, static_dir
+        _wait_for_provider(served_app.data_provider, written)
+        yield client, static_dir, served_app.data_provider
+
+
+def provider_context():
+    from tensorboard import context
+
+    return context.RequestContext()
+
+
+def _wait_for_provider(provider, written, timeout=30.0):
+    """Waits until TensorBoard's own loader has seen every run (the Rust server loads in the
+    background), so that tests of what it keeps see its final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = provider.list_tensors(
+            provider_context(), experiment_id="", plugin_name=metadata.PLUGIN_NAME, run_tag_filter=None
+        )
+        if set(written) <= set(listing):
+            return
+        time.sleep(0.1)
 
 
 def _get(client, route, **query):
@@ -169,37 +193,6 @@ def _reference_series(table, names, steps):
     return [[table.get(name, {}).get(step) for step in steps] for name in names]
 
 
-def _reference_envelope(steps, rows, max_points):
-    """Per bin: its first and last step; per series min and max in the order they occurred."""
-    n, bins = len(steps), max_points // 2
-    out_steps, out_rows = [], [[] for _ in rows]
-    for b in range(bins):
-        lo, hi = b * n // bins, (b + 1) * n // bins
-        out_steps += [steps[lo], steps[hi - 1]]
-        for row, out in zip(rows, out_rows):
-            defined = [(i, v) for i, v in enumerate(row[lo:hi]) if v is not None]
-            if not defined:
-                out += [None, None]
-                continue
-            low = min(defined, key=lambda iv: (iv[1], iv[0]))
-            high = max(defined, key=lambda iv: (iv[1], -iv[0]))
-            out += [low[1], high[1]] if low[0] <= high[0] else [high[1], low[1]]
-    return out_steps, out_rows
-
-
-def _reference_means(steps, rows, max_steps):
-    n = len(steps)
-    out_steps = [steps[(b + 1) * n // max_steps - 1] for b in range(max_steps)]
-    out_rows = []
-    for row in rows:
-        out = []
-        for b in range(max_steps):
-            defined = [v for v in row[b * n // max_steps : (b + 1) * n // max_steps] if v is not None]
-            out.append(sum(defined) / len(defined) if defined else None)
-        out_rows.append(out)
-    return out_steps, out_rows
-
-
 def _as_float32(rows):
     return [[None if v is None else float(np.float32(v)) for v in row] for row in rows]
 
@@ -217,46 +210,43 @@ def _close_rows(got, want, rel):
 # ---------------------------------------------------------------- flags and retention
 
 
-def test_fix_flags_keeps_every_step_unless_the_user_chose():
-    assert parse_flags(["--logdir", "x"]).samples_per_plugin == {metadata.PLUGIN_NAME: 0}
+def test_fix_flags_caps_what_tensorboard_keeps_unless_the_user_chose():
+    assert parse_flags(["--logdir", "x"]).samples_per_plugin == {metadata.PLUGIN_NAME: 1}
     chosen = parse_flags(["--logdir", "x", "--samples_per_plugin", "layer_dynamics=50,images=3"])
     assert chosen.samples_per_plugin == {metadata.PLUGIN_NAME: 50, "images": 3}
     other = parse_flags(["--logdir", "x", "--samples_per_plugin", "images=3"])
-    assert other.samples_per_plugin == {"images": 3, metadata.PLUGIN_NAME: 0}
+    assert other.samples_per_plugin == {"images": 3, metadata.PLUGIN_NAME: 1}
 
 
-def test_every_step_is_served_without_extra_flags(served, logged):
-    client, _ = served
+def test_every_step_is_served_while_tensorboard_keeps_one_per_tag(served, logged):
+    client, _, provider = served
     body = _json(_get(client, "series", run="lenet/seed0", metric="rwc"))
     assert body["total_steps"] == LONG_STEPS
     assert body["columns"][0] == (np.arange(LONG_STEPS) * 10).tolist()
-
-
-def test_without_the_loader_a_stock_python_loader_drops_steps(logged):
-    """The control for the test above: the lever in ``fix_flags`` is what keeps the steps."""
-    logdir, _ = logged
-    flags = parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
-    flags.samples_per_plugin = {}
-    ingester = data_ingester.LocalDataIngester(flags)
-    ingester.start()
-    app = application.TensorBoardWSGIApp(flags, [LayerDynamicsLoader()], ingester.data_provider)
-    body = _json(_get(werkzeug_test.Client(app), "series", run="lenet/seed0", metric="rwc"))
-    assert body["total_steps"] < LONG_STEPS
+    # TensorBoard's own loader holds one sample per tag of this plugin, not the run.
+    held = provider.read_tensors(
+        provider_context(), experiment_id="", plugin_name=metadata.PLUGIN_NAME,
+        downsample=10**6, run_tag_filter=None,
+    )
+    assert held["lenet/seed0"] and all(len(data) == 1 for data in held["lenet/seed0"].values())
 
 
 # ---------------------------------------------------------------- exact bodies
 
 
 def test_runs_lists_layer_dynamics_runs_only(served, logged):
-    client, _ = served
+    client = served[0]
     _, written = logged
     body = _json(_get(client, "runs"))
+    assert body["loading"] is False
     assert [entry["run"] for entry in body["runs"]] == sorted(written)
     by_run = {entry["run"]: entry for entry in body["runs"]}
     assert by_run["lenet/seed0"] == {
         "run": "lenet/seed0",
+        "model": None,
         "layers": ["conv1", "conv2", "fc1", "fc2", "fc3"],
         "param_counts": [10, 20, 30, 40, 50],
+        "descriptions": None,
         "groups": GROUPS,
         "metrics": list(layer_metrics.METRIC_NAMES),
         "rwc": "l1",
@@ -275,7 +265,7 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
 
 @pytest.mark.parametrize("target", ["layers", "groups"])
 def test_series_is_every_logged_value_as_columns(served, logged, target):
-    client, _ = served
+    client = served[0]
     _, written = logged
     by_metric, by_group, steps = _merged(written, "lenet/seed0")
     for metric in ("rwc", "grad_norm"):
@@ -293,7 +283,8 @@ def test_series_is_every_logged_value_as_columns(served, logged, target):
 
 
 def test_series_beyond_max_points_is_a_min_max_envelope(served, logged):
-    client, _ = served
+    """Each series keeps its extremes and only ever shows values it had, within the budget."""
+    client = served[0]
     _, written = logged
     by_metric, _, steps = _merged(written, "lenet/seed0")
     names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
@@ -302,16 +293,60 @@ def test_series_beyond_max_points_is_a_min_max_envelope(served, logged):
         body = _json(
             _get(client, "series", run="lenet/seed0", metric="update_size", max_points=max_points)
         )
-        want_steps, want_rows = _reference_envelope(steps, rows, max_points)
         assert body["downsampled"] is True
         assert body["total_steps"] == LONG_STEPS
-        assert body["columns"][0] == want_steps
-        assert body["columns"][0][-1] == steps[-1]
-        assert _as_float32(body["columns"][1:]) == want_rows
+        got_steps = body["columns"][0]
+        assert len(got_steps) <= max_points + 2  # two partial edge bins at most beyond the budget
+        assert got_steps == sorted(got_steps) and got_steps[0] == steps[0]
+        assert got_steps[-1] == steps[-1]
+        for row, got in zip(rows, _as_float32(body["columns"][1:])):
+            logged_values = {v for v in row if v is not None}
+            shown = [v for v in got if v is not None]
+            assert set(shown) <= logged_values
+            if logged_values:
+                assert min(shown) == min(logged_values) and max(shown) == max(logged_values)
+
+
+def test_zoomed_ranges_show_every_logged_step(served, logged):
+    client = served[0]
+    _, written = logged
+    by_metric, _, steps = _merged(written, "lenet/seed0")
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    for start, end, max_points in ((0, 0, 2), (35, 2000, 1000), (4321, 9999, 600), (11990, 12000, 2)):
+        inside = [s for s in steps if start <= s <= end]
+        body = _json(_get(client, "series", run="lenet/seed0", metric="rwc",
+                          start=start, end=end, max_points=max_points))
+        if len(inside) > max_points:
+            assert body["downsampled"] is True
+            continue
+        assert body["downsampled"] is False
+        assert body["columns"][0] == inside
+        assert _as_float32(body["columns"][1:]) == _reference_series(by_metric["rwc"], names, inside)
+
+
+def test_binary_series_holds_the_json_series(served):
+    client = served[0]
+    for query in ({}, {"max_points": 50}, {"start": 100, "end": 900, "target": "groups"}):
+        as_json = _json(_get(client, "series", run="lenet/seed0", metric="grad_norm", **query))
+        response = _get(client, "series", run="lenet/seed0", metric="grad_norm", format="binary", **query)
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        raw = response.get_data()
+        (length,) = np.frombuffer(raw[:4], dtype="<u4")
+        header = json.loads(raw[4 : 4 + length])
+        points, series = header["points"], len(header["names"])
+        assert (4 + length) % 8 == 0
+        steps = np.frombuffer(raw, dtype="<f8", count=points, offset=4 + length)
+        values = np.frombuffer(raw, dtype="<f4", offset=4 + length + 8 * points).reshape(series, points)
+        assert header["names"] == as_json["names"] and header["downsampled"] == as_json["downsampled"]
+        assert header["total_steps"] == as_json["total_steps"]
+        assert steps.tolist() == as_json["columns"][0]
+        want = [[np.nan if v is None else v for v in column] for column in as_json["columns"][1:]]
+        np.testing.assert_array_equal(values, np.array(want, dtype=np.float32))
 
 
 def test_heatmap_bins_are_means_of_defined_values(served, logged):
-    client, _ = served
+    client = served[0]
     _, written = logged
     by_metric, _, steps = _merged(written, "lenet/seed0")
     names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
@@ -324,18 +359,27 @@ def test_heatmap_bins_are_means_of_defined_values(served, logged):
 
     for max_steps in (1, 13, 500):
         body = _json(_get(client, "heatmap", run="lenet/seed0", metric="rwc", max_steps=max_steps))
-        want_steps, want_rows = _reference_means(steps, rows, max_steps)
         assert body["downsampled"] is True
-        assert body["steps"] == want_steps
-        _close_rows(body["values"], want_rows, rel=1e-8)
-        defined = [v for row in want_rows for v in row if v is not None]
+        cells = body["steps"]
+        assert len(cells) <= max_steps + 2 and cells[-1] == steps[-1] and cells == sorted(cells)
+        # Each cell is the mean of the defined values of its bin: the steps after the previous
+        # cell's step up to its own.
+        edges = [-1] + cells
+        for row, got in zip(rows, body["values"]):
+            for lo, hi, value in zip(edges, edges[1:], got):
+                defined = [v for s, v in zip(steps, row) if lo < s <= hi and v is not None]
+                if not defined:
+                    assert value is None
+                else:
+                    assert value == pytest.approx(sum(defined) / len(defined), rel=1e-6)
+        defined = [v for row in body["values"] for v in row if v is not None]
         assert body["max"] == pytest.approx(max(defined), rel=1e-8)
         assert body["min_positive"] == pytest.approx(min(v for v in defined if v > 0), rel=1e-8)
-        assert body["values"][4] == [None] * max_steps  # fc3 never had a value
+        assert body["values"][4] == [None] * len(cells)  # fc3 never had a value
 
 
 def test_summary_takes_the_latest_defined_value(served, logged):
-    client, _ = served
+    client = served[0]
     _, written = logged
     by_metric, by_group, steps = _merged(written, "lenet/seed0")
     body = _json(_get(client, "summary", run="lenet/seed0"))
@@ -357,7 +401,7 @@ def test_summary_takes_the_latest_defined_value(served, logged):
 
 
 def test_metrics_not_logged_are_nulls_in_summary(served):
-    client, _ = served
+    client = served[0]
     body = _json(_get(client, "summary", run="."))
     assert body["layers"]["distance_from_init"] == [None, None]
     assert body["groups"] == {
@@ -365,7 +409,7 @@ def test_metrics_not_logged_are_nulls_in_summary(served):
 
 
 def test_a_run_whose_layers_changed_is_merged_by_name(served, logged):
-    client, _ = served
+    client = served[0]
     _, written = logged
     by_metric, _, steps = _merged(written, "grown")
     body = _json(_get(client, "series", run="grown", metric="rwc"))
@@ -377,7 +421,7 @@ def test_a_run_whose_layers_changed_is_merged_by_name(served, logged):
 
 @pytest.mark.parametrize("run", HOSTILE_RUNS + (".",))
 def test_hostile_and_unicode_run_names_round_trip_as_text(served, logged, run):
-    client, _ = served
+    client = served[0]
     _, written = logged
     by_metric, _, steps = _merged(written, run)
     body = _json(_get(client, "series", run=run, metric="weight_norm"))
@@ -388,7 +432,7 @@ def test_hostile_and_unicode_run_names_round_trip_as_text(served, logged, run):
 
 
 def test_unknown_run_names_never_reach_other_runs(served):
-    client, _ = served
+    client = served[0]
     for run in ("lenet", "lenet/seed0/..", "../lenet/seed0", "foreign", "LENET/SEED0"):
         response = _get(client, "summary", run=run)
         assert response.status_code == 404, run
@@ -424,7 +468,7 @@ BAD_QUERIES = [
 
 @pytest.mark.parametrize("route,query,status,named", BAD_QUERIES)
 def test_bad_queries_get_a_clear_4xx(served, route, query, status, named):
-    client, _ = served
+    client = served[0]
     response = _get(client, route, **query)
     assert response.status_code == status
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -437,7 +481,7 @@ def test_bad_queries_get_a_clear_4xx(served, route, query, status, named):
     ["run=%ff%fe&metric=rwc", "run=lenet%2Fseed0&metric=%ff", "run&metric", "=&=&", "%", "run=%zz"],
 )
 def test_malformed_query_strings_never_500(served, raw_query):
-    client, _ = served
+    client = served[0]
     for route in ("series", "heatmap", "summary"):
         response = client.get(PREFIX + route + "?" + raw_query)
         # summary ignores ``metric``, so a valid run answers 200 there; nothing answers 500.
@@ -464,7 +508,7 @@ TRAVERSALS = [
 
 
 def test_static_bundle_is_served_with_its_content_type(served):
-    client, static_dir = served
+    client, static_dir = served[0], served[1]
     with open(os.path.join(static_dir, "index.js"), "w", encoding="utf-8") as f:
         f.write("export function render() {}\n")
     with open(os.path.join(static_dir, "index.css"), "w", encoding="utf-8") as f:
@@ -487,7 +531,7 @@ def test_static_bundle_is_served_with_its_content_type(served):
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_static_paths_outside_the_fixed_set_are_404(served, path):
-    client, static_dir = served
+    client, static_dir = served[0], served[1]
     secret = os.path.join(os.path.dirname(static_dir), "secret.txt")
     with open(secret, "w", encoding="utf-8") as f:
         f.write("SECRET-MARKER")
@@ -498,7 +542,7 @@ def test_static_paths_outside_the_fixed_set_are_404(served, path):
 
 
 def test_plugins_listing_points_at_the_module(served):
-    client, _ = served
+    client = served[0]
     listing = json.loads(client.get("/data/plugins_listing").get_data())
     entry = listing[metadata.PLUGIN_NAME]
     assert entry["enabled"] is True
@@ -520,7 +564,7 @@ def test_tab_is_inactive_without_layer_dynamics(tmp_path):
     client = werkzeug_test.Client(app)
     assert json.loads(client.get("/data/plugins_listing").get_data())[metadata.PLUGIN_NAME][
         "enabled"] is False
-    assert _json(_get(client, "runs")) == {"runs": []}
+    assert _json(_get(client, "runs")) == {"runs": [], "loading": False}
 
 
 def test_entry_point_names_the_loader():
@@ -619,23 +663,3 @@ def test_routes_serve_what_log_layer_dynamics_wrote(tmp_path):
         assert column[0] is None
         for t in range(1, 6):
             assert column[t] == pytest.approx(l1_change(layer, t), rel=1e-4)
-
-
-def test_single_layout_fast_path_equals_the_general_merge():
-    from tb_layerdyn.reading import table
-    from tb_layerdyn.plugin import runs_data
-
-    layout = make_layout(["x", "y", "z"], groups=[{"name": "g", "kind": "user", "members": ["x", "z"]}])
-    values = random_values(np.random.default_rng(5), 40, layout, nan_fraction=0.2)
-    events = table.LayoutEvents(content=layout, steps=np.arange(40) * 3, values=values)
-    fast = runs_data.single_layout_table(events)
-    merged = table.build_run_table([events])
-    assert (fast.layers, fast.param_counts, fast.groups, fast.info) == (
-        merged.layers, merged.param_counts, merged.groups, merged.info)
-    assert np.array_equal(fast.steps, merged.steps)
-    for name in ("metrics", "group_metrics"):
-        got, want = getattr(fast, name), getattr(merged, name)
-        assert list(got) == list(want)
-        for metric in want:
-            assert got[metric].dtype == np.float32
-            assert np.array_equal(got[metric], want[metric].astype(np.float32), equal_nan=True)

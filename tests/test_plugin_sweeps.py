@@ -64,6 +64,7 @@ def _reference_curves(run, step, result, scope):
     alphas = [float(a) for a in result.alphas]
     body = {
         "run": run,
+        "model": None,
         "step": step,
         "scope": scope,
         "alphas": alphas,
@@ -94,6 +95,7 @@ def _reference_labels(end, reinitialized, threshold):
 def _reference_robustness(run, step, robust, threshold):
     return {
         "run": run,
+        "model": None,
         "step": step,
         "scope": "robustness",
         "layers": list(robust.layers),
@@ -118,8 +120,10 @@ def test_runs_counts_sweeps_and_lists_runs_with_sweeps_only(client, logged):
     assert sorted(by_run) == ["diverged", "metrics_only", "mlp", "sweeps_only"]
     assert by_run["sweeps_only"] == {
         "run": "sweeps_only",
+        "model": None,
         "layers": [],
         "param_counts": [],
+        "descriptions": None,
         "groups": [],
         "metrics": [],
         "rwc": None,
@@ -147,7 +151,7 @@ def test_sweeps_lists_every_sweep_by_step_then_scope(client, logged):
                 entry["curves"] = len(result.scopes[scope])
                 entry["alphas"] = len(result.alphas)
             entries.append(entry)
-        assert _json(_get(client, "sweeps", run=run)) == {"run": run, "sweeps": entries}
+        assert _json(_get(client, "sweeps", run=run)) == {"run": run, "model": None, "sweeps": entries}
 
 
 def test_every_sweep_of_a_tag_survives_without_extra_flags(client):
@@ -159,7 +163,7 @@ def test_every_sweep_of_a_tag_survives_without_extra_flags(client):
 
 def test_a_run_without_sweeps_lists_none(client):
     assert _json(_get(client, "sweeps", run="metrics_only")) == {
-        "run": "metrics_only", "sweeps": []}
+        "run": "metrics_only", "model": None, "sweeps": []}
 
 
 # ---------------------------------------------------------------- sweep bodies

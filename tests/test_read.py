@@ -27,7 +27,6 @@ import tb_layerdyn
 from tb_layerdyn.format import framing as event_records
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.reading import reader
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -247,7 +246,6 @@ def test_repeated_step_keeps_the_last_value_like_the_rust_loader(tmp_path):
 
 def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, monkeypatch):
     rng = np.random.default_rng(5)
-    monkeypatch.setattr(reader, "_warned_versions", set())
     layout = _layout()
     future = dict(layout, kind=layer_metrics.KIND, version=layer_metrics.VERSION + 1)
     future_meta = summary_pb2.SummaryMetadata(
@@ -272,8 +270,11 @@ def test_newer_payload_version_is_skipped_with_one_warning(tmp_path, caplog, mon
 
     assert list(runs) == ["ours"]
     assert runs["ours"].layers == LAYERS
-    warnings = [r for r in caplog.records if "version" in r.getMessage()]
-    assert len(warnings) == 1
+    # One warning per run and tag, naming both and asking for an upgrade.
+    warnings = sorted(r.getMessage() for r in caplog.records if "version" in r.getMessage())
+    assert len(warnings) == 2
+    for run, text in zip(("future", "ours"), warnings):
+        assert f"run {run!r}" in text and "future00" in text and "upgrade" in text
 
 
 def test_bad_logdir_fails_with_a_clear_error(tmp_path):
@@ -299,7 +300,8 @@ def test_to_dataframe_is_the_long_format_of_the_arrays(tmp_path):
 
     frame = runs.to_dataframe()
 
-    assert list(frame.columns) == ["run", "step", "layer", "metric", "value"]
+    assert list(frame.columns) == ["run", "model", "step", "layer", "metric", "value"]
+    assert frame.model.isna().all()
     assert len(frame) == (3 + 2) * len(LAYERS) * len(layer_metrics.METRIC_NAMES)
     for (run_name, step, layer, metric), value in frame.set_index(
         ["run", "step", "layer", "metric"]
@@ -308,7 +310,7 @@ def test_to_dataframe_is_the_long_format_of_the_arrays(tmp_path):
         expected = run.metrics[metric][list(run.steps).index(step), run.layers.index(layer)]
         assert value == expected or (np.isnan(value) and np.isnan(expected))
     groups = runs["b"].to_dataframe(groups=True)
-    assert list(groups.columns) == ["run", "step", "group", "metric", "value"]
+    assert list(groups.columns) == ["run", "model", "step", "group", "metric", "value"]
     late = groups[(groups.group == "late") & (groups.metric == "grad_norm")]
     np.testing.assert_array_equal(late.value, runs["b"].groups["late"].metrics["grad_norm"])
     assert isinstance(frame, pd.DataFrame)

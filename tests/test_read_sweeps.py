@@ -180,7 +180,8 @@ def test_a_sweep_that_does_not_fit_its_layout_is_skipped_with_a_warning(tmp_path
     with caplog.at_level(logging.WARNING, logger="tb_layerdyn.reading.reader"):
         runs = tb_layerdyn.read(str(tmp_path))
     assert [(s.step, s.scope) for s in runs["run"].sweeps] == [(1, "model")]
-    assert "skipped 1 sweep events" in caplog.text
+    assert "skipped an event at step 2" in caplog.text
+    assert "model/other: skipped (content key 'metrics'" in caplog.text
 
 
 def test_reading_sweeps_imports_neither_torch_nor_the_plugin(logged):

@@ -3,25 +3,32 @@ entry point names ``LayerDynamicsLoader``)."""
 
 from tensorboard.plugins import base_plugin
 
-from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import envelope
+
+# Samples TensorBoard itself keeps per tag of this plugin: enough to list the tags and activate
+# the tab. The plugin reads every step from its own store (``data.py``), so TensorBoard's loaders
+# need not hold them in RAM.
+RETAINED_SAMPLES = 1
 
 
 class LayerDynamicsLoader(base_plugin.TBLoader):
-    """Loads ``LayerDynamicsPlugin`` and keeps every logged step of its data.
+    """Loads ``LayerDynamicsPlugin`` and keeps TensorBoard's own copy of its data small.
 
-    TensorBoard's default retention keeps a sample of 10 tensor events per tag; per-layer curves
-    need every logged step, so unless the user chose a value with ``--samples_per_plugin``, this
-    loader asks the loaders to keep them all (0 means "keep everything").
+    TensorBoard's loaders keep what they retain of every tag in RAM (the Rust data server 100
+    tensors per tag by default, more with ``--samples_per_plugin``). The plugin serves every logged
+    step from its on-disk store instead, so unless the user chose a value with
+    ``--samples_per_plugin``, this loader asks the loaders to keep one sample per tag.
     """
 
     def fix_flags(self, flags):
-        """Adds ``layer_dynamics=all`` to ``samples_per_plugin`` unless the user set it."""
+        """Sets ``samples_per_plugin`` for this plugin to ``RETAINED_SAMPLES`` unless the user
+        set it."""
         samples = getattr(flags, "samples_per_plugin", None)
         if samples is None:
             samples = {}
             flags.samples_per_plugin = samples
-        if metadata.PLUGIN_NAME not in samples:
-            samples[metadata.PLUGIN_NAME] = 0
+        if envelope.PLUGIN_NAME not in samples:
+            samples[envelope.PLUGIN_NAME] = RETAINED_SAMPLES
 
     def load(self, context):
         """Returns the plugin for this TensorBoard instance.

@@ -21,6 +21,18 @@ def required(request, name):
     return value
 
 
+def optional(request, name):
+    """The value of an optional query parameter, ``None`` when absent.
+
+    Raises:
+        errors.InvalidArgumentError: the parameter is present but empty.
+    """
+    value = request.args.get(name)
+    if value == "":
+        raise errors.InvalidArgumentError(f"query parameter '{name}' is empty; leave it out instead")
+    return value
+
+
 def choice(request, name, options, default):
     """The value of an optional parameter that must be one of ``options``.
 

@@ -7,11 +7,11 @@ is undefined. The large step x series arrays are written by ``json_numbers`` and
 """
 
 import json
+import struct
 
 import numpy as np
 
 from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.plugin import downsample
 from tb_layerdyn.plugin import json_numbers
 from tb_layerdyn.format import sweeps as encoding
 
@@ -62,114 +62,107 @@ def sorted_metrics(names):
     return sorted(names, key=lambda name: (known.get(name, len(known)), name))
 
 
-def run_entry(run, run_table=None, content=None, last_step=None, sweeps=0):
-    """One element of the ``runs`` list.
-
-    Args:
-        run: the run name.
-        run_table: the run's merged ``RunTable``; needed when it has several layouts.
-        content: the layout dict, enough when the run has a single layout. With neither
-            ``run_table`` nor ``content`` the run has sweeps only: no layers, no metrics.
-        last_step: the run's largest step of per-layer metrics.
-        sweeps: how many sweeps the run has (the length of its ``sweeps`` listing).
+def run_entry(entry):
+    """One element of the ``runs`` list, for a ``plugin.data.Entry``.
 
     Returns:
         The dict described under ``runs`` in ``http_api.md``.
     """
-    if run_table is not None:
-        layers, param_counts, groups = run_table.layers, run_table.param_counts, run_table.groups
-        metrics, info = list(run_table.metrics), run_table.info
-    elif content is not None:
-        layers, param_counts, groups = content["layers"], content["param_counts"], content["groups"]
-        metrics, info = content["metrics"], content
+    table = entry.table
+    if table is None:
+        layers, param_counts, groups, metrics, info, descriptions = [], [], [], [], {}, None
+        last_step = None
     else:
-        layers, param_counts, groups, metrics, info = [], [], [], [], {}
+        layers, param_counts, groups = table.layers, table.param_counts, table.groups
+        metrics, info, descriptions = table.metrics, table.info, table.descriptions
+        last_step = table.last_step
     return {
-        "run": run,
+        "run": entry.run,
+        "model": entry.model,
         "layers": list(layers),
         "param_counts": [int(n) for n in param_counts],
-        "groups": [
-            {"name": g["name"], "kind": g.get("kind", "user"), "members": list(g["members"])}
-            for g in groups
-        ],
+        "descriptions": None if descriptions is None else list(descriptions),
+        "groups": [{"name": g.name, "kind": g.kind, "members": list(g.members)} for g in groups],
         "metrics": sorted_metrics(metrics),
         "rwc": info.get("rwc"),
         "granularity": info.get("granularity"),
         "order": info.get("order"),
         "last_step": None if last_step is None else int(last_step),
-        "sweeps": int(sweeps),
+        "sweeps": int(entry.sweeps),
     }
 
 
-def _target_values(run_table, metric, target):
-    """``(names, step x series values)`` of one metric for layers or groups."""
-    if target == "groups":
-        return [g["name"] for g in run_table.groups], run_table.group_metrics[metric]
-    return list(run_table.layers), run_table.metrics[metric]
-
-
-def series(run, run_table, metric, target, max_points):
-    """The body of the ``series`` route (the metric must be in ``run_table.metrics``)."""
-    names, values = _target_values(run_table, metric, target)
-    steps, values, downsampled = downsample.envelope(run_table.steps, values, max_points)
+def series(entry, found, metric, target, total_steps):
+    """The body of the ``series`` route from a ``models.Series``."""
     return {
-        "run": run,
+        "run": entry.run,
+        "model": entry.model,
         "metric": metric,
         "target": target,
-        "names": names,
-        "columns": columns_json(steps, values),
-        "total_steps": int(len(run_table.steps)),
-        "downsampled": bool(downsampled),
+        "names": found.names,
+        "columns": columns_json(found.steps, found.values),
+        "total_steps": int(total_steps),
+        "downsampled": bool(found.downsampled),
     }
 
 
-def heatmap(run, run_table, metric, target, max_steps):
-    """The body of the ``heatmap`` route (the metric must be in ``run_table.metrics``)."""
-    names, values = _target_values(run_table, metric, target)
-    steps, values, downsampled = downsample.bin_means(run_table.steps, values, max_steps)
+def series_binary(entry, found, metric, target, total_steps):
+    """The ``series`` route's body as binary (``format=binary`` in ``http_api.md``)."""
+    header = {
+        "run": entry.run,
+        "model": entry.model,
+        "metric": metric,
+        "target": target,
+        "names": found.names,
+        "points": int(len(found.steps)),
+        "total_steps": int(total_steps),
+        "downsampled": bool(found.downsampled),
+    }
+    text = json.dumps(header, separators=(",", ":")).encode("ascii")
+    padding = -(4 + len(text)) % 8
+    steps = np.asarray(found.steps, dtype="<f8").tobytes()
+    values = np.ascontiguousarray(np.asarray(found.values, dtype="<f4").T).tobytes()
+    return struct.pack("<I", len(text) + padding) + text + b" " * padding + steps + values
+
+
+def heatmap(entry, found, metric, target):
+    """The body of the ``heatmap`` route from a ``models.Series`` of bin means."""
+    values = np.asarray(found.values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     positive = finite[finite > 0]
     return {
-        "run": run,
+        "run": entry.run,
+        "model": entry.model,
         "metric": metric,
         "target": target,
-        "names": names,
-        "steps": steps.tolist(),
+        "names": found.names,
+        "steps": np.asarray(found.steps).tolist(),
         "values": RawJSON(json_numbers.float_rows(values.T)),
         "min_positive": float(positive.min()) if positive.size else None,
         "max": float(finite.max()) if finite.size else None,
-        "downsampled": bool(downsampled),
+        "downsampled": bool(found.downsampled),
     }
 
 
-def latest_defined(values):
-    """Per column of a step x series array, its last finite value (NaN when it has none)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape[0] == 0:
-        return np.full(values.shape[1], np.nan)
-    finite = np.isfinite(values)
-    last_row = values.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
-    latest = values[last_row, np.arange(values.shape[1])]
-    return np.where(finite.any(axis=0), latest, np.nan)
+def summary(entry, latest):
+    """The body of the ``summary`` route.
 
-
-def summary(run, run_table):
-    """The body of the ``summary`` route: latest defined values at the last logged step."""
-    steps = run_table.steps
-    layers = {"names": list(run_table.layers), "param_counts": list(run_table.param_counts)}
-    groups = {"names": [g["name"] for g in run_table.groups]}
+    Args:
+        entry: the ``plugin.data.Entry``.
+        latest: ``(target, metric) -> per-series latest defined values`` for ``SUMMARY_METRICS``
+            the run logged.
+    """
+    table = entry.table
+    layers = {"names": list(table.layers), "param_counts": list(table.param_counts)}
+    groups = {"names": [g.name for g in table.groups]}
     for metric in SUMMARY_METRICS:
-        for out, tables, width in (
-            (layers, run_table.metrics, len(run_table.layers)),
-            (groups, run_table.group_metrics, len(run_table.groups)),
-        ):
-            if metric in tables:
-                out[metric] = nullable(latest_defined(tables[metric]))
-            else:
-                out[metric] = [None] * width
+        for target, out in (("layers", layers), ("groups", groups)):
+            values = latest.get((target, metric))
+            out[metric] = nullable(values) if values is not None else [None] * len(out["names"])
     return {
-        "run": run,
-        "step": int(steps[-1]) if len(steps) else None,
+        "run": entry.run,
+        "model": entry.model,
+        "step": table.last_step,
         "layers": layers,
         "groups": groups,
     }
@@ -190,33 +183,35 @@ def _finite(value):
     return value
 
 
-def sweep_listing(run, sweeps):
-    """The body of the ``sweeps`` route from a run's ``sweeps_data.Sweep`` list (in order)."""
-    entries = []
+def sweep_listing(entry, sweeps):
+    """The body of the ``sweeps`` route from a run's ``sweep_index.LoggedSweep`` list (in order)."""
+    listed = []
     for sweep in sweeps:
         layout = sweep.layout
-        entry = {"step": sweep.step, "scope": sweep.scope, "metrics": list(layout["metrics"])}
+        item = {"step": sweep.step, "scope": sweep.scope, "metrics": list(layout["metrics"])}
         if sweep.scope == encoding.ROBUSTNESS_SCOPE:
-            entry["layers"] = len(layout["layers"])
+            item["layers"] = len(layout["layers"])
         else:
-            entry["curves"] = len(layout["curves"])
-            entry["alphas"] = len(layout["alphas"])
-        entries.append(entry)
-    return {"run": run, "sweeps": entries}
+            item["curves"] = len(layout["curves"])
+            item["alphas"] = len(layout["alphas"])
+        listed.append(item)
+    return {"run": entry.run, "model": entry.model, "sweeps": listed}
 
 
-def sweep(run, found, threshold=None):
-    """The body of the ``sweep`` route for one ``sweeps_data.Sweep``.
+def sweep(entry, found, values, threshold=None):
+    """The body of the ``sweep`` route for one ``sweep_index.LoggedSweep``.
 
     Args:
-        run: the run name.
+        entry: the ``plugin.data.Entry`` (or anything with ``run`` and ``model``).
         found: the sweep.
+        values: its float32 payload.
         threshold: for a robustness table, label with this threshold instead of the logged one.
 
     Returns:
-        ``{"run", "step"}`` and what ``encoding.decode`` returns, every non-finite value ``null``.
+        ``{"run", "model", "step"}`` and what ``encoding.decode`` returns, every non-finite value
+        ``null``.
     """
     layout = found.layout if threshold is None else dict(found.layout, threshold=float(threshold))
-    body = {"run": run, "step": found.step}
-    body.update(_finite(encoding.decode(layout, found.values)))
+    body = {"run": entry.run, "model": entry.model, "step": found.step}
+    body.update(_finite(encoding.decode(layout, values)))
     return body

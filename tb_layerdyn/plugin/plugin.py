@@ -2,34 +2,28 @@
 
 Each route is two halves: ``*_route`` parses the request and raises
 ``errors.InvalidArgumentError`` (400) for a bad parameter; ``*_impl`` does the work and raises
-``errors.NotFoundError`` (404) for an unknown run or metric. TensorBoard turns both into plain-text
-answers, so no bad request ends in a 500.
+``errors.NotFoundError`` (404) for an unknown run, model, metric or sweep. TensorBoard turns both
+into plain-text answers, so no bad request ends in a 500. Data comes from ``data.PluginData``, the
+on-disk store shared with ``tb_layerdyn.read``.
 """
 
 from tensorboard import errors
-from tensorboard import plugin_util
+from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.format import envelope
 from tb_layerdyn.format import sweeps as encoding
-from tb_layerdyn.plugin import params
-from tb_layerdyn.plugin import payloads
-from tb_layerdyn.plugin import responses
-from tb_layerdyn.plugin import runs_data
-from tb_layerdyn.plugin import static
-from tb_layerdyn.plugin import sweeps_data
+from tb_layerdyn.plugin import data as plugin_data
+from tb_layerdyn.plugin import params, payloads, responses, static
+from tb_layerdyn.reading import models, sweep_index
 
 DEFAULT_MAX_POINTS = 10000
 MAX_MAX_POINTS = 100000
 DEFAULT_MAX_STEPS = 2000
 MAX_MAX_STEPS = 20000
 MAX_STEP = 2**63 - 1  # event steps are int64
-
-
-def _request_scope(request):
-    """The data provider's ``ctx`` and experiment id of a request."""
-    return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+FORMATS = ("json", "binary")
 
 
 def _respond_json(request, body):
@@ -39,17 +33,18 @@ def _respond_json(request, body):
 class LayerDynamicsPlugin(base_plugin.TBPlugin):
     """Serves per-layer training dynamics to the Layer Dynamics tab."""
 
-    plugin_name = metadata.PLUGIN_NAME
+    plugin_name = envelope.PLUGIN_NAME
 
-    def __init__(self, context, static_dir=static.STATIC_DIR):
+    def __init__(self, context, static_dir=static.STATIC_DIR, cache_dir=None):
         """Creates the plugin.
 
         Args:
-            context: the ``base_plugin.TBContext``; only its ``data_provider`` is read.
+            context: the ``base_plugin.TBContext``; its ``flags`` say which logdir to serve and
+                how often to look for new data.
             static_dir: where the frontend bundle lies (the package's ``static/`` by default).
+            cache_dir: where the store lives (``reading.store.default_cache_dir()`` by default).
         """
-        self._data = runs_data.RunsData(context.data_provider)
-        self._sweeps = sweeps_data.SweepsData(context.data_provider)
+        self._data = plugin_data.PluginData(context.flags, cache_dir)
         self._static_dir = static_dir
 
     def get_plugin_apps(self):
@@ -66,12 +61,12 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         return apps
 
     def is_active(self):
-        """Always ``False``: TensorBoard activates the tab from ``data_plugin_names`` instead."""
-        return False
+        """Whether any run has data: asked when the data provider does not list the plugin."""
+        return bool(self._data.entries())
 
     def data_plugin_names(self):
         """The plugin name the writer puts on its summaries."""
-        return (metadata.PLUGIN_NAME,)
+        return (envelope.PLUGIN_NAME,)
 
     def frontend_metadata(self):
         """Tells TensorBoard to load ``index.js`` as an ES module for the tab."""
@@ -81,142 +76,157 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def runs_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        return _respond_json(request, self.runs_impl(ctx, experiment_id))
+        return _respond_json(request, self.runs_impl())
 
-    def runs_impl(self, ctx, experiment_id):
-        """The body of ``runs``: every run with per-layer metrics or sweeps, sorted by name."""
-        layouts = self._data.list_layouts(ctx, experiment_id)
-        sweep_counts = self._sweeps.counts(ctx, experiment_id)
-        entries = []
-        for run in sorted(set(layouts) | set(sweep_counts)):
-            infos = layouts.get(run)
-            sweeps = sweep_counts.get(run, 0)
-            run_table = None
-            if infos and len(infos) > 1:
-                # Several layouts: only the merged table knows the order that joins them.
-                run_table = self._data.run_table(ctx, experiment_id, run, infos)
-            if run_table is not None:
-                last_step = max(info.max_step for info in infos)
-                entry = payloads.run_entry(
-                    run, run_table=run_table, last_step=last_step, sweeps=sweeps
-                )
-            elif infos and len(infos) == 1:
-                last_step = infos[0].max_step
-                entry = payloads.run_entry(
-                    run, content=infos[0].content, last_step=last_step, sweeps=sweeps
-                )
-            elif sweeps:
-                entry = payloads.run_entry(run, sweeps=sweeps)
-            else:
-                continue
-            entries.append(entry)
-        return {"runs": entries}
+    def runs_impl(self):
+        """The body of ``runs``: every run's models with layer metrics or sweeps, sorted."""
+        self._data.refresh_for_request()
+        entries = [payloads.run_entry(entry) for entry in self._data.entries()]
+        return {"runs": entries, "loading": self._data.loading}
 
     # series
 
     @wrappers.Request.application
     def series_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        run = params.required(request, "run")
+        run, model = params.required(request, "run"), params.optional(request, "model")
         metric = params.required(request, "metric")
-        target = params.choice(request, "target", payloads.TARGETS, "layers")
+        target = params.choice(request, "target", models.TARGETS, "layers")
         max_points = params.integer(request, "max_points", DEFAULT_MAX_POINTS, 2, MAX_MAX_POINTS)
-        body = self.series_impl(ctx, experiment_id, run, metric, target, max_points)
-        return _respond_json(request, body)
+        start, end = _step_range(request)
+        encoding_format = params.choice(request, "format", FORMATS, "json")
+        entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
+        total = len(entry.table.steps)
+        if encoding_format == "binary":
+            body = payloads.series_binary(entry, found, metric, target, total)
+            return http_util.Respond(request, body, "application/octet-stream")
+        return _respond_json(request, payloads.series(entry, found, metric, target, total))
 
-    def series_impl(self, ctx, experiment_id, run, metric, target, max_points):
-        """The body of ``series``: one metric of one run against step, as columns."""
-        run_table = self._metric_table(ctx, experiment_id, run, metric)
-        return payloads.series(run, run_table, metric, target, max_points)
+    def series_impl(self, run, model, metric, target, max_points, start=None, end=None):
+        """One metric of one model against step over ``[start, end]``: an ``Entry`` and the
+        ``models.Series`` of at most ``max_points`` points."""
+        entry = self._metric_entry(run, model, metric)
+        return entry, entry.table.series(metric, target, max_points // 2, start, end)
 
     # heatmap
 
     @wrappers.Request.application
     def heatmap_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        run = params.required(request, "run")
+        run, model = params.required(request, "run"), params.optional(request, "model")
         metric = params.required(request, "metric")
-        target = params.choice(request, "target", payloads.TARGETS, "layers")
+        target = params.choice(request, "target", models.TARGETS, "layers")
         max_steps = params.integer(request, "max_steps", DEFAULT_MAX_STEPS, 1, MAX_MAX_STEPS)
-        body = self.heatmap_impl(ctx, experiment_id, run, metric, target, max_steps)
-        return _respond_json(request, body)
-
-    def heatmap_impl(self, ctx, experiment_id, run, metric, target, max_steps):
-        """The body of ``heatmap``: a series x step grid, bin means beyond ``max_steps``."""
-        run_table = self._metric_table(ctx, experiment_id, run, metric)
-        return payloads.heatmap(run, run_table, metric, target, max_steps)
+        start, end = _step_range(request)
+        entry = self._metric_entry(run, model, metric)
+        found = entry.table.heatmap(metric, target, max_steps, start, end)
+        return _respond_json(request, payloads.heatmap(entry, found, metric, target))
 
     # summary
 
     @wrappers.Request.application
     def summary_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        run = params.required(request, "run")
-        return _respond_json(request, self.summary_impl(ctx, experiment_id, run))
+        run, model = params.required(request, "run"), params.optional(request, "model")
+        return _respond_json(request, self.summary_impl(run, model))
 
-    def summary_impl(self, ctx, experiment_id, run):
+    def summary_impl(self, run, model=None):
         """The body of ``summary``: per layer and group, latest values at the last step."""
-        return payloads.summary(run, self._run_table(ctx, experiment_id, run))
+        entry = self._entry(run, model)
+        table = entry.table
+        latest = {
+            (target, metric): table.latest(metric, target)
+            for metric in payloads.SUMMARY_METRICS
+            if metric in table.metrics
+            for target in models.TARGETS
+        }
+        return payloads.summary(entry, latest)
 
     # sweeps
 
     @wrappers.Request.application
     def sweeps_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        run = params.required(request, "run")
-        return _respond_json(request, self.sweeps_impl(ctx, experiment_id, run))
+        run, model = params.required(request, "run"), params.optional(request, "model")
+        return _respond_json(request, self.sweeps_impl(run, model))
 
-    def sweeps_impl(self, ctx, experiment_id, run):
-        """The body of ``sweeps``: every sweep of a run by step and scope (empty when none)."""
-        sweeps = self._sweeps.sweeps(ctx, experiment_id, run)
-        if not sweeps and not self._data.list_layouts(ctx, experiment_id, run):
-            raise errors.NotFoundError(f"run {run!r} has neither layer dynamics nor sweeps")
-        return payloads.sweep_listing(run, sweeps)
+    def sweeps_impl(self, run, model=None):
+        """The body of ``sweeps``: every sweep of a run's model by step and scope."""
+        run_data, table = self._lookup(run, model)
+        sweeps = sweep_index.logged_sweeps(run_data, model)
+        if not sweeps and table is None:
+            raise errors.NotFoundError(_unknown(run, model, "has neither layer dynamics nor sweeps"))
+        return payloads.sweep_listing(plugin_data.Entry(run, model, table, len(sweeps)), sweeps)
 
     @wrappers.Request.application
     def sweep_route(self, request):
-        ctx, experiment_id = _request_scope(request)
-        run = params.required(request, "run")
+        run, model = params.required(request, "run"), params.optional(request, "model")
         step = params.required_integer(request, "step", 0, MAX_STEP)
-        scope = params.required_choice(request, "scope", sweeps_data.SCOPES)
+        scope = params.required_choice(request, "scope", sweep_index.SCOPES)
         threshold = params.number(request, "threshold", None, 0.0)
         if threshold is not None and scope != encoding.ROBUSTNESS_SCOPE:
             raise errors.InvalidArgumentError(
                 f"query parameter 'threshold' applies to scope={encoding.ROBUSTNESS_SCOPE} only; "
                 f"leave it out for scope={scope}"
             )
-        body = self.sweep_impl(ctx, experiment_id, run, step, scope, threshold)
-        return _respond_json(request, body)
+        return _respond_json(request, self.sweep_impl(run, model, step, scope, threshold))
 
-    def sweep_impl(self, ctx, experiment_id, run, step, scope, threshold=None):
+    def sweep_impl(self, run, model, step, scope, threshold=None):
         """The body of ``sweep``: one sweep's curves, or a robustness table (relabelled with
         ``threshold`` when given)."""
-        sweeps = self._sweeps.sweeps(ctx, experiment_id, run)
+        run_data, table = self._lookup(run, model)
+        sweeps = sweep_index.logged_sweeps(run_data, model)
         for found in sweeps:
             if found.step == step and found.scope == scope:
-                return payloads.sweep(run, found, threshold)
+                values = sweep_index.values(run_data, found)
+                if values is None:
+                    raise errors.NotFoundError(
+                        f"the {scope} sweep of run {run!r} at step {step} can no longer be read "
+                        "from its event file"
+                    )
+                return payloads.sweep(plugin_data.Entry(run, model, table, 0), found, values, threshold)
         if not sweeps:
-            raise errors.NotFoundError(f"run {run!r} has no sweeps")
+            raise errors.NotFoundError(_unknown(run, model, "has no sweeps"))
         steps = sorted({s.step for s in sweeps if s.scope == scope})
         where = f"at steps {', '.join(map(str, steps))}" if steps else "at no step"
         raise errors.NotFoundError(
-            f"run {run!r} has no {scope} sweep at step {step}; it has one {where}"
+            f"{_name(run, model)} has no {scope} sweep at step {step}; it has one {where}"
         )
 
     # shared lookups
 
-    def _run_table(self, ctx, experiment_id, run):
-        run_table = self._data.run_table(ctx, experiment_id, run)
-        if run_table is None:
+    def _lookup(self, run, model):
+        found = self._data.find(run, model)
+        if found is None:
             raise errors.NotFoundError(f"run {run!r} has no layer dynamics")
-        return run_table
+        return found
 
-    def _metric_table(self, ctx, experiment_id, run, metric):
-        run_table = self._run_table(ctx, experiment_id, run)
-        if metric not in run_table.metrics:
+    def _entry(self, run, model):
+        run_data, table = self._lookup(run, model)
+        if table is None:
+            raise errors.NotFoundError(_unknown(run, model, "has no layer dynamics"))
+        return plugin_data.Entry(run, model, table, 0)
+
+    def _metric_entry(self, run, model, metric):
+        entry = self._entry(run, model)
+        if metric not in entry.table.metrics:
             raise errors.NotFoundError(
-                f"metric {metric!r} was not logged for run {run!r}; it has "
-                f"{', '.join(payloads.sorted_metrics(run_table.metrics))}"
+                f"metric {metric!r} was not logged for {_name(run, model)}; it has "
+                f"{', '.join(payloads.sorted_metrics(entry.table.metrics))}"
             )
-        return run_table
+        return entry
+
+
+def _name(run, model):
+    return f"run {run!r}" if model is None else f"model {model!r} of run {run!r}"
+
+
+def _unknown(run, model, what):
+    return f"{_name(run, model)} {what}"
+
+
+def _step_range(request):
+    """The optional ``start`` and ``end`` steps of a request (both included)."""
+    start = params.integer(request, "start", None, 0, MAX_STEP)
+    end = params.integer(request, "end", None, 0, MAX_STEP)
+    if start is not None and end is not None and end < start:
+        raise errors.InvalidArgumentError(
+            f"query parameter 'end' ({end}) must not be below 'start' ({start})"
+        )
+    return start, end

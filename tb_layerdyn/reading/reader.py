@@ -8,36 +8,37 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     runs = tb_layerdyn.read("runs")
     run = runs["lenet-seed0"]
     run.layers                   # ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'], input -> output
-    run.metrics["rwc"]           # (len(run.steps), len(run.layers)) floats, NaN where undefined
+    run.metrics["rwc"]           # (len(run.steps), len(run.layers)) float32, NaN where undefined
     run.groups["late"].metrics["rwc"]   # one value per step, from the group's pooled sums
-    runs.to_dataframe()          # long format: run, step, layer, metric, value (needs pandas)
+    runs.to_dataframe()          # long format: run, model, step, layer, metric, value (pandas)
     run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
 
-The arrays do not depend on how the events encode them, so the payload can change between releases
-without breaking code that reads it. This module imports neither torch nor the plugin.
+Reading goes through the same on-disk store as the TensorBoard plugin (``store``): the first read
+of a run parses its event files once; later reads parse only what was appended since, and take the
+arrays from the store's columns. The arrays do not depend on how the events encode them, so the
+payload can change between releases without breaking code that reads it. This module imports
+neither torch nor the plugin.
 """
 
 import dataclasses
 import logging
-import math
-import os
-from typing import Dict, List, Mapping, Optional, Tuple
+import re
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
-from google.protobuf import message
-from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.proto import types_pb2
-from tensorboard.util import tensor_util
 
-from tb_layerdyn.format import framing as event_records
-from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.reading import sweep_records
-from tb_layerdyn.reading import table
-from tb_layerdyn.format import sweeps as encoding
+from tb_layerdyn.reading import files, models, sweep_index, sweep_records
+from tb_layerdyn.reading.store import Store
 
 logger = logging.getLogger(__name__)
-_warned_versions = set()
+
+# Between a run's name and its model's name, in the keys of ``Runs`` and in the tab.
+MODEL_SEPARATOR = " \u00b7 "
+
+
+def entry_key(run: str, model: Optional[str]) -> str:
+    """The key of a run's model in ``Runs``: the run's name, then `` · model`` for a named one."""
+    return run if model is None else f"{run}{MODEL_SEPARATOR}{model}"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,15 +69,19 @@ class Run:
     Attributes:
         name: the run's directory relative to the logdir, as TensorBoard names it (``"."`` for the
             logdir itself, ``"a/b"`` for a nested one).
+        model: the tracker's name when several models were logged into one run (``name=``), else
+            ``None``.
         layers: layer names in depth order (input -> output), as logged.
         param_counts: scalar parameters of each layer, aligned with ``layers``.
         steps: ascending int64 array of the logged steps.
-        metrics: metric name -> float array ``(len(steps), len(layers))``; NaN where a value is
+        descriptions: per layer a short description (module class and shape, e.g.
+            ``"Linear 784→512"``), or ``None`` when the writer did not record them.
+        metrics: metric name -> float32 array ``(len(steps), len(layers))``; NaN where a value is
             undefined (e.g. RWC at the first call) or was not logged (a layer absent at that step).
             Names are among ``rwc``, ``rwc_elementwise``, ``distance_from_init``,
             ``relative_distance_from_init``, ``update_size``, ``weight_norm``, ``grad_norm``.
         groups: group name -> ``Group``, in the order logged.
-        group_metrics: metric name -> float array ``(len(steps), len(groups))``, the same values as
+        group_metrics: metric name -> float32 array ``(len(steps), len(groups))``, the same values as
             ``Group.metrics`` side by side.
         rwc_variant: which RWC was logged: ``"l1"`` (the ratio of L1 norms, ``rwc``),
             ``"elementwise"`` (the mean of element-wise ratios, ``rwc_elementwise``) or ``"both"``.
@@ -101,6 +106,8 @@ class Run:
     granularity: Optional[str]
     order: Optional[str]
     sweeps: List[sweep_records.Record] = dataclasses.field(default_factory=list)
+    model: Optional[str] = None
+    descriptions: Optional[List[str]] = None
 
     def to_dataframe(self, *, groups: bool = False):
         """The run's values in long format, one row per (step, layer, metric).
@@ -110,8 +117,9 @@ class Run:
                 place of ``layer`` (a group may share its name with a layer, e.g. ResNet's ``fc``).
 
         Returns:
-            A ``pandas.DataFrame`` with columns ``run, step, layer, metric, value`` (or ``group``),
-            rows ordered by metric, step, then depth. NaN values are kept; ``.dropna()`` drops them.
+            A ``pandas.DataFrame`` with columns ``run, model, step, layer, metric, value`` (or
+            ``group``), rows ordered by metric, step, then depth. NaN values are kept;
+            ``.dropna()`` drops them.
 
         Raises:
             ImportError: pandas is not installed (it is optional: ``pip install pandas``).
@@ -126,6 +134,7 @@ class Run:
                 pd.DataFrame(
                     {
                         "run": self.name,
+                        "model": self.model,
                         "step": np.repeat(self.steps, len(names)),
                         column: np.tile(np.asarray(names, dtype=object), len(self.steps)),
                         "metric": metric,
@@ -134,12 +143,13 @@ class Run:
                 )
             )
         if not frames:
-            return pd.DataFrame(columns=["run", "step", column, "metric", "value"])
+            return pd.DataFrame(columns=["run", "model", "step", column, "metric", "value"])
         return pd.concat(frames, ignore_index=True)
 
 
 class Runs(dict):
-    """Run name -> ``Run``, sorted by name, as ``read`` returns it."""
+    """``entry_key(run, model)`` -> ``Run``, sorted, as ``read`` returns it: the run's name, or
+    ``"run · model"`` for each model logged with ``name=`` into one run."""
 
     def to_dataframe(self, *, groups: bool = False):
         """Every run's values in one long-format ``pandas.DataFrame`` (see ``Run.to_dataframe``)."""
@@ -147,272 +157,187 @@ class Runs(dict):
         frames = [run.to_dataframe(groups=groups) for run in self.values()]
         if not frames:
             column = "group" if groups else "layer"
-            return pd.DataFrame(columns=["run", "step", column, "metric", "value"])
+            return pd.DataFrame(columns=["run", "model", "step", column, "metric", "value"])
         return pd.concat(frames, ignore_index=True)
 
 
-def read(logdir) -> Runs:
-    """Reads the layer dynamics and sweeps of every run under a logdir.
+def read(
+    logdir,
+    *,
+    runs: Union[None, str, Iterable[str]] = None,
+    metrics: Optional[Iterable[str]] = None,
+    steps: Optional[Tuple[Optional[int], Optional[int]]] = None,
+    cache_dir=None,
+) -> Runs:
+    """Reads the layer dynamics and sweeps of the runs under a logdir.
 
-    Every event file of every directory under ``logdir`` is read in full. A directory is a run when
-    it holds event files with layer dynamics or sweeps; other directories (a plain
-    ``SummaryWriter`` run with only scalars, say) are left out. A truncated event file is read up
-    to the cut, as TensorBoard does with a file that is still being written. Payloads written by a
-    newer release of this package are skipped with one warning.
+    A directory is a run when it holds event files with layer dynamics or sweeps; other
+    directories (a plain ``SummaryWriter`` run with only scalars, say) are left out. A truncated
+    event file is read up to the cut, as TensorBoard does with a file that is still being written.
+    Payloads that cannot be read (written by a newer release, malformed, or another plugin's under
+    this one's tags) are skipped with one warning each, naming the run and tag; the rest is read.
+    Where one tag repeats a step, or its steps go back (a resumed run), the record read last wins
+    and drops the later steps before it, as in TensorBoard (see ``collector``).
 
     Args:
-        logdir: the directory given to ``tensorboard --logdir`` (a ``str`` or path-like).
+        logdir: the directory given to ``tensorboard --logdir`` (a ``str``, a path-like, or a URL
+            that TensorBoard reads, such as ``s3://...`` or an fsspec ``memory://...``).
+        runs: only these runs: an iterable of run names, or a regular expression searched in each
+            name. The other runs are neither parsed nor returned.
+        metrics: only these metrics (the others are not read from the store).
+        steps: ``(first, last)``: only the logged steps in that range, both ends included
+            (``None`` for an open end).
+        cache_dir: where the store keeps what it read (``store.default_cache_dir()`` by default).
 
     Returns:
-        A ``Runs`` mapping from run name (``"."`` for ``logdir`` itself, ``"a/b"`` for a nested
-        directory) to ``Run``, sorted by name.
+        A ``Runs`` mapping from ``entry_key(run, model)`` (the run's name, ``"."`` for ``logdir``
+        itself, ``"a/b"`` for a nested directory, with `` · model`` for named models) to ``Run``,
+        sorted.
 
     Raises:
         FileNotFoundError: ``logdir`` does not exist.
         NotADirectoryError: ``logdir`` is a file, not a directory.
+        TypeError, ValueError: an argument is of the wrong kind; the message says which.
 
     Example:
-        >>> runs = tb_layerdyn.read("runs")                       # doctest: +SKIP
-        >>> runs["lenet-seed0"].metrics["rwc"].shape              # doctest: +SKIP
+        >>> runs = tb_layerdyn.read("runs", metrics=["rwc"], steps=(0, 999))   # doctest: +SKIP
+        >>> runs["lenet-seed0"].metrics["rwc"].shape                            # doctest: +SKIP
         (1000, 5)
     """
     try:
-        root = os.fspath(logdir)
+        root = files.normalize(logdir)
     except TypeError:
         raise TypeError(
-            f"logdir must be a directory path (str or os.PathLike), got {type(logdir).__name__}"
+            f"logdir must be a directory path (str or os.PathLike) or a URL, got {type(logdir).__name__}"
         ) from None
-    if not os.path.exists(root):
+    if not files.exists(root):
         raise FileNotFoundError(
             f"logdir {root!r} does not exist; pass the directory your SummaryWriter wrote into "
             "(the one you would give to tensorboard --logdir)."
         )
-    if not os.path.isdir(root):
+    if not files.isdir(root):
         raise NotADirectoryError(
             f"logdir {root!r} is a file; pass the directory that holds the event files."
         )
-    runs = Runs()
-    found = []
-    for directory, subdirectories, filenames in os.walk(root):
-        subdirectories.sort()
-        # TensorBoard's own test for an event file.
-        event_files = sorted(name for name in filenames if "tfevents" in name)
-        if event_files:
-            found.append((directory, [os.path.join(directory, name) for name in event_files]))
-    for directory, paths in found:
-        name = _run_name(root, directory)
-        run = _read_run(name, paths)
-        if run is not None:
-            runs[name] = run
-    return Runs(sorted(runs.items()))
-
-
-def _run_name(root: str, directory: str) -> str:
-    relative = os.path.relpath(directory, root)
-    return relative.replace(os.sep, "/")
-
-
-def _read_run(name: str, paths: List[str]) -> Optional[Run]:
-    """Reads one run's event files (in name order, as TensorBoard does) into a ``Run``."""
-    contents: Dict[str, Optional[dict]] = {}
-    events: Dict[str, List[Tuple[int, np.ndarray]]] = {}
-    sweeps = _SweepEvents()
-    for path in paths:
-        try:
-            records = event_records.read_records(path)
-        except OSError as error:
-            logger.warning(
-                "Cannot read event file %s (%s); reading the run's other files.", path, error
-            )
+    wanted_metrics = _metric_filter(metrics)
+    first, last = _step_range(steps)
+    store = Store(root, cache_dir)
+    found = [name for name in store.discover() if _run_selected(name, runs)]
+    store.refresh(found)
+    result = {}
+    for name in found:
+        run_data = store.run(name)
+        if run_data is None:
             continue
-        for record in records:
-            _collect(record, contents, events, sweeps, path)
-    layouts = []
-    for tag, tag_events in events.items():
-        content = contents.get(tag)
-        if content is None:
+        for warning in run_data.warnings:
+            logger.warning("%s", warning)
+        for entry in _read_run(run_data, wanted_metrics, first, last):
+            result[entry_key(entry.name, entry.model)] = entry
+    return Runs(sorted(result.items()))
+
+
+def _metric_filter(metrics):
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        return {metrics}
+    try:
+        return set(metrics)
+    except TypeError:
+        raise TypeError(f"metrics must be an iterable of metric names, got {type(metrics).__name__}") from None
+
+
+def _step_range(steps):
+    if steps is None:
+        return None, None
+    try:
+        first, last = steps
+    except (TypeError, ValueError):
+        raise ValueError(f"steps must be a (first, last) pair, either None for an open end; got {steps!r}") from None
+    for value in (first, last):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ValueError(f"steps must hold integers or None, got {steps!r}")
+    return (None if first is None else int(first)), (None if last is None else int(last))
+
+
+def _run_selected(name: str, runs) -> bool:
+    if runs is None:
+        return True
+    if isinstance(runs, str):
+        return re.search(runs, name) is not None
+    return name in set(runs)
+
+
+def _read_run(run_data, metrics, first, last) -> List[Run]:
+    """One ``Run`` per model of a run, sweeps included."""
+    tables = models.model_tables(run_data)
+    with_sweeps = sweep_index.models_with_sweeps(run_data)
+    entries = []
+    for model in sorted(set(tables) | set(with_sweeps), key=lambda m: (m is not None, m or "")):
+        table = tables.get(model)
+        sweeps = _sweeps(run_data, model, first, last)
+        if table is None:
+            if not sweeps:
+                continue
+            entries.append(Run(
+                name=run_data.name, model=model, layers=[], param_counts=[],
+                steps=np.zeros(0, dtype=np.int64), metrics={}, groups={}, group_metrics={},
+                rwc_variant=None, granularity=None, order=None, sweeps=sweeps,
+            ))
             continue
-        expected = (len(content["metrics"]), len(content["layers"]) + len(content["groups"]))
-        fitting = [(step, values) for step, values in tag_events if values.shape == expected]
-        if len(fitting) < len(tag_events):
-            logger.warning(
-                "Run %r, tag %s: skipped %d events whose tensor is not %s as its layout says.",
-                name,
-                tag,
-                len(tag_events) - len(fitting),
-                expected,
-            )
-        steps, values = table.stack_events(fitting)
-        if len(steps):
-            layouts.append(table.LayoutEvents(content=content, steps=steps, values=values))
-    logged_sweeps = sweeps.records(name)
-    if not layouts:
-        if not logged_sweeps:
-            return None
-        return Run(
-            name=name,
-            layers=[],
-            param_counts=[],
-            steps=np.zeros(0, dtype=np.int64),
-            metrics={},
-            groups={},
-            group_metrics={},
-            rwc_variant=None,
-            granularity=None,
-            order=None,
-            sweeps=logged_sweeps,
-        )
-    merged = table.build_run_table(layouts)
+        entries.append(_run_from_table(run_data.name, table, metrics, first, last, sweeps))
+    return entries
+
+
+def _run_from_table(name, table, metrics, first, last, sweeps) -> Run:
+    layer_metrics_, group_metrics, steps = {}, {}, None
+    for metric in table.metrics:
+        if metrics is not None and metric not in metrics:
+            continue
+        layers = table.table(metric, "layers", first, last)
+        groups = table.table(metric, "groups", first, last)
+        steps = layers.steps
+        layer_metrics_[metric] = layers.values
+        group_metrics[metric] = groups.values
+    if steps is None:
+        all_steps = table.steps
+        lo = 0 if first is None else int(np.searchsorted(all_steps, first, side="left"))
+        hi = len(all_steps) if last is None else int(np.searchsorted(all_steps, last, side="right"))
+        steps = all_steps[lo:hi]
     groups = {}
-    for column, group in enumerate(merged.groups):
-        groups[group["name"]] = Group(
-            name=group["name"],
-            kind=group.get("kind", "user"),
-            members=tuple(group["members"]),
-            metrics={metric: values[:, column] for metric, values in merged.group_metrics.items()},
+    for column, group in enumerate(table.groups):
+        groups[group.name] = Group(
+            name=group.name,
+            kind=group.kind,
+            members=tuple(group.members),
+            metrics={metric: values[:, column] for metric, values in group_metrics.items()},
         )
     return Run(
         name=name,
-        layers=list(merged.layers),
-        param_counts=list(merged.param_counts),
-        steps=merged.steps,
-        metrics=merged.metrics,
+        model=table.model,
+        layers=list(table.layers),
+        param_counts=list(table.param_counts),
+        descriptions=table.descriptions,
+        steps=np.asarray(steps, dtype=np.int64),
+        metrics=layer_metrics_,
         groups=groups,
-        group_metrics=merged.group_metrics,
-        rwc_variant=merged.info.get("rwc"),
-        granularity=merged.info.get("granularity"),
-        order=merged.info.get("order"),
-        sweeps=logged_sweeps,
+        group_metrics=group_metrics,
+        rwc_variant=table.info.get("rwc"),
+        granularity=table.info.get("granularity"),
+        order=table.info.get("order"),
+        sweeps=sweeps,
     )
 
 
-def _collect(
-    record: bytes,
-    contents: Dict[str, Optional[dict]],
-    events: Dict[str, List[Tuple[int, np.ndarray]]],
-    sweeps: "_SweepEvents",
-    path: str,
-) -> None:
-    """Adds the layer-metrics values of one serialized event to ``events``, by tag, and its sweep
-    payloads to ``sweeps``.
-
-    A tag's layout comes with its first event in each file only, so layouts are kept per tag for
-    the whole run (the first one seen wins, as in TensorBoard's loaders) and events are matched to
-    them after every file is read.
-    """
-    try:
-        event = event_pb2.Event.FromString(record)
-    except message.DecodeError:
-        logger.warning("Event file %s holds an event that does not parse; skipping it.", path)
-        return
-    if not event.HasField("summary"):
-        return
-    for value in event.summary.value:
-        tag = value.tag
-        if tag.startswith(encoding.TAG_PREFIX):
-            sweeps.add(event, value)
+def _sweeps(run_data, model, first, last) -> List[sweep_records.Record]:
+    records = []
+    for sweep in sweep_index.logged_sweeps(run_data, model):
+        if (first is not None and sweep.step < first) or (last is not None and sweep.step > last):
             continue
-        if not tag.startswith(layer_metrics.TAG_PREFIX) or tag.endswith(layer_metrics.STEPS_SUFFIX):
-            continue
-        if tag not in contents and value.HasField("metadata"):
-            contents[tag] = _layout(value.metadata)
-        if tag in contents and contents[tag] is None:
-            continue  # a layout this release cannot read: its events would be dropped anyway
-        array = _decode(value.tensor)
-        if array is not None and array.ndim == 3:
-            # Several calls packed into one event, their steps in a sibling value.
-            steps = [
-                v for v in event.summary.value if v.tag == tag + layer_metrics.STEPS_SUFFIX
-            ]
-            if steps:
-                steps = tensor_util.make_ndarray(steps[0].tensor).astype(np.int64).tolist()
-                if len(steps) == len(array):
-                    events.setdefault(tag, []).extend(zip(steps, array))
-        elif array is not None:
-            events.setdefault(tag, []).append((event.step, array))
-
-
-class _SweepEvents:
-    """The sweep payloads of one run, collected in the order written."""
-
-    def __init__(self):
-        self._layouts: Dict[str, Optional[dict]] = {}  # tag -> layout (first one seen wins)
-        self._events: List[Tuple[str, int, float, np.ndarray]] = []
-
-    def add(self, event, value) -> None:
-        """Keeps one summary value of a sweep tag, with its event's step and wall time."""
-        tag = value.tag
-        if tag not in self._layouts and value.HasField("metadata"):
-            try:
-                self._layouts[tag] = encoding.parse_layout(
-                    metadata.parse_content(value.metadata, encoding.KIND, encoding.VERSION)
-                )
-            except metadata.FormatError:
-                self._layouts[tag] = None
-        if tag in self._layouts and self._layouts[tag] is None:
-            return
-        array = _decode(value.tensor)
-        if array is not None:
-            self._events.append((tag, event.step, event.wall_time, array))
-
-    def records(self, run_name: str) -> List[sweep_records.Record]:
-        """One record per (step, scope), the latest written (wall time, then file order) kept."""
-        latest = {}
-        skipped = 0
-        for position, (tag, step, wall_time, array) in enumerate(self._events):
-            layout = self._layouts.get(tag)
-            if layout is None:
-                continue
-            if array.shape != encoding.expected_shape(layout):
-                skipped += 1
-                continue
-            key = (step, layout["scope"])
-            if key not in latest or (wall_time, position) > latest[key][0]:
-                latest[key] = ((wall_time, position), layout, array)
-        if skipped:
-            logger.warning(
-                "Run %r: skipped %d sweep events whose tensor does not fit its layout.",
-                run_name,
-                skipped,
-            )
-        order = encoding.INTERPOLATION_SCOPES + (encoding.ROBUSTNESS_SCOPE,)
-        return [
-            sweep_records.from_payload(step, layout, array)
-            for (step, scope), (_, layout, array) in sorted(
-                latest.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
-            )
-        ]
-
-
-def _layout(summary_metadata) -> Optional[dict]:
-    """The layout dict of a metrics tag, or ``None`` when it is not one this release reads."""
-    try:
-        content = metadata.parse_content(summary_metadata, layer_metrics.KIND, layer_metrics.VERSION)
-        layer_metrics.parse_layout(content)
-    except metadata.NewerVersionError as error:
-        if error.version not in _warned_versions:
-            _warned_versions.add(error.version)
-            logger.warning("Skipping layer dynamics: %s.", error)
-        return None
-    except metadata.FormatError:
-        return None
-    if not all(key in content for key in ("metrics", "layers", "param_counts", "groups")):
-        return None
-    return content
-
-
-def _decode(tensor) -> Optional[np.ndarray]:
-    """The float32 array of a tensor proto; the packed bytes are viewed, not parsed per value."""
-    if tensor.dtype != types_pb2.DT_FLOAT:
-        return None
-    shape = tuple(dim.size for dim in tensor.tensor_shape.dim)
-    content = tensor.tensor_content
-    if content:
-        flat = np.frombuffer(content, dtype="<f4")
-        if flat.size != math.prod(shape):
-            return None
-        return flat.reshape(shape)
-    return tensor_util.make_ndarray(tensor).astype(np.float32, copy=False)
+        values = sweep_index.values(run_data, sweep)
+        if values is not None:
+            records.append(sweep_records.from_payload(sweep.step, sweep.layout, values))
+    return records
 
 
 def _import_pandas():

@@ -1,0 +1,258 @@
+"""One layer-metrics tag on disk: its steps, one file of values per metric, and their pyramids.
+
+Files of tag ``k`` in a run's cache directory::
+
+    t<k>.steps          int64 per row (ascending)
+    t<k>.m<i>           float32 rows x columns of metric i (layers, then groups)
+    t<k>.m<i>.l<level>  pyramid.NODE records, complete nodes x columns
+    t<k>.latest         int64 metrics x columns: the last row with a defined value (-1: none)
+
+Rows are appended at the end; TensorBoard's rule for a step that goes back (see ``collector``) cuts
+every file back first. Readers never read past the row count of the manifest they loaded, and
+tolerate a file that is shorter than that (a cut happening while they read): missing values read
+as NaN.
+"""
+
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from tb_layerdyn.reading import pyramid
+
+_STEP = np.dtype("<i8")
+_VALUE = np.dtype("<f4")
+
+
+def kept_before(steps: np.ndarray, step: int) -> int:
+    """TensorBoard's rule for a record at ``step``: how many of a tag's kept rows (steps
+    ascending) stay, namely those at earlier steps."""
+    return int(np.searchsorted(steps, step, side="left"))
+
+
+class TagFiles:
+    """Paths of one tag's files."""
+
+    def __init__(self, directory: str, tag_id: int, metrics: int):
+        self.directory = directory
+        self.prefix = os.path.join(directory, f"t{tag_id}")
+        self.metrics = metrics
+
+    @property
+    def steps(self) -> str:
+        return self.prefix + ".steps"
+
+    def values(self, metric: int) -> str:
+        return f"{self.prefix}.m{metric}"
+
+    def level(self, metric: int, level: int) -> str:
+        return f"{self.prefix}.m{metric}.l{level}"
+
+    @property
+    def latest(self) -> str:
+        return self.prefix + ".latest"
+
+
+def levels_for(rows: int) -> int:
+    """How many pyramid levels ``rows`` rows have (levels with at least one complete node)."""
+    count = 0
+    while rows >= pyramid.node_size(count):
+        count += 1
+    return count
+
+
+class ColumnsWriter:
+    """Appends the calls of one tag, keeping its pyramids complete.
+
+    Args:
+        files: the tag's ``TagFiles``.
+        width: columns per row (layers + groups).
+        rows: rows already on disk.
+        last_step: the step of the last row on disk (``None`` when empty).
+    """
+
+    def __init__(self, files: TagFiles, width: int, rows: int, last_step: Optional[int]):
+        self._files = files
+        self._width = width
+        self.rows = rows
+        self._last_step = last_step
+        self._pending_steps: List[np.ndarray] = []
+        self._pending_values: List[np.ndarray] = []
+        self._pending_rows = 0
+
+    @property
+    def last_step(self) -> Optional[int]:
+        """The step of the last row kept, pending rows included."""
+        if self._pending_steps:
+            return int(self._pending_steps[-1][-1])
+        return self._last_step
+
+    def offer(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Keeps ``values`` ``(calls, metrics, width)`` at ascending ``steps``, after applying
+        TensorBoard's rule for a first step at or before the last one kept."""
+        last = self.last_step
+        if last is not None and int(steps[0]) <= last:
+            self._cut(int(steps[0]))
+        self._pending_steps.append(np.asarray(steps, dtype=_STEP))
+        self._pending_values.append(np.asarray(values, dtype=_VALUE))
+        self._pending_rows += len(steps)
+
+    def _cut(self, step: int) -> None:
+        """Drops the kept rows at ``step`` and later."""
+        pending = np.concatenate(self._pending_steps) if self._pending_steps else np.zeros(0, _STEP)
+        keep_pending = kept_before(pending, step)
+        if keep_pending > 0 or not self.rows or (self._last_step is not None and self._last_step < step):
+            self._keep_pending(keep_pending)
+            return
+        # The cut reaches into the rows on disk: drop every pending row and cut the files.
+        self._keep_pending(0)
+        on_disk = read_steps(self._files, self.rows)
+        self._truncate(kept_before(on_disk, step))
+
+    def _keep_pending(self, count: int) -> None:
+        steps = np.concatenate(self._pending_steps)[:count] if self._pending_steps else np.zeros(0, _STEP)
+        values = (
+            np.concatenate(self._pending_values)[:count]
+            if self._pending_values
+            else np.zeros((0, self._files.metrics, self._width), _VALUE)
+        )
+        self._pending_steps = [steps] if count else []
+        self._pending_values = [values] if count else []
+        self._pending_rows = count
+
+    def _truncate(self, rows: int) -> None:
+        files = self._files
+        os.truncate(files.steps, rows * _STEP.itemsize)
+        for metric in range(files.metrics):
+            os.truncate(files.values(metric), rows * self._width * _VALUE.itemsize)
+            for level in range(levels_for(self.rows)):
+                path = files.level(metric, level)
+                if os.path.exists(path):
+                    nodes = rows // pyramid.node_size(level)
+                    os.truncate(path, nodes * self._width * pyramid.NODE.itemsize)
+        self.rows = rows
+        self._last_step = int(read_steps(files, rows)[-1]) if rows else None
+        self._rescan_latest()
+
+    def _rescan_latest(self) -> None:
+        """The last defined row of every column, found again from the rows (after a cut)."""
+        latest = np.full((self._files.metrics, self._width), -1, dtype=np.int64)
+        for metric in range(self._files.metrics):
+            path = self._files.values(metric)
+            stop = self.rows
+            while stop > 0 and (latest[metric] < 0).any():
+                start = max(0, stop - _SCAN_ROWS)
+                _update_latest(latest[metric], read_rows(path, self._width, start, stop), start)
+                stop = start
+        _write_latest(self._files, latest)
+
+    def flush(self) -> None:
+        """Writes the pending rows and the pyramid nodes they complete."""
+        if not self._pending_rows:
+            return
+        files = self._files
+        steps = np.concatenate(self._pending_steps)
+        values = np.concatenate(self._pending_values)
+        old = self.rows
+        new = old + len(steps)
+        with open(files.steps, "ab") as f:
+            f.write(steps.tobytes())
+        latest = read_latest(files, self._width)
+        for metric in range(files.metrics):
+            _update_latest(latest[metric], values[:, metric, :], old)
+            with open(files.values(metric), "ab") as f:
+                f.write(np.ascontiguousarray(values[:, metric, :]).tobytes())
+            self._extend_pyramid(metric, old, new, values[:, metric, :])
+        _write_latest(files, latest)
+        self.rows = new
+        self._last_step = int(steps[-1])
+        self._pending_steps, self._pending_values, self._pending_rows = [], [], 0
+
+    def _extend_pyramid(self, metric: int, old: int, new: int, appended: np.ndarray) -> None:
+        """Adds the nodes completed by rows ``[old, new)`` to every level."""
+        size = pyramid.BASE
+        first = old // size
+        last = new // size
+        if last == first:
+            return
+        # Level 0 from the rows of its new nodes: the part of the first one already on disk,
+        # then the appended rows.
+        head = old - first * size
+        rows = appended
+        if head:
+            rows = np.concatenate([read_rows(self._files.values(metric), self._width, first * size, old), appended])
+        nodes = pyramid.nodes_from_rows(rows[: (last - first) * size])
+        _append(self._files.level(metric, 0), nodes)
+        level = 0
+        while True:
+            size = pyramid.node_size(level + 1)
+            first, last = old // size, new // size
+            if last == first:
+                return
+            children = read_nodes(self._files.level(metric, level), self._width, 2 * first, 2 * last)
+            _append(self._files.level(metric, level + 1), pyramid.parents(children))
+            level += 1
+
+
+# Rows read at a time when the last defined rows are searched again.
+_SCAN_ROWS = 4096
+
+
+def _update_latest(latest: np.ndarray, rows: np.ndarray, start: int) -> None:
+    """Moves ``latest`` (per column) to the last defined row of ``rows`` (rows ``start`` on)."""
+    defined = ~np.isnan(rows)
+    found = defined.any(axis=0)
+    last = len(rows) - 1 - np.argmax(defined[::-1], axis=0)
+    latest[found] = np.maximum(latest[found], start + last[found])
+
+
+def read_latest(files: TagFiles, width: int) -> np.ndarray:
+    """The last defined row per metric and column (-1 where none)."""
+    flat = _read(files.latest, _STEP, 0, files.metrics * width)
+    if flat.size != files.metrics * width:
+        return np.full((files.metrics, width), -1, dtype=np.int64)
+    return flat.reshape(files.metrics, width).astype(np.int64)
+
+
+def _write_latest(files: TagFiles, latest: np.ndarray) -> None:
+    with open(files.latest, "wb") as f:
+        f.write(latest.astype(_STEP).tobytes())
+
+
+def _append(path: str, array: np.ndarray) -> None:
+    with open(path, "ab") as f:
+        f.write(array.tobytes())
+
+
+def _read(path: str, dtype: np.dtype, start: int, count: int) -> np.ndarray:
+    """``count`` items of ``dtype`` from item ``start``; missing ones (a short file) are absent."""
+    if count <= 0:
+        return np.zeros(0, dtype=dtype)
+    try:
+        with open(path, "rb") as f:
+            f.seek(start * dtype.itemsize)
+            data = f.read(count * dtype.itemsize)
+    except FileNotFoundError:
+        return np.zeros(0, dtype=dtype)
+    usable = len(data) // dtype.itemsize
+    return np.frombuffer(data[: usable * dtype.itemsize], dtype=dtype)
+
+
+def read_steps(files: TagFiles, rows: int, start: int = 0) -> np.ndarray:
+    """Steps of rows ``[start, rows)``."""
+    return _read(files.steps, _STEP, start, rows - start).astype(np.int64)
+
+
+def read_rows(path: str, width: int, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end."""
+    flat = _read(path, _VALUE, start * width, (stop - start) * width)
+    out = np.full((max(0, stop - start), width), np.nan, dtype=np.float32)
+    out.reshape(-1)[: flat.size] = flat
+    return out
+
+
+def read_nodes(path: str, width: int, start: int, stop: int) -> np.ndarray:
+    """Nodes ``[start, stop)`` of a level file as ``(nodes, width)`` records (fewer past its end)."""
+    flat = _read(path, pyramid.NODE, start * width, (stop - start) * width)
+    whole = flat.size // width if width else 0
+    return flat[: whole * width].reshape(whole, width)

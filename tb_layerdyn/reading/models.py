@@ -1,0 +1,395 @@
+"""A model's layer metrics as one table: its layout tags merged by layer name, read by range.
+
+A tracker writes a new layout tag when its layers change (a layer appears, the depth order is
+learned after the first call), so one model of a run may span several tags. This module is the one
+merge rule, for ``read()`` and the plugin alike:
+
+* layers and groups are ordered as the newest layout orders them; a name only older layouts know
+  goes right after its nearest predecessor there (``merge_order``);
+* where two layouts hold the same step and series, the layout that started later wins where it
+  has a defined value.
+
+Queries read only what they return: a chart's range is summarised from the pyramid of each tag
+(``columns``, ``pyramid``) when the tags follow one another in steps, as a tracker writes them; tags
+that overlap in steps are merged row by row over the range asked for.
+"""
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.reading import columns, downsample, pyramid
+
+TARGETS = ("layers", "groups")
+
+
+def merge_order(orders: Sequence[Sequence[str]]) -> List[str]:
+    """Merges several depth orders, oldest first, into one that keeps each name's neighbours.
+
+    The newest order wins; a name that only older orders know is placed right after the nearest
+    name that precedes it in its own order and is already placed (or first, when none is).
+    """
+    merged: List[str] = []
+    for order in reversed(orders):
+        for position, name in enumerate(order):
+            if name in merged:
+                continue
+            anchor = -1
+            for previous in reversed(order[:position]):
+                if previous in merged:
+                    anchor = merged.index(previous)
+                    break
+            merged.insert(anchor + 1, name)
+    return merged
+
+
+class _Tag:
+    """One layout tag of the model: its files, and its steps once a query needs them."""
+
+    def __init__(self, files: columns.TagFiles, layout: layer_metrics.Layout, rows: int, first: int, last: int):
+        self.files = files
+        self.layout = layout
+        self.rows = rows
+        self.first = first
+        self.last = last
+        self._steps = None
+
+    @property
+    def width(self) -> int:
+        return self.layout.shape[1]
+
+    @property
+    def steps(self) -> np.ndarray:
+        if self._steps is None:
+            self._steps = columns.read_steps(self.files, self.rows)
+        return self._steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """The answer to a range query: steps, and values per step and series (NaN where undefined).
+
+    Attributes:
+        names: the series, in depth order (layers or groups).
+        steps: int64 steps of the points.
+        values: float32 ``(len(steps), len(names))``.
+        downsampled: whether points summarise bins of steps rather than being the steps.
+        bounds: int64 ``(len(steps), 2)``: the first and last step of the bin each point
+            summarises (a logged step stands for itself).
+    """
+
+    names: List[str]
+    steps: np.ndarray
+    values: np.ndarray
+    downsampled: bool
+    bounds: np.ndarray
+
+
+class ModelTable:
+    """The merged layer metrics of one model of one run.
+
+    Args:
+        run: the ``store.RunData``.
+        tag_ids: the model's layer-metric tags.
+        model: the model's name (``None`` for a tracker without one).
+    """
+
+    def __init__(self, run, tag_ids: Sequence[int], model: Optional[str]):
+        self.run = run.name
+        self.model = model
+        tags = []
+        for tag_id in tag_ids:
+            first, last = run.step_range[tag_id]
+            if run.rows[tag_id] and first is not None:
+                tags.append(_Tag(run.tag_files(tag_id), run.tags[tag_id].layout, run.rows[tag_id], first, last))
+        # Layouts in the order they started: later ones win where they overlap.
+        self._tags = sorted(tags, key=lambda t: t.first)
+        layouts = [t.layout for t in self._tags]
+        self.layers = merge_order([lay.layers for lay in layouts])
+        group_names = merge_order([[g.name for g in lay.groups] for lay in layouts])
+        groups, counts, descriptions = {}, {}, {}
+        for lay in layouts:
+            counts.update(zip(lay.layers, lay.param_counts))
+            if lay.descriptions is not None:
+                descriptions.update(zip(lay.layers, lay.descriptions))
+            for group in lay.groups:
+                groups[group.name] = group
+        self.groups = [groups[name] for name in group_names]
+        self.param_counts = [int(counts[name]) for name in self.layers]
+        self.descriptions = [descriptions.get(name) for name in self.layers] if descriptions else None
+        known = {name: i for i, name in enumerate(layer_metrics.METRIC_NAMES)}
+        logged = {m for lay in layouts for m in lay.metrics}
+        self.metrics = sorted(logged, key=lambda m: (known.get(m, len(known)), m))
+        latest = layouts[-1] if layouts else None
+        self.info = {
+            "rwc": latest.rwc if latest else None,
+            "granularity": latest.granularity if latest else None,
+            "order": latest.order if latest else None,
+        }
+        self._all_steps = None
+
+    @property
+    def empty(self) -> bool:
+        return not self._tags
+
+    @property
+    def last_step(self) -> Optional[int]:
+        """The largest logged step."""
+        return max((t.last for t in self._tags), default=None)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Every logged step, ascending."""
+        if self._all_steps is None:
+            if len(self._tags) == 1:
+                self._all_steps = self._tags[0].steps
+            else:
+                parts = [t.steps for t in self._tags]
+                self._all_steps = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        return self._all_steps
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the steps this table holds in memory."""
+        return sum(t.steps.nbytes for t in self._tags if t._steps is not None)
+
+    def names(self, target: str) -> List[str]:
+        """The series of a target: layers, or groups."""
+        return list(self.layers) if target == "layers" else [g.name for g in self.groups]
+
+    # ------------------------------------------------------------------ queries
+
+    def series(self, metric: str, target: str, bins: int, start=None, end=None) -> Series:
+        """One metric over steps ``[start, end]`` (all when ``None``), at most ``2 * bins``
+        points: every logged step when they fit, else per bin its first and last step carrying
+        the bin's minimum and maximum of each series, in the order they occurred."""
+        return self._query(metric, target, start, end, bins, _envelope_segment, _envelope_rows)
+
+    def heatmap(self, metric: str, target: str, bins: int, start=None, end=None) -> Series:
+        """One metric over steps ``[start, end]``: every logged step when at most ``bins``,
+        else the mean of each bin of steps at the bin's last step."""
+        return self._query(metric, target, start, end, bins, _means_segment, _means_rows)
+
+    def latest(self, metric: str, target: str) -> np.ndarray:
+        """Per series, its value at the last step where it is defined (NaN when never)."""
+        names = self.names(target)
+        best_step = np.full(len(names), -1, dtype=np.int64)
+        values = np.full(len(names), np.nan, dtype=np.float32)
+        for tag in self._tags:  # later layouts last, so they win a tie
+            if metric not in tag.layout.metrics:
+                continue
+            m = tag.layout.metrics.index(metric)
+            src, dst = _columns(tag.layout, names, target)
+            last_rows = columns.read_latest(tag.files, tag.width)[m][src]
+            for s, d, row in zip(src, dst, last_rows):
+                if row < 0 or row >= tag.rows:
+                    continue
+                step = int(tag.steps[row])
+                if step >= best_step[d]:
+                    best_step[d] = step
+                    values[d] = columns.read_rows(tag.files.values(m), tag.width, row, row + 1)[0, s]
+        return values
+
+    def table(self, metric: str, target: str, start=None, end=None) -> Series:
+        """Every logged step of one metric over ``[start, end]``, merged; nothing summarised."""
+        names = self.names(target)
+        steps, rows = self._merged_rows(metric, target, names, start, end)
+        return Series(names, steps, rows, False, np.stack([steps, steps], axis=1))
+
+    # ------------------------------------------------------------------ shared machinery
+
+    def _segments(self, start, end) -> List[Tuple[_Tag, int, int]]:
+        """``(tag, first row, stop row)`` of each tag's rows in ``[start, end]``, by first step."""
+        found = []
+        for tag in self._tags:
+            first = 0 if start is None else int(np.searchsorted(tag.steps, start, side="left"))
+            stop = tag.rows if end is None else int(np.searchsorted(tag.steps, end, side="right"))
+            if stop > first:
+                found.append((tag, first, stop))
+        found.sort(key=lambda seg: int(seg[0].steps[seg[1]]))
+        return found
+
+    def _query(self, metric, target, start, end, bins, per_segment, per_rows) -> Series:
+        names = self.names(target)
+        segments = self._segments(start, end)
+        if not segments:
+            none = np.zeros(0, np.int64)
+            return Series(names, none, np.zeros((0, len(names)), np.float32), False, none.reshape(0, 2))
+        disjoint = all(
+            a.steps[a_stop - 1] < b.steps[b_first]
+            for (a, _, a_stop), (b, b_first, _) in zip(segments, segments[1:])
+        )
+        if not disjoint:
+            steps, rows = self._merged_rows(metric, target, names, start, end)
+            return Series(names, *per_rows(steps, rows, bins))
+        total = sum(stop - first for _, first, stop in segments)
+        parts = []
+        for tag, first, stop in segments:
+            share = max(1, int(round(bins * (stop - first) / total)))
+            src, dst = _columns(tag.layout, names, target)
+            m = tag.layout.metrics.index(metric) if metric in tag.layout.metrics else None
+            steps, values, summarised, bounds = per_segment(tag, m, src, first, stop, share)
+            placed = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
+            placed[:, dst] = values
+            parts.append((steps, placed, summarised, bounds))
+        return Series(
+            names,
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            any(p[2] for p in parts),
+            np.concatenate([p[3] for p in parts]),
+        )
+
+    def _merged_rows(self, metric, target, names, start, end) -> Tuple[np.ndarray, np.ndarray]:
+        """Every step of ``[start, end]`` of every tag, merged by the rule of the module docstring."""
+        segments = self._segments(start, end)
+        if not segments:
+            return np.zeros(0, np.int64), np.zeros((0, len(names)), np.float32)
+        steps = np.unique(np.concatenate([tag.steps[first:stop] for tag, first, stop in segments]))
+        out = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
+        for tag, first, stop in sorted(segments, key=lambda seg: seg[0].first):
+            if metric not in tag.layout.metrics:
+                continue
+            m = tag.layout.metrics.index(metric)
+            src, dst = _columns(tag.layout, names, target)
+            at = np.searchsorted(steps, tag.steps[first:stop])
+            for chunk in range(first, stop, _ROWS_PER_READ):
+                rows = columns.read_rows(tag.files.values(m), tag.width, chunk, min(stop, chunk + _ROWS_PER_READ))
+                block = rows[:, src]
+                where = at[chunk - first : chunk - first + len(rows)]
+                target_block = out[np.ix_(where, dst)]
+                defined = ~np.isnan(block)
+                target_block[defined] = block[defined]
+                out[np.ix_(where, dst)] = target_block
+        return steps, out
+
+
+# Rows read at once when a table is assembled.
+_ROWS_PER_READ = 8192
+
+
+def _columns(layout: layer_metrics.Layout, names: List[str], target: str):
+    """Tag columns and the series they fill, for a target: ``(source columns, destinations)``."""
+    if target == "layers":
+        own = {name: j for j, name in enumerate(layout.layers)}
+        offset = 0
+    else:
+        own = {g.name: j for j, g in enumerate(layout.groups)}
+        offset = len(layout.layers)
+    pairs = [(offset + own[name], i) for i, name in enumerate(names) if name in own]
+    src = np.array([p[0] for p in pairs], dtype=np.intp)
+    dst = np.array([p[1] for p in pairs], dtype=np.intp)
+    return src, dst
+
+
+def _raw(tag: _Tag, m: Optional[int], src, first: int, stop: int) -> np.ndarray:
+    if m is None:
+        return np.full((stop - first, len(src)), np.nan, dtype=np.float32)
+    return columns.read_rows(tag.files.values(m), tag.width, first, stop)[:, src]
+
+
+def _envelope_rows(steps, rows, bins):
+    """``downsample.envelope`` of rows, with each point's bin."""
+    out_steps, values, summarised = downsample.envelope(steps, rows, 2 * bins)
+    if summarised:
+        pairs = out_steps.reshape(-1, 2)
+        bounds = np.repeat(pairs, 2, axis=0)
+    else:
+        bounds = np.stack([out_steps, out_steps], axis=1)
+    return out_steps, values.astype(np.float32), summarised, bounds
+
+
+def _means_rows(steps, rows, bins):
+    """``downsample.bin_means`` of rows, with each cell's bin."""
+    out_steps, values, summarised = downsample.bin_means(steps, rows, bins)
+    if summarised:
+        edges = downsample.bin_edges(len(steps), bins)
+        bounds = np.stack([steps[edges[:-1]], steps[edges[1:] - 1]], axis=1)
+    else:
+        bounds = np.stack([out_steps, out_steps], axis=1)
+    return out_steps, values.astype(np.float32), summarised, bounds
+
+
+def _parts(parts):
+    """One segment's pieces (edges and nodes) joined, as ``(steps, values, True, bounds)``."""
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        True,
+        np.concatenate([p[3] for p in parts]),
+    )
+
+
+def _envelope_segment(tag: _Tag, m, src, first, stop, bins):
+    """Envelope of one tag's rows ``[first, stop)`` in at most ``bins`` bins."""
+    count = stop - first
+    levels = columns.levels_for(tag.rows)
+    level = pyramid.choose_level(count, bins, levels) if m is not None else None
+    if count <= 2 * bins or level is None:
+        return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    size = pyramid.node_size(level)
+    inner_first = -(-first // size)
+    inner_stop = min(stop // size, tag.rows // size)
+    if inner_stop <= inner_first:
+        return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    parts = []
+    if inner_first * size > first:  # the partial block at the start
+        edge = slice(first, inner_first * size)
+        parts.append(_envelope_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
+    nodes = columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop)[:, src]
+    if len(nodes) < inner_stop - inner_first:  # the level file was cut while reading
+        return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    one, two = pyramid.envelope_points(nodes)
+    node_steps = np.empty(2 * len(nodes), dtype=np.int64)
+    starts = np.arange(inner_first, inner_stop) * size
+    node_steps[0::2] = tag.steps[starts]
+    node_steps[1::2] = tag.steps[starts + size - 1]
+    node_values = np.empty((2 * len(nodes), len(src)), dtype=np.float32)
+    node_values[0::2] = one
+    node_values[1::2] = two
+    node_bounds = np.repeat(node_steps.reshape(-1, 2), 2, axis=0)
+    parts.append((node_steps, node_values, True, node_bounds))
+    if stop > inner_stop * size:  # the partial block at the end
+        edge = slice(inner_stop * size, stop)
+        parts.append(_envelope_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
+    return _parts(parts)
+
+
+def _means_segment(tag: _Tag, m, src, first, stop, bins):
+    """Bin means of one tag's rows ``[first, stop)`` in at most ``bins`` bins."""
+    count = stop - first
+    levels = columns.levels_for(tag.rows)
+    level = pyramid.choose_level(count, bins, levels) if m is not None else None
+    if count <= bins or level is None:
+        return _means_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    size = pyramid.node_size(level)
+    inner_first = -(-first // size)
+    inner_stop = min(stop // size, tag.rows // size)
+    if inner_stop <= inner_first:
+        return _means_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    parts = []
+    if inner_first * size > first:
+        edge = slice(first, inner_first * size)
+        parts.append(_means_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
+    nodes = columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop)[:, src]
+    if len(nodes) < inner_stop - inner_first:
+        return _means_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
+    starts = np.arange(inner_first, inner_stop) * size
+    bounds = np.stack([tag.steps[starts], tag.steps[starts + size - 1]], axis=1)
+    parts.append((tag.steps[starts + size - 1], nodes["mean"].astype(np.float32), True, bounds))
+    if stop > inner_stop * size:
+        edge = slice(inner_stop * size, stop)
+        parts.append(_means_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
+    return _parts(parts)
+
+
+def model_tables(run) -> Dict[Optional[str], ModelTable]:
+    """The run's models (``None`` for an unnamed tracker), each as one ``ModelTable``, by name."""
+    by_model: Dict[Optional[str], List[int]] = {}
+    for tag_id in run.metric_tags():
+        by_model.setdefault(run.tags[tag_id].layout.model, []).append(tag_id)
+    tables = {model: ModelTable(run, ids, model) for model, ids in by_model.items()}
+    return {m: t for m, t in sorted(tables.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")) if not t.empty}
+

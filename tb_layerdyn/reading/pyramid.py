@@ -1,0 +1,111 @@
+"""Min/max/mean summaries of a step x series table over aligned blocks of rows (pure numpy).
+
+Level ``l`` of the pyramid splits the rows into nodes of ``BASE << l`` consecutive rows: node ``j``
+covers rows ``[j * size, (j + 1) * size)``, and only complete nodes exist. For each node and series
+it keeps the minimum and maximum of the defined (non-NaN) values, whether the minimum comes first,
+their mean and how many there are. Level 0 is computed from the rows, every later level from pairs
+of nodes of the level below, so appending rows only adds nodes at the end of each level and a table
+cut back to ``n`` rows keeps the first ``n // size`` nodes of each level.
+
+A chart of ``bins`` points over any range of rows then reads about ``bins`` nodes of one level plus
+at most two partial blocks of rows at the range's ends: its cost follows the screen, not the run.
+"""
+
+import numpy as np
+
+# Rows per node at level 0. Smaller ranges are summarised from the rows themselves.
+BASE = 16
+
+NODE = np.dtype(
+    [("min", "<f4"), ("max", "<f4"), ("mean", "<f4"), ("count", "<u4"), ("min_first", "u1")]
+)
+
+
+def node_size(level):
+    """Rows per node at ``level``."""
+    return BASE << level
+
+
+def nodes_from_rows(rows):
+    """Level-0 nodes of whole blocks of rows.
+
+    Args:
+        rows: float array ``(nodes * BASE, series)``; NaN where undefined.
+
+    Returns:
+        ``NODE`` records ``(nodes, series)``.
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    count, series = rows.shape[0] // BASE, rows.shape[1]
+    block = rows[: count * BASE].reshape(count, BASE, series)
+    defined = ~np.isnan(block)
+    low_at = np.argmin(np.where(defined, block, np.inf), axis=1)
+    high_at = np.argmax(np.where(defined, block, -np.inf), axis=1)
+    out = np.empty((count, series), dtype=NODE)
+    low = np.take_along_axis(block, low_at[:, None, :], axis=1)[:, 0, :]
+    high = np.take_along_axis(block, high_at[:, None, :], axis=1)[:, 0, :]
+    counts = defined.sum(axis=1)
+    empty = counts == 0
+    low[empty] = np.nan
+    high[empty] = np.nan
+    out["min"] = low
+    out["max"] = high
+    out["count"] = counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sums = np.where(defined, block, 0.0).sum(axis=1, dtype=np.float64)
+        out["mean"] = np.where(empty, np.nan, sums / np.maximum(counts, 1))
+    out["min_first"] = low_at <= high_at
+    return out
+
+
+def parents(children):
+    """Nodes of the next level from pairs of nodes ``(2 * parents, series)`` of one level."""
+    left, right = children[0::2], children[1::2]
+    count = min(len(left), len(right))
+    left, right = left[:count], right[:count]
+    out = np.empty(left.shape, dtype=NODE)
+    lmin, rmin = left["min"], right["min"]
+    lmax, rmax = left["max"], right["max"]
+    # The first of equal extremes decides, as in the rows: ties go to the left (earlier) child.
+    min_left = (lmin <= rmin) | np.isnan(rmin)
+    max_left = (lmax >= rmax) | np.isnan(rmax)
+    out["min"] = np.where(min_left, lmin, rmin)
+    out["max"] = np.where(max_left, lmax, rmax)
+    out["min_first"] = np.where(
+        min_left == max_left,
+        np.where(min_left, left["min_first"], right["min_first"]),
+        min_left,
+    )
+    lc = left["count"].astype(np.float64)
+    rc = right["count"].astype(np.float64)
+    total = lc + rc
+    out["count"] = left["count"] + right["count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (np.nan_to_num(left["mean"].astype(np.float64)) * lc
+                + np.nan_to_num(right["mean"].astype(np.float64)) * rc) / total
+    out["mean"] = np.where(total > 0, mean, np.nan)
+    return out
+
+
+def choose_level(num_rows, bins, levels):
+    """The coarsest useful level for ``num_rows`` rows in at most ``bins`` bins.
+
+    Returns:
+        The smallest level whose nodes make at most ``bins - 2`` whole bins of the range (two more
+        are left for its partial ends), or ``None`` when the rows themselves are cheap enough to
+        summarise (fewer than ``BASE`` rows a bin) or no level is coarse enough.
+    """
+    if num_rows <= BASE * bins:
+        return None
+    for level in range(levels):
+        if num_rows // node_size(level) + 2 <= bins:
+            return level
+    return levels - 1 if levels else None
+
+
+def envelope_points(nodes):
+    """The two points each node contributes to a line chart: ``(first, second)`` value arrays
+    ``(nodes, series)``, the minimum first where it came first."""
+    first = np.where(nodes["min_first"].astype(bool), nodes["min"], nodes["max"])
+    second = np.where(nodes["min_first"].astype(bool), nodes["max"], nodes["min"])
+    return first, second
