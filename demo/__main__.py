@@ -1,53 +1,103 @@
-"""The demo: train small models on synthetic digits, log their layer dynamics, open TensorBoard.
+"""The demo: run every example training script, then open TensorBoard on what they logged.
 
 Usage::
 
-    python -m demo [--logdir runs] [--steps 400] [--no-sweeps] [--no-tensorboard]
+    python -m demo [--logdir runs] [--steps N] [--seeds N] [--population N] [--quick]
+                   [--dataset digits] [--data-dir DIR] [--no-tensorboard] [--port PORT]
 
-Trains LeNet-5 and an MLP for three seeds each on seven-segment digits drawn in code (nothing is
-downloaded), logging into ``<logdir>/<model>-seed<k>``; each LeNet run also takes interpolation
-sweeps (every scope, robustness included) halfway and at its end. Then serves the logdir with
-TensorBoard on 127.0.0.1 until interrupted.
+Runs, in turn (each is also a script of its own, ``python -m demo.<name>``):
+
+- ``lenet5``: LeNet-5 as in Nemcova's paper on handwritten digits, 5 seeds, with sweeps;
+- ``stripes``: the stripe task's three small convolutional nets, 3 seeds each;
+- ``resnet``: a small ResNet with named stages, 3 seeds;
+- ``population``: 20 small MLPs.
+
+Then serves the logdir with TensorBoard on 127.0.0.1 until interrupted, printing the URL.
+Nothing is downloaded: the digits ship with scikit-learn, the stripe task is drawn in code, and
+MNIST, Fashion-MNIST and CIFAR are read from ``--data-dir`` only when asked for.
 """
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
 import time
 
-from demo import data
-from demo import train
+from demo import lenet5
+from demo import options
+from demo import population
+from demo import resnet
+from demo import stripes
 
-SEEDS = (0, 1, 2)
-TRAIN_IMAGES = 4096
-TEST_IMAGES = 1024
 DEFAULT_PORT = 6006
+# --quick (for CI): enough steps for halfway and final sweeps, two seeds, a population of three.
+QUICK_STEPS = 12
+QUICK_SEEDS = 2
+QUICK_POPULATION = 3
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m demo", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--logdir", default="runs", help="where runs are written (default: runs)")
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    options.add_common(parser, steps=None)
     parser.add_argument(
-        "--steps", type=int, default=400, help="training steps per run (default: 400)"
+        "--seeds", type=options.positive, default=None,
+        help="seeds per experiment (default: each experiment's own: 5 LeNet-5, 3 otherwise)",
     )
     parser.add_argument(
-        "--no-sweeps", action="store_true", help="skip the interpolation sweeps of the LeNet runs"
+        "--population", type=options.positive, default=None,
+        help=f"MLPs in the population (default: {population.POPULATION})",
+    )
+    options.add_dataset(parser)
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"a smoke run for CI: {QUICK_STEPS} steps, {QUICK_SEEDS} seeds, a population of "
+        f"{QUICK_POPULATION} (unless --steps, --seeds or --population say otherwise)",
     )
     parser.add_argument(
         "--no-tensorboard", action="store_true", help="train and log only; do not start TensorBoard"
     )
     parser.add_argument(
-        "--port", type=int, default=None,
+        "--port", type=options.positive, default=None,
         help=f"TensorBoard's port (default: the first free one from {DEFAULT_PORT})",
     )
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
-    return args
+    return parser.parse_args(argv)
+
+
+def train_all(args):
+    """Runs every experiment with the options given; returns ``{run name: final metric}``."""
+    quick = args.quick
+
+    def pick(given, quick_value, default):
+        if given is not None:
+            return given
+        return quick_value if quick else default
+
+    dataset = dict(dataset=args.dataset, data_dir=args.data_dir)
+    results = {}
+    results.update(lenet5.run(
+        args.logdir,
+        steps=pick(args.steps, QUICK_STEPS, lenet5.STEPS),
+        seeds=pick(args.seeds, QUICK_SEEDS, lenet5.SEEDS),
+        **dataset,
+    ))
+    results.update(stripes.run(
+        args.logdir,
+        steps=pick(args.steps, QUICK_STEPS, stripes.STEPS),
+        seeds=pick(args.seeds, QUICK_SEEDS, stripes.SEEDS),
+    ))
+    results.update(resnet.run(
+        args.logdir,
+        steps=pick(args.steps, QUICK_STEPS, resnet.STEPS),
+        seeds=pick(args.seeds, QUICK_SEEDS, resnet.SEEDS),
+        **dataset,
+    ))
+    results.update(population.run(
+        args.logdir,
+        steps=pick(args.steps, QUICK_STEPS, population.STEPS),
+        population=pick(args.population, QUICK_POPULATION, population.POPULATION),
+        **dataset,
+    ))
+    return results
 
 
 def free_port(start):
@@ -60,24 +110,6 @@ def free_port(start):
                 continue
             return port
     raise RuntimeError(f"no free port in {start}..{start + 99}; pass --port")
-
-
-def train_all(logdir, steps, sweeps=True):
-    """Trains every demo model for every seed; prints one line per run."""
-    print(f"Task: {data.describe()}.")
-    train_set = data.glyphs(TRAIN_IMAGES, seed=0)
-    test_set = data.glyphs(TEST_IMAGES, seed=1)
-    for name in train.DEMO_MODELS:
-        for seed in SEEDS:
-            run_dir = os.path.join(logdir, f"{name}-seed{seed}")
-            started = time.perf_counter()
-            accuracy = train.train_run(
-                name, seed, run_dir, train_set, test_set, steps=steps, sweeps=sweeps
-            )
-            print(
-                f"  {run_dir}: {steps} steps in {time.perf_counter() - started:.1f} s, "
-                f"test accuracy {accuracy:.1%}"
-            )
 
 
 def serve(logdir, port):
@@ -98,7 +130,10 @@ def serve(logdir, port):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    train_all(args.logdir, args.steps, sweeps=not args.no_sweeps)
+    options.use_threads(args.threads)
+    started = time.perf_counter()
+    results = train_all(args)
+    print(f"\nTrained {len(results)} runs in {time.perf_counter() - started:.0f} s.")
     if not args.no_tensorboard:
         serve(args.logdir, args.port)
 

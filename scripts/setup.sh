@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up tb_layerdyn from a source checkout on a fresh machine (Python 3.11+, Node 18+).
 #
-#   bash scripts/setup.sh          the package, its frontend bundle and TensorBoard (for the demo)
+#   bash scripts/setup.sh          the package, its frontend bundle, TensorBoard and scikit-learn
+#                                  (for the demo)
 #   bash scripts/setup.sh --test   also the test tools: pytest, Playwright's Python driver and
 #                                  Debian's Chromium for the browser test, the frontend's npm packages
 #
@@ -19,6 +20,9 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==$TORCH_VERSION"
 fi
+# The demo's default dataset, scikit-learn's bundled handwritten digits (optional: without it the
+# demo says so and trains on digits it draws itself). It needs numpy and scipy, never torch.
+"$PY" -c "import sklearn" 2>/dev/null || "$PY" -m pip install --quiet scikit-learn
 
 if [ "$with_tests" = 1 ]; then
   "$PY" -m pip install --quiet -e ".[test]"
