@@ -296,7 +296,7 @@ def test_series_beyond_max_points_is_a_min_max_envelope(served, logged):
         assert body["downsampled"] is True
         assert body["total_steps"] == LONG_STEPS
         got_steps = body["columns"][0]
-        assert len(got_steps) <= max_points + 2  # two partial edge bins at most beyond the budget
+        assert len(got_steps) <= max_points
         assert got_steps == sorted(got_steps) and got_steps[0] == steps[0]
         assert got_steps[-1] == steps[-1]
         for row, got in zip(rows, _as_float32(body["columns"][1:])):
@@ -361,7 +361,7 @@ def test_heatmap_bins_are_means_of_defined_values(served, logged):
         body = _json(_get(client, "heatmap", run="lenet/seed0", metric="rwc", max_steps=max_steps))
         assert body["downsampled"] is True
         cells = body["steps"]
-        assert len(cells) <= max_steps + 2 and cells[-1] == steps[-1] and cells == sorted(cells)
+        assert len(cells) <= max_steps and cells[-1] == steps[-1] and cells == sorted(cells)
         # Each cell is the mean of the defined values of its bin: the steps after the previous
         # cell's step up to its own.
         edges = [-1] + cells

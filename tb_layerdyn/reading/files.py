@@ -83,10 +83,16 @@ def size(path: str) -> int:
 
 def read_range(path: str, offset: int, length: int) -> bytes:
     """Up to ``length`` bytes of a file from ``offset`` (fewer at its end)."""
-    if is_remote(path):
-        fs = gfile.get_filesystem(path)
-        data = fs.read(path, binary_mode=True, size=length, offset=offset)
-        return bytes(data)
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    filesystem = gfile.get_filesystem(path)
+    if isinstance(filesystem, gfile.FSSpecFileSystem):
+        import fsspec  # present whenever TensorBoard reads fsspec URLs
+
+        fs, inner = fsspec.core.url_to_fs(path)
+        return bytes(fs.cat_file(inner, start=offset, end=offset + length))
+    # TensorBoard's S3 layer continues from a byte offset.
+    data, _ = filesystem.read(path, binary_mode=True, size=length, continue_from={"byte_offset": offset})
+    return bytes(data)

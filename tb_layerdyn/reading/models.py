@@ -224,10 +224,9 @@ class ModelTable:
         if not disjoint:
             steps, rows = self._merged_rows(metric, target, names, start, end)
             return Series(names, *per_rows(steps, rows, bins))
-        total = sum(stop - first for _, first, stop in segments)
+        shares = _shares([stop - first for _, first, stop in segments], bins)
         parts = []
-        for tag, first, stop in segments:
-            share = max(1, int(round(bins * (stop - first) / total)))
+        for (tag, first, stop), share in zip(segments, shares):
             src, dst = _columns(tag.layout, names, target)
             m = tag.layout.metrics.index(metric) if metric in tag.layout.metrics else None
             steps, values, summarised, bounds = per_segment(tag, m, src, first, stop, share)
@@ -264,6 +263,17 @@ class ModelTable:
                 target_block[defined] = block[defined]
                 out[np.ix_(where, dst)] = target_block
         return steps, out
+
+
+def _shares(counts: List[int], bins: int) -> List[int]:
+    """Bins for each segment, in proportion to its rows: at least one each, ``bins`` in all when
+    there are no more segments than that."""
+    total = sum(counts)
+    shares = [max(1, bins * count // total) for count in counts]
+    while sum(shares) > max(bins, len(shares)):
+        largest = max(range(len(shares)), key=lambda i: shares[i])
+        shares[largest] -= 1
+    return shares
 
 
 # Rows read at once when a table is assembled.
