@@ -416,6 +416,41 @@ def _check_averaged_and_settling(frame, base, overlaid):
     frame.wait_for_selector("[data-panel=layer-curves] [data-legend=runs]")
 
 
+def _decode_series(raw):
+    """The binary ``series`` answer as (header, steps, values per series) (see http_api.md)."""
+    import numpy as np
+
+    (length,) = np.frombuffer(raw[:4], dtype="<u4")
+    header = json.loads(raw[4 : 4 + length])
+    points = header["points"]
+    steps = np.frombuffer(raw, dtype="<f8", count=points, offset=4 + length)
+    values = np.frombuffer(raw, dtype="<f4", offset=4 + length + 8 * points)
+    return header, steps, values.reshape(len(header["names"]), points)
+
+
+def _check_zoom(page, frame, box, curves):
+    def zoomed(response):
+        return "/series?" in response.url and "start=" in response.url and "end=" in response.url
+
+    left, right = box["x"] + box["width"] * 0.25, box["x"] + box["width"] * 0.75
+    middle = box["y"] + box["height"] * 0.5
+    with page.expect_response(zoomed) as first:
+        page.mouse.move(left, middle)
+        page.mouse.down()
+        page.mouse.move(right, middle, steps=8)
+        page.mouse.up()
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(first.value.url).query)
+    start, end = int(query["start"][0]), int(query["end"][0])
+    assert 0 < start < end < STEPS - 1
+    assert int(query["max_points"][0]) >= 2 * int(box["width"]) - 2
+    header, steps, _ = _decode_series(first.value.body())
+    assert header["downsampled"] is False
+    assert steps.tolist() == list(range(start, end + 1))
+    zoomed_view = _wait_for_redraw(frame, CURVES, curves)
+    frame.dblclick("[data-panel=layer-curves] .u-over")
+    _wait_for_redraw(frame, CURVES, zoomed_view)
+
+
 def test_layer_dynamics_tab(tensorboard, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     problems = []
@@ -461,6 +496,10 @@ def test_layer_dynamics_tab(tensorboard, browser):
     labels = {f"{layer} · {r['run']}" for r in runs for layer in r["layers"]}
     assert tooltip.query_selector("strong").text_content() in labels
     assert re.fullmatch(r"step \d+ · \S+", tooltip.query_selector("span").text_content())
+
+    # Dragging over the curves zooms, and the zoomed range is fetched again, exactly: here the
+    # middle half of the run, at two points per pixel. A double-click zooms out to the whole run.
+    _check_zoom(page, frame, box, curves)
 
     # Heatmap: one canvas per run, many colours, a row label per LeNet layer.
     heatmaps = _canvas_stats(frame, HEATMAP)

@@ -42,16 +42,23 @@ function linkStylesheet() {
   document.head.append(el('link', { attrs: { rel: 'stylesheet', href } }));
 }
 
+/** How long to wait before asking again while the server is still reading the logdir. */
+const LOADING_POLL_MS = 1500;
+
 /**
- * Asks for the run list, keeping what the user chose; runs not seen before start ticked.
+ * Asks for the run list, keeping what the user chose; runs not seen before start ticked. While the
+ * server is still reading the logdir for the first time, asks again until it is done.
  * @param {Model} model
  * @param {Selection} selection
  * @param {Set<string>} seen runs listed by earlier loads.
+ * @param {{timer: ReturnType<typeof setTimeout> | null}} polling the pending follow-up, if any.
  */
-async function loadRuns(model, selection, seen) {
-  selection.set({ status: 'loading', error: '' });
+async function loadRuns(model, selection, seen, polling) {
+  if (polling.timer !== null) clearTimeout(polling.timer);
+  polling.timer = null;
+  if (selection.state.runs.length === 0) selection.set({ status: 'loading', error: '' });
   try {
-    const runs = await model.runs();
+    const { runs, loading } = await model.runs();
     const names = new Set(runs.map((r) => r.run));
     const checked = selection.state.checked
       .filter((name) => names.has(name))
@@ -59,7 +66,14 @@ async function loadRuns(model, selection, seen) {
     for (const name of names) seen.add(name);
     const logged = runs.flatMap((r) => r.metrics);
     const metric = logged.includes(selection.state.metric) || logged.length === 0 ? selection.state.metric : logged[0];
-    selection.set({ runs, checked, metric, status: 'ready' });
+    const unchanged = JSON.stringify(runs) === JSON.stringify(selection.state.runs);
+    if (!unchanged || selection.state.status !== 'ready') selection.set({ runs, checked, metric, status: 'ready' });
+    if (loading) {
+      polling.timer = setTimeout(() => {
+        model.reload();
+        loadRuns(model, selection, seen, polling);
+      }, LOADING_POLL_MS);
+    }
   } catch (e) {
     selection.set({ status: 'error', error: e instanceof Error ? e.message : String(e) });
   }
@@ -73,9 +87,10 @@ export function render() {
   const context = { model, selection, runColor: createRunColors() };
   /** @type {Set<string>} */
   const seen = new Set();
+  const polling = { timer: null };
   const reload = () => {
     model.reload();
-    loadRuns(model, selection, seen);
+    loadRuns(model, selection, seen, polling);
   };
   const picker = createPickerPanel(context);
   const toolbar = createToolbar(context, reload);
@@ -90,5 +105,5 @@ export function render() {
     selection.subscribe(part.update);
     part.update(selection.state, everything);
   }
-  loadRuns(model, selection, seen);
+  loadRuns(model, selection, seen, polling);
 }

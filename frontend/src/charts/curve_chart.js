@@ -24,9 +24,17 @@ import { formatValue } from '../core/scales.js';
  * @typedef {{
  *   columns: Array<ReadonlyArray<number | null>>, lines: Line[], width: number, height: number,
  *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean,
- *   xLabel?: string, bands?: Band[]
+ *   xLabel?: string, bands?: Band[], onZoom?: (min: number, max: number) => void,
+ *   onReset?: () => void
  * }} ChartSpec `xLabel` names a real-valued x axis (such as α); without it the x axis is the
- *   training step.
+ *   training step. `onZoom` is told the x range the user dragged over (the chart zooms to it
+ *   already; the caller may bring finer data with `setData`); `onReset` that the user
+ *   double-clicked to zoom out again.
+ * @typedef {{
+ *   element: HTMLElement, plot: uPlot,
+ *   setData: (columns: Array<ReadonlyArray<number | null>>, bands?: Band[], resetScales?: boolean) => boolean
+ * }} CurveChart `setData` replaces the points drawn, keeping the lines; it returns false (and draws
+ *   nothing new) when the columns do not fit the chart's lines.
  */
 
 /** Opacity of a band's fill: light enough that the lines over it stay readable. */
@@ -144,9 +152,43 @@ function translucent(hex, alpha) {
 }
 
 /**
+ * uPlot's data for a chart: the columns, then each band's upper and lower edge.
+ * @param {Array<ReadonlyArray<number | null>>} columns
+ * @param {Band[]} bands
+ */
+function chartData(columns, bands) {
+  return bands.length ? [...columns, ...bands.flatMap((b) => [b.upper, b.lower])] : columns;
+}
+
+/**
+ * uPlot hooks that report a drag-zoom and a double-click zoom-out.
+ * @param {ChartSpec} spec
+ * @returns {uPlot.Plugin}
+ */
+function zoomReports(spec) {
+  return {
+    hooks: {
+      init: [
+        (u) => {
+          u.over.addEventListener('dblclick', () => spec.onReset?.());
+        },
+      ],
+      setSelect: [
+        (u) => {
+          if (!spec.onZoom || u.select.width < 2) return;
+          const min = u.posToVal(u.select.left, 'x');
+          const max = u.posToVal(u.select.left + u.select.width, 'x');
+          if (Number.isFinite(min) && Number.isFinite(max) && max > min) spec.onZoom(min, max);
+        },
+      ],
+    },
+  };
+}
+
+/**
  * Draws one chart.
  * @param {ChartSpec} spec
- * @returns {{element: HTMLElement, plot: uPlot}}
+ * @returns {CurveChart}
  */
 export function createCurveChart(spec) {
   const element = el('div', { className: CSS.chart });
@@ -199,9 +241,16 @@ export function createCurveChart(spec) {
       series: /** @type {[number, number]} */ ([first + 2 * k, first + 2 * k + 1]),
       fill: translucent(spec.lines[band.line].color, BAND_ALPHA),
     })),
-    plugins: [hoverReadout(spec.lines, spec.showRun, spec.xLabel)],
+    plugins: [hoverReadout(spec.lines, spec.showRun, spec.xLabel), zoomReports(spec)],
   };
-  const data = bands.length ? [...spec.columns, ...bands.flatMap((b) => [b.upper, b.lower])] : spec.columns;
-  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (data), element);
-  return { element, plot };
+  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (chartData(spec.columns, bands)), element);
+  const expected = plot.series.length;
+  /** @type {CurveChart['setData']} */
+  const setData = (columns, newBands = [], resetScales = false) => {
+    const data = chartData(columns, newBands);
+    if (data.length !== expected) return false;
+    plot.setData(/** @type {uPlot.AlignedData} */ (data), resetScales);
+    return true;
+  };
+  return { element, plot, setData };
 }

@@ -10,13 +10,17 @@
 /**
  * @typedef {{name: string, kind: string, members: string[]}} Group
  * @typedef {{
- *   run: string, layers: string[], param_counts: number[], groups: Group[], metrics: string[],
- *   rwc: string, granularity: string, order: string, last_step: number | null
+ *   run: string, model: string | null, layers: string[], param_counts: number[],
+ *   descriptions: string[] | null, groups: Group[], metrics: string[], rwc: string,
+ *   granularity: string, order: string, last_step: number | null, sweeps: number
  * }} RunInfo
+ * @typedef {{runs: RunInfo[], loading: boolean}} RunsPayload
  * @typedef {{
  *   run: string, metric: string, target: string, names: string[],
  *   columns: Array<Array<number | null>>, total_steps: number, downsampled: boolean
  * }} SeriesPayload
+ * @typedef {{start?: number, end?: number}} StepRange logged steps from `start` to `end`, both
+ *   included; a missing end is open.
  * @typedef {{
  *   run: string, metric: string, target: string, names: string[], steps: number[],
  *   values: Array<Array<number | null>>, min_positive: number | null, max: number | null,
@@ -65,14 +69,66 @@ async function fetchJson(url) {
 }
 
 /**
+ * Fetches a route's binary answer.
+ * @param {string} url relative URL.
+ * @returns {Promise<ArrayBuffer>}
+ */
+async function fetchBinary(url) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: 'application/octet-stream' } });
+  } catch (e) {
+    throw new RequestError(url, null, e instanceof Error ? e.message : String(e));
+  }
+  if (!response.ok) {
+    const text = (await response.text()).trim();
+    throw new RequestError(url, response.status, text || response.statusText);
+  }
+  return response.arrayBuffer();
+}
+
+/**
+ * Reads the binary form of a `series` answer (http_api.md) into the JSON form's shape: columns of
+ * numbers with `null` for NaN, as the charts take them.
+ * @param {ArrayBuffer} buffer
+ * @returns {SeriesPayload}
+ */
+export function decodeSeries(buffer) {
+  const length = new DataView(buffer).getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
+  const points = header.points;
+  const start = 4 + length;
+  /** @type {Array<Array<number | null>>} */
+  const columns = [Array.from(new Float64Array(buffer, start, points))];
+  const values = new Float32Array(buffer, start + 8 * points, header.names.length * points);
+  for (let s = 0; s < header.names.length; s++) {
+    /** @type {Array<number | null>} */
+    const column = new Array(points);
+    const offset = s * points;
+    for (let i = 0; i < points; i++) {
+      const v = values[offset + i];
+      column[i] = Number.isNaN(v) ? null : v;
+    }
+    columns.push(column);
+  }
+  return {
+    run: header.run, metric: header.metric, target: header.target, names: header.names,
+    columns, total_steps: header.total_steps, downsampled: header.downsampled,
+  };
+}
+
+/**
  * Builds a relative route URL with encoded query parameters.
  * @param {string} route
- * @param {Record<string, string | number>} params
+ * @param {Record<string, string | number | null | undefined>} params those `null` or `undefined`
+ *   are left out.
  * @returns {string}
  */
 export function routeUrl(route, params) {
   const query = new URLSearchParams();
-  for (const [key, value] of Object.entries(params)) query.set(key, String(value));
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined) query.set(key, String(value));
+  }
   const text = query.toString();
   return `./${route}${text ? `?${text}` : ''}`;
 }
@@ -86,12 +142,13 @@ export class Model {
 
   /**
    * @param {string} url
+   * @param {(url: string) => Promise<any>} [load] how to fetch it (JSON by default).
    * @returns {Promise<any>}
    */
-  get(url) {
+  get(url, load = fetchJson) {
     let pending = this.cache.get(url);
     if (!pending) {
-      pending = fetchJson(url);
+      pending = load(url);
       this.cache.set(url, pending);
       pending.catch(() => {
         if (this.cache.get(url) === pending) this.cache.delete(url);
@@ -105,21 +162,29 @@ export class Model {
     this.cache.clear();
   }
 
-  /** @returns {Promise<RunInfo[]>} */
+  /**
+   * The run list; `loading` says the server is still reading the logdir for the first time.
+   * @returns {Promise<RunsPayload>}
+   */
   async runs() {
     const body = await this.get(routeUrl('runs', {}));
-    return body.runs;
+    return { runs: body.runs, loading: Boolean(body.loading) };
   }
 
   /**
+   * One metric of one run against step, fetched in the binary form (many series load faster).
    * @param {string} run
    * @param {string} metric
    * @param {'layers' | 'groups'} target
    * @param {number} maxPoints
+   * @param {StepRange} [range] only these steps (a zoomed chart); all by default.
    * @returns {Promise<SeriesPayload>}
    */
-  series(run, metric, target, maxPoints) {
-    return this.get(routeUrl('series', { run, metric, target, max_points: maxPoints }));
+  series(run, metric, target, maxPoints, range = {}) {
+    const url = routeUrl('series', {
+      run, metric, target, max_points: maxPoints, start: range.start, end: range.end, format: 'binary',
+    });
+    return this.get(url, async (u) => decodeSeries(await fetchBinary(u)));
   }
 
   /**

@@ -43,6 +43,9 @@ const WATCHED = [
   'runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'seedPattern', 'status',
 ];
 
+/** Fewest points a zoomed chart asks for, however narrow it is. */
+const ZOOM_MIN_POINTS = 200;
+
 /** Most lines a seed group's chart shades a spread for: past that the bands would hide the lines. */
 const BANDED_LINES_MAX = 48;
 
@@ -187,13 +190,70 @@ export function createCurvesPanel(context, config) {
   }
 
   /**
+   * Zooming fetches finer data: the runs of a chart again over the steps dragged over, at about
+   * two points per pixel, so a range of up to the chart's width in steps shows every logged step.
+   * @param {import('../../charts/curve_chart.js').CurveChart} chart
+   * @param {State} state
+   * @param {RunInfo[]} chartRuns
+   * @param {string | null} curveName the curve a per-run or per-group chart draws; `null` for the
+   *   overlaid chart of every run.
+   * @returns {{onZoom: (min: number, max: number) => void, onReset: () => void}}
+   */
+  function zoomable(chart, state, chartRuns, curveName) {
+    let latest = 0;
+    /** @type {{columns: Columns, bands: Band[]} | null} */
+    let whole = null;
+    const pick = (/** @type {RunCurves[]} */ curves) => {
+      if (curveName === null) return { columns: joinColumns(curves.map((c) => c.columns)), bands: [] };
+      const found = curves.find((c) => c.name === curveName);
+      return found ? { columns: found.columns, bands: found.bands } : null;
+    };
+    return {
+      onZoom: async (min, max) => {
+        const ticket = ++latest;
+        const range = { start: Math.max(0, Math.floor(min)), end: Math.max(0, Math.ceil(max)) };
+        const points = Math.max(ZOOM_MIN_POINTS, 2 * Math.round(chart.plot.width));
+        let payloads;
+        try {
+          payloads = await Promise.all(
+            chartRuns.map((r) => context.model.series(r.run, state.metric, config.target, points, range)),
+          );
+        } catch (e) {
+          return; // the chart keeps the coarser points it has
+        }
+        if (ticket !== latest || !plots.some((p) => p.plot === chart.plot)) return;
+        const finer = pick(shape(state, chartRuns, payloads).curves);
+        if (finer === null) return;
+        if (whole === null) whole = pick(shape(state, chartRuns, lastPayloads(chartRuns)).curves);
+        chart.setData(finer.columns, finer.bands, false);
+      },
+      onReset: () => {
+        latest++;
+        if (whole !== null) chart.setData(whole.columns, whole.bands, true);
+      },
+    };
+  }
+
+  /** @type {Map<string, import('../../core/api.js').SeriesPayload>} */
+  let shown = new Map();
+
+  /**
+   * The payloads the charts were drawn from, for some runs.
+   * @param {RunInfo[]} chartRuns
+   */
+  function lastPayloads(chartRuns) {
+    return chartRuns.map((r) => /** @type {import('../../core/api.js').SeriesPayload} */ (shown.get(r.run)));
+  }
+
+  /**
    * @param {State} state
    * @param {RunCurves[]} curves
    * @param {string[]} order
    * @param {Map<string, string>} colours
    * @param {string[]} notes
+   * @param {RunInfo[]} usable the runs the curves were shaped from.
    */
-  function draw(state, curves, order, colours, notes) {
+  function draw(state, curves, order, colours, notes, usable) {
     destroyPlots();
     const yLabel = metricLabel(state.metric);
     /** @type {Node[]} */
@@ -219,18 +279,28 @@ export function createCurvesPanel(context, config) {
       }
       const columns = joinColumns(curves.map((c) => c.columns));
       const spanGaps = curves.length > 1 && columns[0] !== curves[0].columns[0];
+      /** @type {{onZoom: (min: number, max: number) => void, onReset: () => void}} */
+      const zoom = { onZoom: () => {}, onReset: () => {} };
       const chart = createCurveChart({
         columns, lines: curves.flatMap((c) => c.lines), width: chartWidth(), height: CHART_HEIGHT,
         logY: state.logY, yLabel, syncKey, spanGaps, showRun: curves.length > 1,
+        onZoom: (min, max) => zoom.onZoom(min, max), onReset: () => zoom.onReset(),
       });
+      const drawn = new Set(curves.flatMap((c) => c.runs));
+      Object.assign(zoom, zoomable(chart, state, usable.filter((r) => drawn.has(r.run)), null));
       plots.push({ plot: chart.plot, height: CHART_HEIGHT });
       container.append(chart.element);
     } else {
       for (const c of curves) {
+        /** @type {{onZoom: (min: number, max: number) => void, onReset: () => void}} */
+        const zoom = { onZoom: () => {}, onReset: () => {} };
         const chart = createCurveChart({
           columns: c.columns, lines: c.lines, width: chartWidth(), height,
           logY: state.logY, yLabel, syncKey, spanGaps: false, showRun: false, bands: c.bands,
+          onZoom: (min, max) => zoom.onZoom(min, max), onReset: () => zoom.onReset(),
         });
+        const members = new Set(c.runs);
+        Object.assign(zoom, zoomable(chart, state, usable.filter((r) => members.has(r.run)), c.name));
         plots.push({ plot: chart.plot, height });
         const text = averagedMode ? `${c.name} · mean of ${c.runs.length} run${c.runs.length === 1 ? '' : 's'}` : c.name;
         const title = el('div', { className: CSS.chartTitle, title: c.runs.join(', ') }, [
@@ -284,6 +354,7 @@ export function createCurvesPanel(context, config) {
     await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
+    shown = new Map(usable.map((r, i) => [r.run, payloads[i]]));
     const shaped = shape(state, usable, payloads);
     if (shaped.curves.length === 0) {
       destroyPlots();
@@ -291,7 +362,7 @@ export function createCurvesPanel(context, config) {
       shell.showState('empty', why.length ? why.join(' ') : `No ${config.target} match the filter.`);
       return;
     }
-    draw(state, shaped.curves, shaped.order, shaped.colours, notes.concat(shaped.notes));
+    draw(state, shaped.curves, shaped.order, shaped.colours, notes.concat(shaped.notes), usable);
   }
 
   return { element: shell.element, update };
