@@ -1,196 +1,138 @@
-"""How long ``tb_layerdyn.read`` takes for a long ResNet-18 run, beside TensorBoard's own loader.
+"""How fast ``tb_layerdyn.read`` reads a logdir for the first time and again, and what it holds.
 
-The logdir holds what ``log_layer_dynamics`` writes for ResNet-18 at its default per-layer
-granularity with ``rwc="both"``: 41 layers (every module that owns parameters), 4 blocks
-(``layer1`` .. ``layer4``, the top-level children that hold two or more layers), all 7 metrics, one
-tensor summary per logged step, the layout on the first event only. It is written once with
-TensorBoard's ``EventFileWriter`` from random values; reading does not depend on the values.
+Each plan is a logdir of copies of one run (``logdirs.population``: 200 layers in 4 blocks, every
+metric, logged every step, 2% NaN). Every figure comes from a fresh interpreter, so that memory is
+that of one ``read`` and nothing else:
 
-Columns:
+``runs``, ``steps``, ``event MB``  the logdir's size (every copy counted: each is read);
+``first cpu s``    CPU seconds of the first ``read`` (an empty cache: every event file parsed, every
+                   column and pyramid written);
+``MB/s per core``  ``event MB / first cpu s``: the reading speed per core (target: at least 100);
+``again s``        wall seconds of a second ``read`` in a new process: the cache is warm and
+                   nothing is parsed;
+``append s``       wall seconds of a ``read`` after 1% more steps were appended to every run's file:
+                   only the new records are parsed;
+``arrays MB``      bytes of the arrays ``read`` returned;
+``peak / arrays``  the process's peak resident memory above what it held before ``read`` (the
+                   interpreter and its imports), over ``arrays MB`` (target: at most 1.5);
+``subset s``, ``subset peak / arrays``  the same for ``read(runs=one run, metrics=["rwc"],
+                   steps=the last tenth)`` on the warm cache;
+``tb loader MB/s`` one run read with TensorBoard's own Python ``EventFileLoader`` (checksums in
+                   pure Python) and ``make_ndarray``, per CPU second, for comparison.
 
-``steps``          logged steps in the run;
-``layers``, ``groups``, ``metrics``: what ``read`` found in it;
-``file MiB``       size of the event file;
-``read s``         median wall time of ``tb_layerdyn.read(logdir)``, everything included (walking
-                   the logdir, checksums, parsing, merging into step x layer arrays);
-``fresh process s`` the same in a new interpreter, from ``import tb_layerdyn`` to the end of
-                   ``read`` (what a script pays once: importing TensorBoard's protos included);
-``tb loader s``    median wall time of the same result built with TensorBoard's Python
-                   ``EventFileLoader`` (which checks each record's checksum in pure Python) and
-                   ``tensor_util.make_ndarray``, then the same merge;
-``speedup x``      median of the paired ratios ``tb loader s / read s`` (see ``timing``);
-``target s``       issue 5's bound, 2 s for a run of 10,000 steps (empty for other lengths);
-``meets target``   whether ``fresh process s``, the slower of the two read figures, is under it.
-
-Run alone with ``python -m benchmarks.bench_read [--quick]`` or with every benchmark through
-``python -m benchmarks``.
+Run alone with ``python -m benchmarks read [--quick]``.
 """
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
-from tensorboard.backend.event_processing import event_file_loader
-from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
-from tensorboard.util import tensor_util
-
-import tb_layerdyn
-from benchmarks import timing
-from tb_layerdyn.format import envelope as metadata
-from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.reading import table
+from benchmarks import logdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET_SECONDS = 2.0
-TARGET_STEPS = 10_000
+TARGET_MB_PER_S = 100.0
+TARGET_PEAK_RATIO = 1.5
 
-# (steps of each run, repetitions)
-PLANS = {False: ([1_000, 10_000], 5), True: ([10_000], 2)}
+# (runs, steps) of each logdir, and layers per run.
+PLANS = {False: [(20, 10_000), (1, 100_000)], True: [(4, 5_000)]}
+LAYERS = 200
 
-STAGES = [("layer1", 2), ("layer2", 2), ("layer3", 2), ("layer4", 2)]
+_READ = r"""
+import json, os, resource, sys, time
+import numpy as np
+import tb_layerdyn
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+logdir, cache, subset = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+before = rss_kb()
+wall, cpu = time.perf_counter(), time.process_time()
+runs = tb_layerdyn.read(logdir, cache_dir=cache, **subset)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+arrays = sum(a.nbytes for r in runs.values() for a in [*r.metrics.values(), *r.group_metrics.values(), r.steps])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"wall": wall, "cpu": cpu, "arrays": arrays, "peak_kb": peak, "before_kb": before,
+                  "runs": len(runs)}))
+"""
+
+_TB_LOADER = r"""
+import sys, time
+import numpy as np
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.util import tensor_util
+path = sys.argv[1]
+cpu = time.process_time()
+arrays = []
+for event in event_file_loader.EventFileLoader(path).Load():
+    for value in event.summary.value:
+        if value.HasField("tensor"):
+            arrays.append(tensor_util.make_ndarray(value.tensor))
+stacked = np.stack(arrays)
+print(time.process_time() - cpu)
+"""
 
 
-def resnet18_layout():
-    """The layout ``log_layer_dynamics`` logs for ResNet-18, built without torch."""
-    blocks = {"conv1": ["conv1"], "bn1": ["bn1"]}
-    for stage_index, (stage, num_blocks) in enumerate(STAGES):
-        members = []
-        for block in range(num_blocks):
-            prefix = f"{stage}.{block}."
-            members += [prefix + name for name in ("conv1", "bn1", "conv2", "bn2")]
-            # The first block of every stage but the first changes the shape: a 1x1 shortcut.
-            if block == 0 and stage_index > 0:
-                members += [prefix + "downsample.0", prefix + "downsample.1"]
-        blocks[stage] = members
-    blocks["fc"] = ["fc"]
-    layers = [layer for members in blocks.values() for layer in members]
-    return layer_metrics.layout(
-        metrics=layer_metrics.METRIC_NAMES,
-        layers=layers,
-        param_counts=[1000] * len(layers),
-        order="forward",
-        granularity="layer",
-        rwc="both",
-        groups=[
-            {"name": name, "kind": "block", "members": members}
-            for name, members in blocks.items()
-            if len(members) > 1
-        ],
+def _python(script, *args):
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, check=True
     )
+    return done.stdout.strip().splitlines()[-1]
 
 
-def write_run(run_dir, layout, num_steps, seed=0):
-    """Writes ``num_steps`` logging calls of ``layout`` into one event file; returns its path."""
-    os.makedirs(run_dir)
-    rng = np.random.default_rng(seed)
-    shape = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
-    writer = EventFileWriter(run_dir, max_queue_size=1024, flush_secs=3600)
-    for step in range(num_steps):
-        pb = layer_metrics.summary(
-            rng.random(shape, dtype=np.float32), layout, with_metadata=(step == 0)
-        )
-        writer.add_event(event_pb2.Event(step=step, wall_time=float(step), summary=pb))
-    writer.close()
-    [name] = os.listdir(run_dir)
-    return os.path.join(run_dir, name)
-
-
-def read_with_tensorboard_loader(path):
-    """The same tables as ``read`` gives, through TensorBoard's Python event-file loader."""
-    contents, events = {}, {}
-    for event in event_file_loader.EventFileLoader(path).Load():
-        for value in event.summary.value:
-            if not value.tag.startswith(layer_metrics.TAG_PREFIX):
-                continue
-            if value.HasField("metadata"):
-                contents.setdefault(
-                    value.tag, json.loads(value.metadata.plugin_data.content)
-                )
-            events.setdefault(value.tag, []).append(
-                (event.step, tensor_util.make_ndarray(value.tensor))
-            )
-    layouts = [
-        table.LayoutEvents(contents[tag], *table.stack_events(tag_events))
-        for tag, tag_events in events.items()
-    ]
-    return table.build_run_table(layouts)
-
-
-def _wall_time(function, argument):
-    """Calls ``function(argument)``; returns ``None`` so that ``timing`` counts its wall time."""
-    function(argument)
-
-
-def _read_in_fresh_process(logdir):
-    """Seconds from ``import tb_layerdyn`` to the end of ``read`` in a new interpreter."""
-    script = (
-        "import sys, time\n"
-        "started = time.perf_counter()\n"
-        "import tb_layerdyn\n"
-        "tb_layerdyn.read(sys.argv[1])\n"
-        "print(time.perf_counter() - started)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, logdir], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    return float(result.stdout)
+def _read(logdir, cache, **subset):
+    return json.loads(_python(_READ, logdir, cache, json.dumps(subset)))
 
 
 def run(quick):
-    """Rows of the table described in the module docstring."""
-    step_counts, repetitions = PLANS[bool(quick)]
-    layout = resnet18_layout()
     rows = []
-    for num_steps in step_counts:
-        logdir = tempfile.mkdtemp(prefix="bench_read_")
-        try:
-            path = write_run(os.path.join(logdir, "resnet18"), layout, num_steps)
-            ours = tb_layerdyn.read(logdir)["resnet18"]
-            reference = read_with_tensorboard_loader(path)
-            # Both paths must give the same arrays, or the comparison means nothing.
-            for name, values in reference.metrics.items():
-                np.testing.assert_array_equal(ours.metrics[name], values)
-            seconds = timing.interleaved(
-                {
-                    "read": lambda: _wall_time(tb_layerdyn.read, logdir),
-                    "tb": lambda: _wall_time(read_with_tensorboard_loader, path),
-                    "fresh": lambda: _read_in_fresh_process(logdir),
-                },
-                repetitions,
-            )
-            read_s = timing.median(seconds["read"])
+    content = logdirs.layout(LAYERS)
+    for runs, steps in PLANS[quick]:
+        with tempfile.TemporaryDirectory(prefix="bench_read_") as tmp:
+            source = logdirs.write_run(os.path.join(tmp, "source"), content, steps)
+            logdir = os.path.join(tmp, "logdir")
+            names = logdirs.population(logdir, runs, source)
+            event_mb = runs * os.path.getsize(source) / 1e6
+            cache = os.path.join(tmp, "cache")
+            first = _read(logdir, cache)
+            again = _read(logdir, cache)
+            logdirs.append_calls(source, content, steps, steps // 100)
+            appended = _read(logdir, cache)
+            last_tenth = (steps - steps // 10, None)
+            subset = _read(logdir, cache, runs=[names[0]], metrics=["rwc"], steps=last_tenth)
+            tb_cpu = float(_python(_TB_LOADER, source))
+            source_mb = os.path.getsize(source) / 1e6
+
+            def ratio(result):
+                return (result["peak_kb"] - result["before_kb"]) * 1024 / max(1, result["arrays"])
+
             rows.append(
                 {
-                    "steps": num_steps,
-                    "layers": len(ours.layers),
-                    "groups": len(ours.groups),
-                    "metrics": len(ours.metrics),
-                    "file MiB": os.path.getsize(path) / 2**20,
-                    "read s": read_s,
-                    "fresh process s": timing.median(seconds["fresh"]),
-                    "tb loader s": timing.median(seconds["tb"]),
-                    "speedup x": timing.median(
-                        [t / r for t, r in zip(seconds["tb"], seconds["read"])]
-                    ),
-                    "target s": TARGET_SECONDS if num_steps == TARGET_STEPS else None,
-                    "meets target": (
-                        timing.median(seconds["fresh"]) < TARGET_SECONDS
-                        if num_steps == TARGET_STEPS
-                        else None
-                    ),
+                    "runs": runs,
+                    "steps": steps,
+                    "event MB": event_mb,
+                    "first cpu s": first["cpu"],
+                    "MB/s per core": event_mb / first["cpu"],
+                    "again s": again["wall"],
+                    "append s": appended["wall"],
+                    "arrays MB": first["arrays"] / 1e6,
+                    "peak / arrays": ratio(first),
+                    "subset s": subset["wall"],
+                    "subset peak / arrays": ratio(subset),
+                    "tb loader MB/s": source_mb / tb_cpu,
+                    "targets met": event_mb / first["cpu"] >= TARGET_MB_PER_S
+                    and ratio(first) <= TARGET_PEAK_RATIO,
                 }
             )
-        finally:
-            shutil.rmtree(logdir, ignore_errors=True)
     return rows
 
 
 if __name__ == "__main__":
     from benchmarks import report
 
-    print(report.markdown_table(run(quick="--quick" in sys.argv[1:])))
+    print(report.markdown_table(run("--quick" in sys.argv)))

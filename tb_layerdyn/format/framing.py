@@ -17,6 +17,7 @@ after it is suspect). Nothing here knows what the records hold.
 import dataclasses
 import logging
 import struct
+import sys
 from typing import List
 
 import numpy as np
@@ -53,21 +54,25 @@ def _after_four_bytes(x: np.ndarray) -> np.ndarray:
 # xor the table of its high 16 bits.
 _WORD_LOW = _after_four_bytes(np.arange(1 << 16, dtype=np.uint32))
 _WORD_HIGH = _after_four_bytes(np.arange(1 << 16, dtype=np.uint32) << np.uint32(16))
+# Positions of the low and the high 16 bits of a uint32 among its two uint16 halves.
+_HALVES = (0, 1) if sys.byteorder == "little" else (1, 0)
 
 
 def _crc_rows(words: np.ndarray, tail: np.ndarray, count: int) -> np.ndarray:
     """Masked CRC-32C of ``count`` byte ranges: their whole 32-bit words as ``words`` (one row per
     word, one column per range) and their last ``length % 4`` bytes as ``tail`` (range x byte)."""
     crc = np.full(count, 0xFFFFFFFF, dtype=np.uint32)
-    index = np.empty(count, dtype=np.uint32)
     low = np.empty(count, dtype=np.uint32)
+    high = np.empty(count, dtype=np.uint32)
+    # The state's two 16-bit halves, viewed in place: the table indices, with no masking or
+    # shifting (``_HALVES`` says which half comes first in memory).
+    halves = crc.view(np.uint16)
+    low_half, high_half = halves[_HALVES[0] :: 2], halves[_HALVES[1] :: 2]
     for row in words:
         crc ^= row
-        np.bitwise_and(crc, 0xFFFF, out=index)
-        np.take(_WORD_LOW, index, out=low)
-        np.right_shift(crc, 16, out=index)
-        np.take(_WORD_HIGH, index, out=crc)
-        crc ^= low
+        np.take(_WORD_LOW, low_half, out=low)
+        np.take(_WORD_HIGH, high_half, out=high)
+        np.bitwise_xor(low, high, out=crc)
     for j in range(tail.shape[1]):
         crc = _BYTE[(crc ^ tail[:, j]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)

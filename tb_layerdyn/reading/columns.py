@@ -196,14 +196,27 @@ class ColumnsWriter:
 
 # Rows read at a time when the last defined rows are searched again.
 _SCAN_ROWS = 4096
+# Rows looked at a time for columns undefined in the last row.
+_LOOKBACK = 64
 
 
 def _update_latest(latest: np.ndarray, rows: np.ndarray, start: int) -> None:
-    """Moves ``latest`` (per column) to the last defined row of ``rows`` (rows ``start`` on)."""
-    defined = ~np.isnan(rows)
-    found = defined.any(axis=0)
-    last = len(rows) - 1 - np.argmax(defined[::-1], axis=0)
-    latest[found] = np.maximum(latest[found], start + last[found])
+    """Moves ``latest`` (per column) to the last defined row of ``rows`` (rows ``start`` on).
+
+    Most columns are defined in the last row; the others are looked for a few rows at a time
+    from the end, so a call touches little more than one row.
+    """
+    missing = np.arange(rows.shape[1])
+    stop = len(rows)
+    while len(missing) and stop > 0:
+        first = max(0, stop - (1 if stop == len(rows) else _LOOKBACK))
+        defined = ~np.isnan(rows[first:stop][:, missing])
+        found = defined.any(axis=0)
+        last = stop - 1 - np.argmax(defined[::-1], axis=0)
+        columns_found = missing[found]
+        latest[columns_found] = np.maximum(latest[columns_found], start + last[found])
+        missing = missing[~found]
+        stop = first
 
 
 def read_latest(files: TagFiles, width: int) -> np.ndarray:

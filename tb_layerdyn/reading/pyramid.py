@@ -37,24 +37,23 @@ def nodes_from_rows(rows):
     """
     rows = np.asarray(rows, dtype=np.float32)
     count, series = rows.shape[0] // BASE, rows.shape[1]
-    block = rows[: count * BASE].reshape(count, BASE, series)
-    defined = ~np.isnan(block)
-    low_at = np.argmin(np.where(defined, block, np.inf), axis=1)
-    high_at = np.argmax(np.where(defined, block, -np.inf), axis=1)
+    # Each node's rows last and contiguous: every reduction below runs along short rows.
+    block = np.ascontiguousarray(rows[: count * BASE].reshape(count, BASE, series).transpose(0, 2, 1))
+    undefined = np.isnan(block)
+    low = np.fmin.reduce(block, axis=2)
+    high = np.fmax.reduce(block, axis=2)
     out = np.empty((count, series), dtype=NODE)
-    low = np.take_along_axis(block, low_at[:, None, :], axis=1)[:, 0, :]
-    high = np.take_along_axis(block, high_at[:, None, :], axis=1)[:, 0, :]
-    counts = defined.sum(axis=1)
-    empty = counts == 0
-    low[empty] = np.nan
-    high[empty] = np.nan
     out["min"] = low
     out["max"] = high
+    counts = BASE - undefined.sum(axis=2)
     out["count"] = counts
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sums = np.where(defined, block, 0.0).sum(axis=1, dtype=np.float64)
-        out["mean"] = np.where(empty, np.nan, sums / np.maximum(counts, 1))
+    # Where each extreme first occurs: NaN equals nothing, so only defined values are found.
+    low_at = (block == low[..., None]).argmax(axis=2)
+    high_at = (block == high[..., None]).argmax(axis=2)
     out["min_first"] = low_at <= high_at
+    block[undefined] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mean"] = np.where(counts > 0, block.sum(axis=2, dtype=np.float64) / counts, np.nan)
     return out
 
 

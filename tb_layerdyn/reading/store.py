@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
 # Bytes of an event file read at a time.
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 # Bytes of a file's start kept to notice that it was replaced.
 _HEAD_BYTES = 64
 
