@@ -98,7 +98,17 @@ def run_entry(run, run_table=None, content=None, last_step=None, sweeps=0):
         "order": info.get("order"),
         "last_step": None if last_step is None else int(last_step),
         "sweeps": int(sweeps),
+        "model": info.get("model"),
+        "descriptions": _descriptions(info, layers),
     }
+
+
+def _descriptions(info, layers):
+    """The layout's per-layer descriptions, when they are aligned with ``layers``."""
+    descriptions = info.get("descriptions")
+    if descriptions is None or len(descriptions) != len(layers):
+        return None
+    return [str(d) for d in descriptions]
 
 
 def _target_values(run_table, metric, target):

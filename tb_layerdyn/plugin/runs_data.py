@@ -100,7 +100,7 @@ def single_layout_table(layout):
             metric: np.ascontiguousarray(values[:, m, num_layers:])
             for m, metric in enumerate(content["metrics"])
         },
-        info={key: content[key] for key in ("rwc", "granularity", "order") if key in content},
+        info={key: content[key] for key in ("rwc", "granularity", "order", "model", "descriptions") if key in content},
     )
 
 

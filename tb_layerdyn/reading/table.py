@@ -98,7 +98,7 @@ def build_run_table(layouts: Sequence[LayoutEvents]) -> RunTable:
         param_counts.update(zip(content["layers"], content["param_counts"]))
         for group in content["groups"]:
             groups[group["name"]] = group
-        info = {key: content[key] for key in ("rwc", "granularity", "order") if key in content}
+        info = {key: content[key] for key in ("rwc", "granularity", "order", "model", "descriptions") if key in content}
         rows = np.searchsorted(steps, np.asarray(lay.steps, np.int64))
         num_layers = len(content["layers"])
         layer_cols = [layer_index[name] for name in content["layers"]]
