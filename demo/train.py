@@ -8,6 +8,7 @@ The loop is what a user writes: a ``SummaryWriter``, a standard SGD step, their 
 import copy
 import dataclasses
 import functools
+import warnings
 from typing import Callable, Dict, List
 
 import torch
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import log_layer_dynamics
+from tb_layerdyn.tracking.guards import NoGradientWarning
 from demo import data
 from demo import interpolation
 from demo import models
@@ -88,8 +90,11 @@ def train_run(
     batches = data.batches(*train_set, batch_size, seed=seed)
     test_accuracy = accuracy(model, *test_set)
     with SummaryWriter(logdir) as writer:
-        # Step 0 records the initial weights, so distances are measured from the true start.
-        log_layer_dynamics(writer, model, 0, groups=spec.groups)
+        # Step 0 records the initial weights, so distances are measured from the true start;
+        # there is no gradient before training, as the tracker would otherwise warn.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoGradientWarning)
+            log_layer_dynamics(writer, model, 0, groups=spec.groups)
         writer.add_scalar("accuracy/test", test_accuracy, 0)
         for step in range(1, steps + 1):
             images, labels = next(batches)
