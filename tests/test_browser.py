@@ -507,6 +507,15 @@ def test_layer_dynamics_tab(tensorboard, browser):
     assert all(h["coloured"] > 500 and h["distinct"] > 10 for h in heatmaps)
     lenet_rows = _texts(frame, f"[data-panel=heatmap] [data-run='{LENET_RUN}'] .ld-heatmap-label")
     assert lenet_rows == LENET_LAYERS
+    # Every row labelled; the MLP's bare Sequential indices say which module they are.
+    mlp = next(r for r in runs if r["run"] == HOSTILE_RUN)
+    assert mlp["descriptions"] == ["Linear 64→48", "Linear 48→32", "Linear 32→24", "Linear 24→10"]
+    mlp_rows = _texts(frame, f"[data-panel=heatmap] [data-run='{HOSTILE_RUN}'] .ld-heatmap-label")
+    assert mlp_rows == [f"{n} · {d}" for n, d in zip(mlp["layers"], mlp["descriptions"])]
+    assert "1 · Linear 64→48" in _texts(frame, "[data-list=layers] .ld-layer-row")
+    # The two models have different layers: a depth legend each, named by its runs.
+    captions = _texts(frame, "[data-panel=layer-curves] [data-legend=depth] .ld-legend-runs")
+    assert captions == [LENET_RUN, HOSTILE_RUN]
     assert _texts(frame, "[data-legend=colour-scale] .ld-heatmap-axis span")
 
     # Summary: a row per layer in depth order, a bar per metric from the run that has the layer

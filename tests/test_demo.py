@@ -485,7 +485,11 @@ def test_quick_demo_writes_every_run_grouped_by_seed(quick_logdir):
     assert {g: list(group.members) for g, group in lenet.groups.items()} == lenet5.GROUPS
     assert runs["stripes-6layer/seed1"].layers == [f"conv{i}" for i in range(1, 7)]
     resnet = runs["resnet/seed0"]
-    assert list(resnet.groups) == ["stem", "stage1", "stage2", "stage3"]
+    # The stages, then each stage's residual blocks (repeated children of a Sequential).
+    stages = ["stem", "stage1", "stage2", "stage3"]
+    assert [g for g in resnet.groups if "." not in g] == stages
+    blocks = [g for g in resnet.groups if "." in g]
+    assert blocks and all(g.split(".")[0] in stages[1:] for g in blocks)
     assert resnet.layers[0] == "stem.0" and resnet.layers[-1] == "head.2"
     assert all(m.startswith("stage2.") for m in resnet.groups["stage2"].members)
     assert runs["population/mlp-seed2"].layers == ["hidden", "output"]

@@ -92,8 +92,11 @@ def test_resnet_blocks_and_parameter_granularity():
     found = layers_mod.find_layers(model)
     assert len(found) == 41 and sum(lay.numel for lay in found) == 11181642
     groups = layers_mod.block_groups(model, found)
-    assert [g["name"] for g in groups] == ["layer1", "layer2", "layer3", "layer4"]
+    stages = ["layer1", "layer2", "layer3", "layer4"]
+    # The stages (top-level children), then the residual blocks inside each stage.
+    assert [g["name"] for g in groups] == stages + [f"{s}.{b}" for s in stages for b in (0, 1)]
     assert len(groups[1]["members"]) == 10  # 2 blocks x (conv, bn, conv, bn) + downsample conv, bn
+    assert groups[7]["members"] == [f"layer2.1.{n}" for n in ("conv1", "bn1", "conv2", "bn2")]
     per_param = layers_mod.find_layers(model, granularity="parameter")
     assert len(per_param) == 62 and per_param[1].name == "bn1.weight"
 

@@ -60,3 +60,16 @@ test('run colours are stable: the order of first sight decides, later calls agre
   const many = createRunColors(['#111111', '#222222']);
   assert.deepEqual(['p', 'q', 'r'].map(many), ['#111111', '#222222', '#111111']);
 });
+
+test('runs with other layers get their own set, and shared names their own colours', async () => {
+  const { layerSets, depthColor } = await import('../src/core/colors.js');
+  const { sets, colorOf } = layerSets([
+    { run: 'mlp-seed0', names: ['1', '3', '5'] },
+    { run: 'lenet', names: ['conv1', '1', 'fc'] },
+    { run: 'mlp-seed1', names: ['1', '3', '5'] },
+  ]);
+  assert.deepEqual(sets.map((s) => s.runs), [['mlp-seed0', 'mlp-seed1'], ['lenet']]);
+  assert.equal(colorOf('mlp-seed1', '1'), depthColor(0, 3));
+  assert.equal(colorOf('lenet', '1'), depthColor(1, 3));
+  assert.notEqual(colorOf('mlp-seed0', '1'), colorOf('lenet', '1'));
+});

@@ -228,6 +228,8 @@ class Reducer:
         self._data_ptrs = [entry.data_ptr for entry in self._params]
         self._every_layer_reduced = all(per_layer)
         self._missing_grads = len(self._params)  # nothing known before the first pass
+        self._grads_read = False
+        self._grad_presence = None
         self.all_true = np.ones(len(layers), dtype=bool)
         self.all_true.flags.writeable = False
         self._numel = np.asarray([layer.numel for layer in layers], dtype=np.float64)
@@ -422,7 +424,32 @@ class Reducer:
         """
         if not self._missing_grads and self._every_layer_reduced and len(self.all_true) == len(layers):
             return self.all_true
+        if self._grad_presence is not None:
+            return self._grad_presence
         return np.array([any(p.grad is not None for _, p in layer.params) for layer in layers], bool)
+
+    def read_grads(self, layers: Sequence) -> None:
+        """Reads the gradients now, for the next ``reduce``, which then reads only the weights.
+
+        An optimizer's step pre-hook calls this: the gradients are those the step is about to use,
+        whatever the step does to them (Nesterov momentum and Rprop change them in place).
+        """
+        grad_enabled = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            self._missing_grads = 0
+            if self._flat_state is not None:
+                self._copy_flat_grads(self._cur)
+            for entry in self._chunked_params:
+                self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+        finally:
+            torch.set_grad_enabled(grad_enabled)
+        self._grads_read = True
+        self._grad_presence = None
+        if self._missing_grads:
+            self._grad_presence = np.array(
+                [any(p.grad is not None for _, p in layer.params) for layer in layers], bool
+            )
 
     # ----------------------------------------------------------------------------- the pass
 
@@ -433,26 +460,26 @@ class Reducer:
         # manager on every call, and this runs on every call of a training loop.
         grad_enabled = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
+        grads = not self._grads_read
+        self._grads_read = False
         try:
-            self._missing_grads = 0
+            if grads:
+                self._missing_grads = 0
+                self._grad_presence = None
             if self._flat_state is not None:
-                self._reduce_flat()
+                self._reduce_flat(grads)
             for entry in self._chunked_params:
                 if entry.fused_args is not None and self._fused(*entry.fused_args):
-                    self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+                    if grads:
+                        self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
                 else:
-                    self._reduce_chunked(entry)
+                    self._reduce_chunked(entry, grads)
         finally:
             torch.set_grad_enabled(grad_enabled)
         return self.sums
 
-    def _reduce_flat(self) -> None:
-        cur = self._cur
-        weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
-        blocks = self._blocks
-        # Copies into views shaped like the parameters: one op for all of them, whatever their
-        # strides, and no per-call reshaping of each gradient.
-        torch._foreach_copy_(self._w_dst[cur], self._w_src)
+    def _copy_flat_grads(self, cur: int) -> None:
+        """Copies the flat parameters' gradients into the gradients row of state ``cur``."""
         sources, missing = self._g_src, 0
         for i, entry in enumerate(self._flat_entries):
             grad = entry.param.grad
@@ -464,6 +491,16 @@ class Reducer:
         torch._foreach_copy_(self._g_dst[cur], sources)
         # Holding this call's gradients until the next would keep them alive across zero_grad.
         sources[:] = self._g_zero
+
+    def _reduce_flat(self, grads: bool = True) -> None:
+        cur = self._cur
+        weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
+        blocks = self._blocks
+        # Copies into views shaped like the parameters: one op for all of them, whatever their
+        # strides, and no per-call reshaping of each gradient.
+        torch._foreach_copy_(self._w_dst[cur], self._w_src)
+        if grads:
+            self._copy_flat_grads(cur)
         torch.sub(weights, previous, out=diff)
         torch.sub(weights, self._flat_initial, out=init_diff)
         # One norm op over the four rows (weights, gradients, both differences) gives each block's
@@ -502,7 +539,7 @@ class Reducer:
         init.copy_(_flat(entry.init))
         return [(w, prev, init)]
 
-    def _reduce_chunked(self, entry: _Param) -> None:
+    def _reduce_chunked(self, entry: _Param, grads: bool = True) -> None:
         for (w, prev, init), (out, diff, elementwise) in zip(self._chunk_tensors(entry), entry.outs):
             torch.sub(w, prev, out=diff)
             torch.dot(diff, diff, out=out[metrics.SUM_SQ_DIFF])
@@ -529,7 +566,8 @@ class Reducer:
                 prev.copy_(w)
         if not entry.fast:
             entry.prev.copy_(self._local(entry.param)[0])
-        self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+        if grads:
+            self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
 
     def _grad_sum(self, entry: _Param, out: torch.Tensor) -> None:
         grad = entry.param.grad

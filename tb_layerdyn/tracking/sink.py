@@ -2,11 +2,17 @@
 
 Writes through a ``torch.utils.tensorboard.SummaryWriter`` (the user's, or one created here for a
 logdir path) and its file writer, so the user's own scalars in the same writer stay untouched.
+
+I/O never stops training: when the writer cannot write (a full disk, a read-only logdir, a writer
+closed by the user), the sink warns once with the cause and writes nothing more (``failed`` says
+why). TensorBoard's writer thread stops at its first failed write and fails every later one, so
+there is nothing to retry through the same writer.
 """
 
 import atexit
 import os
 import threading
+import warnings
 import weakref
 
 import torch
@@ -15,6 +21,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.tracking import guards
 
 # Tags of TensorBoard's own histogram plugin, per qualified parameter name.
 WEIGHT_HISTOGRAM_PREFIX = "weights/"
@@ -69,7 +76,10 @@ _owned_lock = threading.Lock()
 def _close_owned():
     with _owned_lock:
         for writer in _owned.values():
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass  # the sink that used it warned when its writes failed
         _owned.clear()
 
 
@@ -101,12 +111,19 @@ class EventSink:
     _tagged = weakref.WeakKeyDictionary()
 
     def __init__(self, writer):
+        self.failed = None
+        self._writer = None
         if isinstance(writer, SummaryWriter):
             self._writer = writer
             self.owned = False
+            self.log_dir = os.path.abspath(writer.log_dir)
         elif isinstance(writer, (str, os.PathLike)):
-            self._writer = _writer_for_path(writer)
             self.owned = True
+            self.log_dir = os.path.abspath(os.fspath(writer))
+            try:
+                self._writer = _writer_for_path(writer)
+            except OSError as error:
+                self._fail(error, None)
         else:
             raise TypeError(
                 "writer must be a torch.utils.tensorboard.SummaryWriter or a logdir path, got "
@@ -121,23 +138,54 @@ class EventSink:
         # path's one check.
         self._steady_writer = None
 
-    def check_open(self) -> None:
-        """Raises a clear error for a closed ``SummaryWriter`` (it would silently reopen a new
-        event file otherwise)."""
+    def usable(self, step=None) -> bool:
+        """Whether the writer can take events: not failed, and not closed by its owner (a closed
+        ``SummaryWriter`` would silently open a new event file otherwise)."""
+        if self.failed is not None:
+            return False
         if self._writer.all_writers is None:
-            raise ValueError(
-                f"writer for {self._writer.log_dir!r} is closed; pass an open SummaryWriter "
-                "(or a logdir path) to keep logging"
-            )
+            self._fail(None, step)
+            return False
+        return True
 
-    def write_metrics(self, layout: dict, values, step: int) -> None:
-        """Writes the packed ``(metrics, layers + groups)`` tensor of one call."""
-        self.check_open()
-        file_writer = self._writer._get_file_writer()
-        if file_writer is not self._steady_writer or layout is not self._layout:
-            if self._start_tag(file_writer, layout, values, step):
-                return
-        self._write_steady(file_writer, values, step)
+    def _fail(self, error, step) -> None:
+        """Stops this sink's writing, with one warning that says why."""
+        if error is None:
+            self.failed = "the writer was closed"
+            cause = "its SummaryWriter is closed; pass an open one (or a logdir path) to log"
+        else:
+            self.failed = f"{type(error).__name__}: {error}"
+            cause = (
+                f"writing failed ({self.failed}); TensorBoard's writer fails every write after "
+                "its first failure (check free space and permissions, then start a new writer)"
+            )
+        at = "" if step is None else f" at step {step}"
+        warnings.warn(
+            f"layer dynamics for {self.log_dir!r} stop being logged{at}: {cause}. Training goes "
+            "on; what was written before stays readable, and steps that were not written are "
+            "missing, never folded into later values",
+            RuntimeWarning,
+            stacklevel=guards.user_stacklevel(),
+        )
+
+    def write_metrics(self, layout: dict, values, step: int) -> bool:
+        """Writes the packed ``(metrics, layers + groups)`` tensor of one call.
+
+        Returns:
+            False when nothing could be written (``failed`` says why; warned once).
+        """
+        if not self.usable(step):
+            return False
+        try:
+            file_writer = self._writer._get_file_writer()
+            if file_writer is not self._steady_writer or layout is not self._layout:
+                if self._start_tag(file_writer, layout, values, step):
+                    return True
+            self._write_steady(file_writer, values, step)
+        except OSError as error:
+            self._fail(error, step)
+            return False
+        return True
 
     def _write_steady(self, file_writer, values, step: int) -> None:
         """Steady state: only the tensor's bytes change, so the one Event (its tag, dtype and shape
@@ -180,7 +228,8 @@ class EventSink:
     def write_histograms(self, layers, step: int) -> None:
         """Writes TensorBoard histograms of each parameter's weights and (when present) gradient,
         all in one record, in the format ``add_histogram`` writes (see ``histogram_proto``)."""
-        self.check_open()
+        if not self.usable(step):
+            return
         values = []
         for layer in layers:
             for name, param in layer.params:
@@ -191,14 +240,23 @@ class EventSink:
                     values.append(summary_pb2.Summary.Value(
                         tag=GRADIENT_HISTOGRAM_PREFIX + name, histo=histogram_proto(param.grad)
                     ))
-        self._writer._get_file_writer().add_summary(summary_pb2.Summary(value=values), global_step=step)
+        self._add_summary(summary_pb2.Summary(value=values), step)
 
     def write_summary(self, proto, step: int, walltime=None) -> None:
         """Writes a ready ``Summary`` proto (used by ``tb_layerdyn.sweeps``) at ``step``."""
-        self.check_open()
-        self._writer._get_file_writer().add_summary(proto, global_step=step, walltime=walltime)
+        if self.usable(step):
+            self._add_summary(proto, step, walltime)
+
+    def _add_summary(self, proto, step: int, walltime=None) -> None:
+        try:
+            self._writer._get_file_writer().add_summary(proto, global_step=step, walltime=walltime)
+        except OSError as error:
+            self._fail(error, step)
 
     def flush(self) -> None:
-        """Flushes pending events to disk."""
-        if self._writer.all_writers is not None:
-            self._writer.flush()
+        """Flushes pending events to disk (nothing once writing failed or the writer closed)."""
+        if self.failed is None and self._writer.all_writers is not None:
+            try:
+                self._writer.flush()
+            except OSError as error:
+                self._fail(error, None)

@@ -5,7 +5,6 @@ in which order, ``reduce`` holds the snapshots and runs the pass, ``distributed`
 and writes, ``metrics`` turns sums into values, ``writer`` writes them.
 """
 
-import operator
 import os
 import warnings
 import weakref
@@ -15,8 +14,11 @@ import torch
 from torch import nn
 
 from tb_layerdyn.tracking import distributed
+from tb_layerdyn.tracking import guards
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking.attach import Attachment
+from tb_layerdyn.tracking.computed import ComputedWeights
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
 from tb_layerdyn.tracking.sink import EventSink
@@ -29,7 +31,8 @@ class LayerDynamics:
 
     The first ``log`` records the initial weights; each later one measures the weights against the
     initial ones and against those of the previous ``log``. Call it after ``optimizer.step()`` and
-    before ``zero_grad()``, so that gradient norms see the gradients of that step.
+    before ``zero_grad()``, so that gradient norms see the gradients of that step; or let the
+    optimizer log: ``attach(optimizer)`` logs at every optimizer step, gradients read in the step.
 
     Example::
 
@@ -50,9 +53,13 @@ class LayerDynamics:
         rwc: ``"l1"`` (Eq. 1, ratio of L1 norms), ``"elementwise"`` (mean over elements with
             nonzero previous weight of |dw| / |w_prev|) or ``"both"``.
         groups: ``{name: [layer or module names] | "regex"}``; measured like layers, from summed
-            sums.
-        block_groups: also group the layers of each top-level child holding two or more layers
-            (ResNet's ``layer1`` .. ``layer4``).
+            sums. A regex selects the layers it matches anywhere in their name, ignoring case (as
+            the tab's filters do); a module holding a tied parameter stands for the layer that
+            measures it.
+        block_groups: also group the layers of each block: each top-level child holding two or
+            more layers (ResNet's ``layer1`` .. ``layer4``), and the children of a ``ModuleList``
+            or ``Sequential`` at any depth that hold two or more layers each (GPT-2's
+            ``transformer.h.0`` ..).
         exclude_frozen: skip layers whose parameters all have ``requires_grad=False`` (measured, with
             RWC 0, by default).
         histogram_every: write TensorBoard weight and gradient histograms (60 equal-width
@@ -66,6 +73,10 @@ class LayerDynamics:
             inductor) and needs a C++ compiler; if compiling fails, one warning says why and the
             eager pass is used. A dict turns it on and is passed to ``torch.compile`` as inductor
             ``options``.
+        name: the model's name, when several models log into one writer (a GAN's generator and
+            discriminator, an EMA copy, teacher and student): each name is kept apart (its own
+            tags, its own entry in ``read()`` and in the tab). Without names a second model on
+            the same run directory is refused.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -85,6 +96,7 @@ class LayerDynamics:
         histogram_every=100,
         snapshot_device=None,
         fused=False,
+        name=None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -113,10 +125,13 @@ class LayerDynamics:
             raise ValueError(
                 f"fused must be True, False or a dict of torch.compile options, got {fused!r}"
             )
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"name must be None or a non-empty str (the model's name), got {name!r}")
         # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
         self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer)
         inner = layers_mod.unwrap(model)
         self._model = weakref.ref(inner)
+        self._name = name
         self._granularity = granularity
         self._rwc = rwc
         self._groups_spec = groups
@@ -125,11 +140,15 @@ class LayerDynamics:
         self._histogram_every = histogram_every
         found = layers_mod.find_layers(inner, granularity=granularity, exclude_frozen=exclude_frozen)
         if not found:
+            complex_names = layers_mod.complex_parameters(inner)
             raise ValueError(
                 "model has no parameters to measure"
                 + (" (every layer is frozen and exclude_frozen=True)" if exclude_frozen else "")
+                + (f" (complex parameters are not measured: {complex_names[:8]})" if complex_names else "")
             )
-        layers_mod.user_groups(groups, found)
+        layers_mod.user_groups(groups, found, tied=layers_mod.aliases(inner, found))
+        if self._sink is not None and self._sink.failed is None:
+            guards.claim(self._sink.log_dir, name, inner, self)
         self._order = layers_mod.ForwardOrder(inner)
         self._reducer = Reducer(
             snapshot_device=snapshot_device,
@@ -149,6 +168,12 @@ class LayerDynamics:
         self._group_rows = []
         self._warned_nonfinite = set()
         self._warned_sharded_histograms = False
+        self._computed = ComputedWeights()
+        self._steps = guards.StepOrder()
+        self._gradient_check = guards.GradientCheck()
+        self._trainable = None
+        self._warned_complex = False
+        self._attachments = []
 
     def log(self, step):
         """Measures the model now and writes the values at ``step``.
@@ -158,29 +183,92 @@ class LayerDynamics:
 
         Raises:
             TypeError: ``step`` is not an integer.
-            ValueError: ``step`` is negative, the writer is closed or missing on the writing rank.
+            ValueError: ``step`` is negative or beyond int64, the writer is missing on the writing
+                rank, a layer's parameters are lazy or on the meta device, or the tracker is
+                attached to an optimizer (which logs by itself).
             RuntimeError: the model was garbage-collected.
         """
-        if isinstance(step, bool):
-            raise TypeError("step must be an int, got bool")
-        try:
-            step = operator.index(step)
-        except TypeError:
-            raise TypeError(f"step must be an int, got {type(step).__name__}") from None
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
+        step = guards.checked_step(step)
+        if self._attachments:
+            raise ValueError(
+                "this tracker is attached to an optimizer and logs at each of its steps; call "
+                "detach() on what attach() returned before calling log() yourself"
+            )
+        call = self._begin(step)
+        if call is not None:
+            self._finish(call, step)
+
+    def attach(self, optimizer, *, every=1, start=0):
+        """Logs at every ``every``-th step of ``optimizer``, wherever ``zero_grad()`` sits.
+
+        Gradients are read in the optimizer's step pre-hook (after the closure, when the step is
+        given one), weights in its post-hook, once per optimizer step: under gradient accumulation
+        once per update, never per micro-batch. The weights before the first update are the
+        initial ones. A step that ``GradScaler`` skips (inf or NaN gradients) does not run, so it
+        is neither logged nor counted.
+
+        Args:
+            optimizer: the ``torch.optim.Optimizer`` (accelerate's and Lightning's wrappers are
+                looked through).
+            every: log steps ``s`` with ``s % every == 0``.
+            start: the step of the first update after this call; steps count updates from there
+                (pass the global step when resuming).
+
+        Returns:
+            An ``Attachment``: ``detach()`` removes the hooks (also as a context manager).
+
+        Raises:
+            TypeError: ``optimizer`` is not an optimizer.
+            ValueError: ``every`` or ``start`` is out of range.
+        """
+        return Attachment(self, optimizer, every=every, start=start)
+
+    def _begin_attached(self, step):
+        """The part of an attached call that runs before the update (see ``attach``)."""
+        step = guards.checked_step(step)
+        return self._begin(step, attached=True)
+
+    def _read_grads(self, call):
+        found = call[0]
+        self._reducer.read_grads(found)
+        if self._computed:
+            self._computed.read_grads()
+
+    def _begin(self, step, attached=False):
+        """Settles the layers (snapshots of new ones taken now) before anything is measured.
+
+        Returns:
+            ``(layers, sharded, writing, fresh)``, or ``None`` when this call measures nothing
+            (another rank of a replicated model, or writing has failed).
+        """
+        if self._sink is not None and not self._sink.usable(step):
+            return None
         model = self._model()
         if model is None:
             raise RuntimeError("the model of this LayerDynamics was garbage-collected; create a new one")
         found, sharded = self._current_layers(model)
         writing = distributed.rank() == 0
         if not writing and not sharded:
-            return
-        if writing:
-            if self._sink is None:
-                raise ValueError("writer is None on the writing rank (rank 0); pass a SummaryWriter or a logdir")
-            self._sink.check_open()
+            return None
+        if writing and self._sink is None:
+            raise ValueError("writer is None on the writing rank (rank 0); pass a SummaryWriter or a logdir")
+        self._steps.check(step)
+        if self._computed:
+            self._computed.refresh()
         fresh = self._update_layers(found, model)
+        if attached:
+            # Layers settled before an update: their snapshots are the weights before it.
+            self._measured = {lay.name for lay in found}
+            fresh = set()
+        return found, sharded, writing, fresh
+
+    def _finish(self, call, step, attached=False):
+        """Measures, then writes: the snapshots move here."""
+        found, sharded, writing, fresh = call
+        if attached and self._computed:
+            self._computed.refresh()
+        if not attached and self._computed:
+            self._computed.read_grads()
         sums = self._reducer.reduce()
         if sharded:
             sums = self._all_reduce(sums)
@@ -193,12 +281,20 @@ class LayerDynamics:
         if not writing:
             return
         layer_sums = self._reducer.layer_sums(self._reducer.to_host(sums))
-        values = self._values(layer_sums, has_previous, self._reducer.has_grad(found), step)
-        self._sink.write_metrics(self._layout, values, step)
+        has_grad = self._reducer.has_grad(found)
+        if self._computed:
+            has_grad = self._computed.add_grads(layer_sums, has_grad)
+        if not attached:
+            self._gradient_check.check(
+                has_grad, layer_sums[:, metrics.SUM_SQ_GRAD], self._trainable
+            )
+        values = self._values(layer_sums, has_previous, has_grad, step)
+        if not self._sink.write_metrics(self._layout, values, step):
+            return
         if self._histogram_every is not None and step % self._histogram_every == 0:
             if sharded:
                 if not self._warned_sharded_histograms:
-                    warnings.warn("histograms are not written for sharded (FSDP) parameters", stacklevel=2)
+                    warnings.warn("histograms are not written for sharded (FSDP) parameters", stacklevel=3)
                     self._warned_sharded_histograms = True
             else:
                 self._sink.write_histograms(found, step)
@@ -245,6 +341,7 @@ class LayerDynamics:
         reshapes (``param.data = ...``) keep the objects; ``_update_layers`` catches them.
         """
         exclude_frozen = self._exclude_frozen
+        self._order.settle()
         fingerprint = [self._order.complete]
         append = fingerprint.append
         for name, module in model.named_modules():
@@ -261,6 +358,19 @@ class LayerDynamics:
         found = layers_mod.find_layers(
             model, granularity=self._granularity, exclude_frozen=exclude_frozen
         )
+        why = layers_mod.unmeasurable(found)
+        if why is not None:
+            raise ValueError(why)
+        if not self._warned_complex:
+            complex_names = layers_mod.complex_parameters(model)
+            if complex_names:
+                self._warned_complex = True
+                warnings.warn(
+                    f"complex parameters {complex_names[:8]}{' ...' if len(complex_names) > 8 else ''} "
+                    "are not measured: every metric here is defined for real weights (warned once)",
+                    stacklevel=guards.user_stacklevel(),
+                )
+        found = self._computed.measured(model, found)
         sharded = distributed.is_sharded(p for layer in found for _, p in layer.params)
         if self._order.complete:
             found = self._order.sort(found)
@@ -311,11 +421,14 @@ class LayerDynamics:
         self._identity = identity
         self._all_previous = np.ones(len(found), dtype=bool)
         self._signatures = signatures
+        self._trainable = guards.trainable(found)
         self._build_layout(found, model)
         return fresh
 
     def _build_layout(self, found, model):
-        groups = layers_mod.user_groups(self._groups_spec, found, strict=False)
+        groups = layers_mod.user_groups(
+            self._groups_spec, found, strict=False, tied=layers_mod.aliases(model, found)
+        )
         if self._block_groups:
             taken = {g["name"] for g in groups}
             groups = [
@@ -329,6 +442,8 @@ class LayerDynamics:
             granularity=self._granularity,
             rwc=self._rwc,
             groups=groups,
+            model=self._name,
+            descriptions=[lay.description for lay in found],
         )
         index = {lay.name: i for i, lay in enumerate(found)}
         self._group_rows = [[index[m] for m in g["members"]] for g in groups]
@@ -406,8 +521,8 @@ def log_layer_dynamics(writer, model, step, **options):
     """Logs per-layer weight dynamics of ``model`` at ``step``; call it in the training loop.
 
     Keeps one ``LayerDynamics`` per (writer, model) pair, created on the first call with
-    ``options`` (see ``LayerDynamics`` for them) and dropped with the model. Call it after
-    ``optimizer.step()`` and before ``zero_grad()``.
+    ``options`` (see ``LayerDynamics`` for them, ``name=`` included) and dropped with the model.
+    Call it after ``optimizer.step()`` and before ``zero_grad()``.
 
     Example::
 

@@ -7,13 +7,17 @@
  * into `null`, and it is dropped from the cache so the next attempt asks again.
  */
 
+import { entryName } from './names.js';
+
 /**
  * @typedef {{name: string, kind: string, members: string[]}} Group
  * @typedef {{
- *   run: string, model: string | null, layers: string[], param_counts: number[],
- *   descriptions: string[] | null, groups: Group[], metrics: string[], rwc: string,
- *   granularity: string, order: string, last_step: number | null, sweeps: number
- * }} RunInfo
+ *   run: string, layers: string[], param_counts: number[], groups: Group[], metrics: string[],
+ *   rwc: string, granularity: string, order: string, last_step: number | null, sweeps: number,
+ *   model: string | null, descriptions: string[] | null, source: {run: string, model: string | null}
+ * }} RunInfo One entry of the run list: a run, or one model of a run that logged several. Its
+ *   `run` is the entry's name (`run · model` for a named model), which the tab shows and keys
+ *   selections by; `source` holds the route parameters.
  * @typedef {{runs: RunInfo[], loading: boolean}} RunsPayload
  * @typedef {{
  *   run: string, metric: string, target: string, names: string[],
@@ -138,6 +142,19 @@ export class Model {
   constructor() {
     /** @type {Map<string, Promise<any>>} */
     this.cache = new Map();
+    /** @type {Map<string, {run: string, model: string | null}>} entry name -> route parameters */
+    this.entries = new Map();
+  }
+
+  /**
+   * The route parameters of an entry: its run, and `model` only for a named model.
+   * @param {string} entry an entry's name (`RunInfo.run`).
+   * @returns {Record<string, string>}
+   */
+  entryParams(entry) {
+    const source = this.entries.get(entry);
+    if (!source) return { run: entry };
+    return source.model === null ? { run: source.run } : { run: source.run, model: source.model };
   }
 
   /**
@@ -168,7 +185,13 @@ export class Model {
    */
   async runs() {
     const body = await this.get(routeUrl('runs', {}));
-    return { runs: body.runs, loading: Boolean(body.loading) };
+    const runs = body.runs.map((/** @type {any} */ entry) => {
+      const model = entry.model ?? null;
+      const name = entryName(entry.run, model);
+      this.entries.set(name, { run: entry.run, model });
+      return { ...entry, run: name, model, descriptions: entry.descriptions ?? null, source: { run: entry.run, model } };
+    });
+    return { runs, loading: Boolean(body.loading) };
   }
 
   /**
@@ -182,7 +205,8 @@ export class Model {
    */
   series(run, metric, target, maxPoints, range = {}) {
     const url = routeUrl('series', {
-      run, metric, target, max_points: maxPoints, start: range.start, end: range.end, format: 'binary',
+      ...this.entryParams(run), metric, target, max_points: maxPoints, start: range.start, end: range.end,
+      format: 'binary',
     });
     return this.get(url, async (u) => decodeSeries(await fetchBinary(u)));
   }
@@ -194,7 +218,7 @@ export class Model {
    * @returns {Promise<HeatmapPayload>}
    */
   heatmap(run, metric, maxSteps) {
-    return this.get(routeUrl('heatmap', { run, metric, target: 'layers', max_steps: maxSteps }));
+    return this.get(routeUrl('heatmap', { ...this.entryParams(run), metric, target: 'layers', max_steps: maxSteps }));
   }
 
   /**
@@ -202,7 +226,7 @@ export class Model {
    * @returns {Promise<SummaryPayload>}
    */
   summary(run) {
-    return this.get(routeUrl('summary', { run }));
+    return this.get(routeUrl('summary', this.entryParams(run)));
   }
 }
 

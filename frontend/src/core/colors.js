@@ -119,3 +119,37 @@ export function createRunColors(palette = RUN_PALETTE) {
     return colour;
   };
 }
+
+/**
+ * @typedef {{runs: string[], names: string[], colors: Map<string, string>}} LayerSet runs that
+ *   share one list of layers, and each layer's depth colour within it.
+ */
+
+/**
+ * Depth colours per set of runs that share their layer list: runs of one architecture share a
+ * legend; runs with other layers get a legend of their own, and a name that two sets share (the
+ * bare index `1` of two `Sequential`s) takes its colour from its place in each.
+ * @param {ReadonlyArray<{run: string, names: readonly string[]}>} runs each run's series in depth order.
+ * @returns {{sets: LayerSet[], colorOf: (run: string, name: string) => string}}
+ */
+export function layerSets(runs) {
+  /** @type {Map<string, LayerSet>} */
+  const byList = new Map();
+  /** @type {Map<string, LayerSet>} */
+  const ofRun = new Map();
+  for (const { run, names } of runs) {
+    const key = JSON.stringify(names);
+    let set = byList.get(key);
+    if (!set) {
+      const colors = new Map(names.map((name, i) => [name, depthColor(i, names.length)]));
+      set = { runs: [], names: [...names], colors };
+      byList.set(key, set);
+    }
+    set.runs.push(run);
+    ofRun.set(run, set);
+  }
+  return {
+    sets: [...byList.values()],
+    colorOf: (run, name) => ofRun.get(run)?.colors.get(name) ?? '#757575',
+  };
+}

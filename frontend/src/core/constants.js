@@ -48,6 +48,7 @@ export const CSS = Object.freeze({
   heatmapGrid: 'ld-heatmap-grid',
   heatmapLabels: 'ld-heatmap-labels',
   heatmapLabel: 'ld-heatmap-label',
+  legendRuns: 'ld-legend-runs',
   heatmapCanvas: 'ld-heatmap-canvas',
   heatmapAxis: 'ld-heatmap-axis',
   summaryTable: 'ld-summary-table',

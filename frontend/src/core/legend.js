@@ -6,26 +6,37 @@
 import { CSS, DEPTH_RAMP, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ZERO, LEGEND_MAX_ENTRIES } from './constants.js';
 import { rampGradient } from './colors.js';
 import { chip, el, hiDpiCanvas } from './dom.js';
+import { shortNames } from './names.js';
 import { formatValue, logPosition, logTicks } from './scales.js';
+
+/** Most characters of a layer name in a legend entry; longer names are shortened (names.js). */
+const LEGEND_NAME_MAX = 32;
 
 /**
  * The depth legend: a ramp from the first layer (input) to the last (output), then each layer
  * with its colour when there are few enough to list.
- * @param {ReadonlyArray<{name: string, color: string}>} layers in depth order.
+ * @param {ReadonlyArray<{name: string, color: string, label?: string}>} layers in depth order;
+ *   `label` is shown (shortened) instead of the name when given.
+ * @param {readonly string[]} [runs] the runs this legend is for, when runs with other layers get
+ *   legends of their own.
  * @returns {HTMLElement}
  */
-export function depthLegend(layers) {
+export function depthLegend(layers, runs) {
   const ramp = el('div', { className: CSS.legendRamp, attrs: { 'aria-hidden': 'true' } });
   ramp.style.background = rampGradient(DEPTH_RAMP);
+  const ends = [el('span', { text: 'input' }), ramp, el('span', { text: 'output' })];
+  if (runs) ends.unshift(el('span', { className: CSS.legendRuns, text: runs.join(', '), title: runs.join(', ') }));
   const legend = el('div', { className: CSS.legend, attrs: { 'data-legend': 'depth' } }, [
-    el('div', { className: CSS.legendEnds }, [el('span', { text: 'input' }), ramp, el('span', { text: 'output' })]),
+    el('div', { className: CSS.legendEnds }, ends),
   ]);
   if (layers.length <= LEGEND_MAX_ENTRIES) {
+    const short = shortNames(layers.map((l) => l.label ?? l.name), LEGEND_NAME_MAX);
     for (const layer of layers) {
+      const text = layer.label ?? layer.name;
       legend.append(
-        el('span', { className: CSS.legendEntry, attrs: { 'data-layer': layer.name } }, [
+        el('span', { className: CSS.legendEntry, title: text, attrs: { 'data-layer': layer.name } }, [
           chip(layer.color),
-          el('span', { text: layer.name }),
+          el('span', { text: short.get(text) ?? text }),
         ]),
       );
     }

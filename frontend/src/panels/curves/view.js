@@ -8,7 +8,8 @@
 import {
   CHART_HEIGHT, CSS, CURVE_MAX_POINTS, DASHED_LINES_MAX, METRICS, MULTIPLE_HEIGHT, RUN_DASHES,
 } from '../../core/constants.js';
-import { layerColors } from '../../core/colors.js';
+import { layerSets } from '../../core/colors.js';
+import { layerLabels } from '../../core/names.js';
 import { averageRuns, groupRunsBySeed } from '../../core/seed_average.js';
 import { createCurveChart } from '../../charts/curve_chart.js';
 import { el, chip, yieldToBrowser } from '../../core/dom.js';
@@ -36,6 +37,7 @@ import { smoothSeries } from '../../core/smoothing.js';
  *   bands: Band[]
  * }} RunCurves one chart's worth: a run's lines, or a seed group's means (`runs` lists its runs).
  * @typedef {Array<ReadonlyArray<number | null>>} Columns
+ * @typedef {ReturnType<typeof layerSets> & {labelOf: (run: string, name: string) => string}} Palette
  */
 
 /** State fields this view draws from. */
@@ -115,7 +117,7 @@ export function createCurvesPanel(context, config) {
    * @param {State} state
    * @param {Array<{run: RunInfo, names: string[], columns: Columns}>} kept runs with something to draw.
    * @param {string[]} order series in depth order.
-   * @param {Map<string, string>} colours
+   * @param {(run: string, name: string) => string} colours
    * @returns {RunCurves[]}
    */
   function averaged(state, kept, order, colours) {
@@ -125,7 +127,7 @@ export function createCurvesPanel(context, config) {
       const tables = group.runs.map((run) => /** @type {{names: string[], columns: Columns}} */ (byRun.get(run)));
       const table = averageRuns(tables, order);
       const lines = table.series.map((s) => ({
-        series: s.name, run: group.name, color: colours.get(s.name) ?? '#757575', dash: [], count: s.count,
+        series: s.name, run: group.name, color: colours(group.runs[0], s.name), dash: [], count: s.count,
       }));
       const banded = group.runs.length > 1 && lines.length <= BANDED_LINES_MAX;
       const bands = banded
@@ -139,11 +141,12 @@ export function createCurvesPanel(context, config) {
    * @param {State} state
    * @param {RunInfo[]} runs
    * @param {import('../../core/api.js').SeriesPayload[]} payloads
-   * @returns {{curves: RunCurves[], notes: string[], order: string[], colours: Map<string, string>}}
+   * @returns {{curves: RunCurves[], notes: string[], order: string[], palette: Palette}}
    */
   function shape(state, runs, payloads) {
     const keep = config.keep(state, runs);
-    const colours = layerColors(runs.map(config.seriesOf));
+    const palette = { ...layerSets(runs.map((r) => ({ run: r.run, names: config.seriesOf(r) }))), labelOf: layerLabels(runs) };
+    const colours = palette.colorOf;
     const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
     /** @type {string[]} */
     const notes = [];
@@ -172,7 +175,7 @@ export function createCurvesPanel(context, config) {
       }
       kept.push({ run, names: indices.map((i) => payload.names[i]), columns });
     });
-    if (state.layout === 'averaged') return { curves: averaged(state, kept, order, colours), notes, order, colours };
+    if (state.layout === 'averaged') return { curves: averaged(state, kept, order, colours), notes, order, palette };
     const lineCount = kept.reduce((n, k) => n + k.names.length, 0);
     // Dashed strokes cost many times a solid one to rasterise; past a few dozen lines they would
     // stall the page, and so many lines are told apart by run in small multiples anyway.
@@ -180,13 +183,13 @@ export function createCurvesPanel(context, config) {
     /** @type {RunCurves[]} */
     const curves = kept.map(({ run, names, columns }, k) => {
       const dash = dashed ? RUN_DASHES[k % RUN_DASHES.length] : [];
-      const lines = names.map((name) => ({ series: name, run: run.run, color: colours.get(name) ?? '#757575', dash }));
+      const lines = names.map((name) => ({ series: name, run: run.run, color: colours(run.run, name), dash }));
       return { name: run.run, runs: [run.run], columns: [columns[0], ...columns.slice(1).map((values) => display(state, values))], lines, bands: [] };
     });
     if (state.layout === 'overlay' && kept.length > 1 && !dashed) {
       notes.push(`${lineCount} lines are too many to tell runs apart by dash: pick “small multiples” to see each run on its own.`);
     }
-    return { curves, notes, order, colours };
+    return { curves, notes, order, palette };
   }
 
   /**
@@ -235,31 +238,37 @@ export function createCurvesPanel(context, config) {
   }
 
   /** @type {Map<string, import('../../core/api.js').SeriesPayload>} */
-  let shown = new Map();
+  let drawnPayloads = new Map();
 
   /**
    * The payloads the charts were drawn from, for some runs.
    * @param {RunInfo[]} chartRuns
    */
   function lastPayloads(chartRuns) {
-    return chartRuns.map((r) => /** @type {import('../../core/api.js').SeriesPayload} */ (shown.get(r.run)));
+    return chartRuns.map((r) => /** @type {import('../../core/api.js').SeriesPayload} */ (drawnPayloads.get(r.run)));
   }
 
   /**
    * @param {State} state
    * @param {RunCurves[]} curves
    * @param {string[]} order
-   * @param {Map<string, string>} colours
+   * @param {Palette} palette
    * @param {string[]} notes
    * @param {RunInfo[]} usable the runs the curves were shaped from.
    */
-  function draw(state, curves, order, colours, notes, usable) {
+  function draw(state, curves, order, palette, notes, usable) {
     destroyPlots();
     const yLabel = metricLabel(state.metric);
     /** @type {Node[]} */
     const nodes = [];
-    const legendLayers = order.map((name) => ({ name, color: colours.get(name) ?? '#757575' }));
-    nodes.push(depthLegend(legendLayers));
+    // One depth legend per set of runs that share their layers; a single set needs no caption.
+    const shown = new Set(order);
+    for (const set of palette.sets) {
+      const layers = set.names.filter((name) => shown.has(name)).map((name) => ({
+        name, color: /** @type {string} */ (set.colors.get(name)), label: palette.labelOf(set.runs[0], name),
+      }));
+      if (layers.length) nodes.push(depthLegend(layers, palette.sets.length > 1 ? set.runs : undefined));
+    }
     const averagedMode = state.layout === 'averaged';
     if (averagedMode) {
       nodes.push(el('div', { className: CSS.legend, attrs: { 'data-legend': 'spread' } }, [
@@ -354,7 +363,7 @@ export function createCurvesPanel(context, config) {
     await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
-    shown = new Map(usable.map((r, i) => [r.run, payloads[i]]));
+    drawnPayloads = new Map(usable.map((r, i) => [r.run, payloads[i]]));
     const shaped = shape(state, usable, payloads);
     if (shaped.curves.length === 0) {
       destroyPlots();
@@ -362,7 +371,7 @@ export function createCurvesPanel(context, config) {
       shell.showState('empty', why.length ? why.join(' ') : `No ${config.target} match the filter.`);
       return;
     }
-    draw(state, shaped.curves, shaped.order, shaped.colours, notes.concat(shaped.notes), usable);
+    draw(state, shaped.curves, shaped.order, shaped.palette, notes.concat(shaped.notes), usable);
   }
 
   return { element: shell.element, update };

@@ -7,13 +7,13 @@
  */
 
 import {
-  CSS, HEATMAP_MAX_STEPS, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ROW_MAX, HEATMAP_ROW_MIN,
-  HEATMAP_ZERO, LABEL_MIN_SPACING,
+  CSS, HEATMAP_MAX_STEPS, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ROW_MAX, HEATMAP_ZERO, LABEL_MIN_SPACING,
 } from '../../core/constants.js';
 import { chip, el, hiDpiCanvas, yieldToBrowser } from '../../core/dom.js';
 import { colourScaleLegend } from '../../core/legend.js';
 import { createRequestGuard } from '../../core/api.js';
 import { PanelShell } from '../../core/panel.js';
+import { layerLabels, shortNames } from '../../core/names.js';
 import { formatValue, niceTicks, valueRange } from '../../core/scales.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
 import { heatmapPixels } from '../../core/shaping.js';
@@ -26,6 +26,8 @@ import { metricLabel } from '../curves/view.js';
 
 const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'status'];
 const LABEL_WIDTH = 150;
+/** Characters of a row label that fit LABEL_WIDTH; longer names are shortened (names.js). */
+const LABEL_CHARS = 22;
 const ROWS_HEIGHT_TARGET = 260;
 
 /**
@@ -53,11 +55,14 @@ function stepAxis(steps) {
  * @param {{min: number, max: number}} scale
  * @param {number} width CSS pixels available for the canvas.
  * @param {HTMLElement} readout where hover text goes.
+ * @param {(name: string) => string} labelOf a row's full label (its name, or `1 · Linear 4→8`).
  * @returns {HTMLElement}
  */
-function runHeatmap(payload, rows, scale, width, readout) {
+function runHeatmap(payload, rows, scale, width, readout, labelOf) {
+  // Every row is tall enough for its label: a deep model makes a taller picture, never rows
+  // without names.
   const rowHeight = Math.max(
-    HEATMAP_ROW_MIN,
+    LABEL_MIN_SPACING,
     Math.min(HEATMAP_ROW_MAX, Math.floor(ROWS_HEIGHT_TARGET / rows.length)),
   );
   const height = rowHeight * rows.length;
@@ -79,13 +84,17 @@ function runHeatmap(payload, rows, scale, width, readout) {
 
   const labels = el('div', { className: CSS.heatmapLabels });
   labels.style.height = `${height}px`;
-  const every = Math.max(1, Math.ceil(LABEL_MIN_SPACING / rowHeight));
+  const full = rows.map((i) => labelOf(payload.names[i]));
+  const short = shortNames(full, LABEL_CHARS);
   rows.forEach((i, r) => {
-    if (r % every !== 0) return;
-    const label = el('div', { className: CSS.heatmapLabel, text: payload.names[i], title: payload.names[i] });
+    const text = full[r];
+    const label = el('div', {
+      className: CSS.heatmapLabel, text: short.get(text) ?? text, title: text,
+      attrs: { 'data-layer': payload.names[i] },
+    });
     label.style.top = `${r * rowHeight}px`;
-    label.style.height = `${Math.max(rowHeight * every, LABEL_MIN_SPACING)}px`;
-    label.style.lineHeight = `${Math.min(rowHeight * every, 16)}px`;
+    label.style.height = `${rowHeight}px`;
+    label.style.lineHeight = `${Math.min(rowHeight, 16)}px`;
     labels.append(label);
   });
 
@@ -93,7 +102,7 @@ function runHeatmap(payload, rows, scale, width, readout) {
     const r = Math.min(rows.length - 1, Math.floor(event.offsetY / rowHeight));
     const j = Math.min(steps.length - 1, Math.floor((event.offsetX / width) * steps.length));
     const value = values[r]?.[j];
-    readout.textContent = `${payload.run} · ${payload.names[rows[r]]} · step ${steps[j]}`
+    readout.textContent = `${payload.run} · ${labelOf(payload.names[rows[r]])} · step ${steps[j]}`
       + `${payload.downsampled ? ' (bin mean)' : ''} · ${formatValue(value)}`;
   });
   canvas.addEventListener('mouseleave', () => {
@@ -143,6 +152,7 @@ export function createHeatmapPanel(context) {
     const width = Math.max(200, shell.body.clientWidth - LABEL_WIDTH - 12);
     /** @type {Node[]} */
     const nodes = [colourScaleLegend(scale.min, scale.max), readout];
+    const labelOf = layerLabels(activeRuns(state));
     payloads.forEach((payload, k) => {
       const title = el('div', { className: CSS.chartTitle }, [
         chip(context.runColor(payload.run)),
@@ -150,7 +160,7 @@ export function createHeatmapPanel(context) {
         el('span', { className: CSS.panelHint, text: metricLabel(payload.metric) }),
       ]);
       const body = shown[k].length && payload.steps.length
-        ? runHeatmap(payload, shown[k], scale, width, readout)
+        ? runHeatmap(payload, shown[k], scale, width, readout, (name) => labelOf(payload.run, name))
         : el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text: `Nothing logged for run ${payload.run} in these layers.` });
       nodes.push(el('div', { className: CSS.heatmap, attrs: { 'data-run': payload.run } }, [title, body]));
     });
@@ -184,7 +194,9 @@ export function createHeatmapPanel(context) {
     shell.setBusy(true);
     let payloads;
     try {
-      payloads = await Promise.all(runs.map((r) => context.model.heatmap(r.run, state.metric, HEATMAP_MAX_STEPS)));
+      // Each payload under its entry's name (a run's models share the run's name on the server).
+      payloads = (await Promise.all(runs.map((r) => context.model.heatmap(r.run, state.metric, HEATMAP_MAX_STEPS))))
+        .map((p, k) => ({ ...p, run: runs[k].run }));
     } catch (e) {
       if (!guard.isCurrent(ticket)) return;
       last = null;

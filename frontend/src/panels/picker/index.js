@@ -7,12 +7,16 @@
 import { CSS } from '../../core/constants.js';
 import { layerColors } from '../../core/colors.js';
 import { chip, el, stateMessage } from '../../core/dom.js';
+import { layerLabels, shortNames } from '../../core/names.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
 import { compileFilter, unionNames } from '../../core/shaping.js';
 
 /**
  * @typedef {import('../../core/selection.js').State} State
  */
+
+/** Characters of a name that fit the sidebar; longer ones are shortened (names.js). */
+const NAME_CHARS = 30;
 
 /**
  * A text box for a regex that marks itself and says why when the text is no regex.
@@ -101,7 +105,10 @@ export function createPickerPanel(context) {
           const others = selection.state.checked.filter((name) => name !== r.run);
           selection.set({ checked: box.checked ? others.concat([r.run]) : others });
         });
-        return el('label', { className: CSS.runRow, title: r.run, attrs: { 'data-run': r.run } }, [
+        /** @type {Record<string, string>} */
+        const attrs = { 'data-run': r.run };
+        if (r.model !== null) attrs['data-model'] = r.model;
+        return el('label', { className: CSS.runRow, title: r.run, attrs }, [
           box, chip(context.runColor(r.run)), el('span', { text: r.run }),
         ]);
       });
@@ -123,12 +130,19 @@ export function createPickerPanel(context) {
     const colours = layerColors(runs.map((r) => r.layers));
     const keep = visibleLayers(state, runs);
     layerCount.textContent = names.length ? `${keep.size} of ${names.length}` : '';
-    const rows = names
-      .filter((name) => keep.has(name))
-      .map((name) =>
-        el('div', { className: CSS.layerRow, title: name, attrs: { 'data-layer': name } }, [
-          chip(colours.get(name) ?? '#757575'), el('span', { text: name }),
-        ]));
+    // A name is labelled by the first run that has it (`1 · Linear 784→512` for a bare index).
+    const labels = layerLabels(runs);
+    const owner = new Map();
+    for (const r of runs) for (const name of r.layers) if (!owner.has(name)) owner.set(name, r.run);
+    const shown = names.filter((name) => keep.has(name));
+    const full = new Map(shown.map((name) => [name, labels(owner.get(name), name)]));
+    const short = shortNames([...full.values()], NAME_CHARS);
+    const rows = shown.map((name) => {
+      const text = /** @type {string} */ (full.get(name));
+      return el('div', { className: CSS.layerRow, title: text, attrs: { 'data-layer': name } }, [
+        chip(colours.get(name) ?? '#757575'), el('span', { text: short.get(text) ?? text }),
+      ]);
+    });
     layerList.replaceChildren(...(rows.length || !names.length ? rows : [stateMessage('empty', 'No layer matches.')]));
   }
 

@@ -113,7 +113,8 @@ export function createSummaryPanel(context) {
     /** @type {SummaryPayload[]} */
     let payloads;
     try {
-      payloads = await Promise.all(runs.map((r) => context.model.summary(r.run)));
+      // Each payload under its entry's name (a run's models share the run's name on the server).
+      payloads = (await Promise.all(runs.map((r) => context.model.summary(r.run)))).map((p, k) => ({ ...p, run: runs[k].run }));
     } catch (e) {
       if (!guard.isCurrent(ticket)) return;
       shell.showError(e);

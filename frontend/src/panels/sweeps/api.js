@@ -21,7 +21,7 @@ import { routeUrl } from '../../core/api.js';
  * @returns {Promise<SweepList>}
  */
 export function sweepList(model, run) {
-  return model.get(routeUrl('sweeps', { run }));
+  return model.get(routeUrl('sweeps', model.entryParams(run)));
 }
 
 /**
@@ -33,7 +33,7 @@ export function sweepList(model, run) {
  * @returns {Promise<CurveSweep>}
  */
 export function curveSweep(model, run, step, scope) {
-  return model.get(routeUrl('sweep', { run, step, scope }));
+  return model.get(routeUrl('sweep', { ...model.entryParams(run), step, scope }));
 }
 
 /**
@@ -46,7 +46,7 @@ export function curveSweep(model, run, step, scope) {
  */
 export function robustnessSweep(model, run, step, threshold) {
   /** @type {Record<string, string | number>} */
-  const params = { run, step, scope: 'robustness' };
+  const params = { ...model.entryParams(run), step, scope: 'robustness' };
   if (threshold !== null) params.threshold = threshold;
   return model.get(routeUrl('sweep', params));
 }
