@@ -17,6 +17,7 @@ from torch import nn
 from tb_layerdyn.tracking import distributed
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking import pictures
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
 from tb_layerdyn.tracking.sink import EventSink
@@ -66,6 +67,14 @@ class LayerDynamics:
             inductor) and needs a C++ compiler; if compiling fails, one warning says why and the
             eager pass is used. A dict turns it on and is passed to ``torch.compile`` as inductor
             ``options``.
+        images_every: draw pictures of every layer at the first ``log``, then at every step that
+            is a multiple of this (``None``, the default, draws none); see ``tracking.pictures``.
+        images: the picture kinds, among ``"weights"``, ``"gradients"``, ``"updates"``,
+            ``"travel"`` and ``"activations"``; ``None`` for all the first four, plus activations
+            when ``probe`` is given.
+        probe: the input whose activations are drawn (a tensor, or a tuple of tensors), passed
+            once; only its first element is drawn.
+        probe_layers: names of the modules whose outputs are drawn; ``None`` for every layer's.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -85,6 +94,10 @@ class LayerDynamics:
         histogram_every=100,
         snapshot_device=None,
         fused=False,
+        images_every=None,
+        images=None,
+        probe=None,
+        probe_layers=None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -131,6 +144,11 @@ class LayerDynamics:
             )
         layers_mod.user_groups(groups, found)
         self._order = layers_mod.ForwardOrder(inner)
+        self._pictures = None
+        if images_every is not None:
+            self._pictures = pictures.PictureCapture(inner, images_every, images, probe, probe_layers)
+        elif images is not None or probe is not None or probe_layers is not None:
+            raise ValueError("images, probe and probe_layers need images_every=N (pictures every N steps)")
         self._reducer = Reducer(
             snapshot_device=snapshot_device,
             elementwise=rwc in ("elementwise", "both"),
@@ -202,6 +220,8 @@ class LayerDynamics:
                     self._warned_sharded_histograms = True
             else:
                 self._sink.write_histograms(found, step)
+        if self._pictures is not None and self._pictures.due(step):
+            self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
 
     def flush(self):
         """Flushes the writer's pending events to disk."""
@@ -402,6 +422,16 @@ def _writer_key(writer):
     return writer
 
 
+def _same_options(first, later):
+    """Options equal by value, tensors (a probe) by identity: comparing them by value is ambiguous."""
+    if first.keys() != later.keys():
+        return False
+    return all(
+        a is b if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) else a == b
+        for a, b in ((first[k], later[k]) for k in first)
+    )
+
+
 def log_layer_dynamics(writer, model, step, **options):
     """Logs per-layer weight dynamics of ``model`` at ``step``; call it in the training loop.
 
@@ -430,7 +460,7 @@ def log_layer_dynamics(writer, model, step, **options):
     if entry is None:
         entry = (options, LayerDynamics(model, writer, **options))
         per_model[key] = entry
-    elif entry[0] != options:
+    elif not _same_options(entry[0], options):
         raise ValueError(
             f"options {options} differ from the first call's {entry[0]} for this writer and model; "
             "create a LayerDynamics(model, writer, ...) to log with other options"
