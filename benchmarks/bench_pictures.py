@@ -183,7 +183,7 @@ def measure_calls(name, trainer, step_s, calls):
         trainer.steps(calls, timed)
         call_s = timing.median(seconds)
         last = sink.records[-len(kinds):]
-        crc_s = min(_median_time(lambda: [masked_crc32c(r) for r in last], 1) for _ in range(3))
+        crc_s = min(_median_time(lambda: [masked_crc32c(r) for r in last], 1) for _ in range(7))
         rows.append({
             "model": name, "what": f"call {label}", "ms": 1e3 * call_s, "x step": call_s / step_s,
             "bytes": round(sink.bytes / calls), "writer CRC ms": 1e3 * crc_s,

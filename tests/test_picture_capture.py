@@ -432,3 +432,38 @@ def test_log_layer_dynamics_takes_a_probe_on_every_call(tmp_path):
         log_layer_dynamics(str(tmp_path), model, step, images_every=2, probe=x, histogram_every=None)
     with pytest.raises(ValueError, match="differ from the first call"):
         log_layer_dynamics(str(tmp_path), model, 3, images_every=2, probe=x.clone(), histogram_every=None)
+
+
+class Mixed(nn.Module):
+    """A bf16 layer beside an fp32 one, and a layer whose weight is empty (0 inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.low = nn.Linear(3, 2).to(torch.bfloat16)
+        self.empty = nn.Linear(0, 2)
+
+    def forward(self, x):
+        return self.low(self.fc(x).to(torch.bfloat16)).float()
+
+
+def test_bf16_and_empty_layers(tmp_path):
+    torch.manual_seed(0)
+    model = Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    writer = SummaryWriter(str(tmp_path))
+    tracker = LayerDynamics(model, writer, histogram_every=None, images_every=1)
+    x = torch.randn(5, 4)
+    weights = []
+    for step in range(2):
+        model(x).square().sum().backward()
+        opt.step()
+        tracker.log(step)
+        weights.append(model.low.weight.detach().float().clone())
+        opt.zero_grad()
+    writer.close()
+    events = picture_events(str(tmp_path))
+    (_, parsed, pictures), = events["updates"]
+    assert parsed.layers == ("fc", "low", "empty")
+    assert parsed.descriptions[2] == "empty.bias (2,): row of 2"  # its weight is empty
+    assert_close_to_levels(pictures[1].planes[0], (weights[1] - weights[0]).numpy())

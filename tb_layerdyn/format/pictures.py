@@ -53,6 +53,17 @@ Scales (``frame_scale``, ``fixed_scale``): a diverging plane is drawn over ``[-s
 Network Training" used); an opacity plane is opaque from ``q_high`` on; a gray plane spans
 ``[q_low, q_high]``. The fixed scale of a layer and kind is the widest of its frames' (the largest
 ``s``, the largest ``q_high``, the lowest ``q_low``): it stays fixed across the steps logged so far.
+
+Reading
+-------
+A reader keeps each tag's ``Layout`` (``parse_layout`` of the first event's content) and, per
+event, where its record is; ``decode`` turns a record's value into each layer's ``Picture`` (PNG
+headers checked, pixels decoded only on demand). One layer's series of one kind is then: the steps
+whose picture is not ``None``; ``picture.planes[0].values()`` as logged (for travel, plane 0 is
+the travel and plane 1 the weight it colours); per plane ``fixed_scale(map, quantiles of every
+frame)``, or ``frame_scale`` for the per-frame toggle; and ``rgb(layout, index, values, scales)``
+for the picture as drawn (``picture_rgb`` with the frame's own scales by default). The tab gets the
+same from a route: the PNGs, the facts and the layout, and colours them with ``colormap.js``.
 """
 
 import dataclasses

@@ -23,9 +23,8 @@ each picture crosses to the host once, is quantized to 8-bit gray levels and PNG
 """
 
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -41,10 +40,10 @@ _SYMBOLS = {"weights": "|w|", "gradients": "|g|", "updates": "|Δw|", "travel": 
 
 
 def drawn_parameter(layer):
-    """``(qualified name, parameter)`` of the tensor a layer's picture shows: its ``weight``, else
-    its largest parameter (the first of equal ones)."""
+    """``(qualified name, parameter)`` of the tensor a layer's picture shows: its ``weight`` unless
+    that is empty, else its largest parameter (the first of equal ones)."""
     for name, param in layer.params:
-        if name == "weight" or name.endswith(".weight"):
+        if (name == "weight" or name.endswith(".weight")) and param.numel():
             return name, param
     return max(layer.params, key=lambda item: item[1].numel())
 
@@ -189,7 +188,9 @@ class PictureCapture:
                 warnings.warn("pictures are not drawn for sharded (FSDP) parameters", stacklevel=3)
                 self._warned_sharded = True
             return
+        # An empty tensor has nothing to draw.
         drawn = [(layer.name, *drawn_parameter(layer)) for layer in layers]
+        drawn = [entry for entry in drawn if entry[2].numel()]
         initial = reducer.initial_weights() if "travel" in self.kinds else {}
         with torch.no_grad():
             for kind in self.kinds:
@@ -214,11 +215,11 @@ class PictureCapture:
             elif kind == "updates":
                 previous = self._previous.get(param_name)
                 ok = previous is not None and previous.shape == weight.shape
-                sources = [weight - previous.to(weight.device)] if ok else None
+                sources = [weight.float() - previous.to(weight.device).float()] if ok else None
             else:
                 start = initial.get(param_name)
                 ok = start is not None and start.shape == weight.shape
-                sources = [(weight - start.to(weight.device)).abs(), weight] if ok else None
+                sources = [(weight.float() - start.to(weight.device).float()).abs(), weight] if ok else None
             names.append((layer_name, param_name, tuple(weight.shape)))
             pictures.append(None if sources is None else mosaic(sources, self._plan(kind, param_name, weight.shape)))
         return names, pictures
@@ -230,6 +231,8 @@ class PictureCapture:
         captured = probe_mod.capture(model, self._probe, wanted)
         names, pictures = [], []
         for module_name, tensor in captured:
+            if not tensor.numel():
+                continue
             plan = self._plan("activations", module_name, tensor.shape)
             names.append((module_name, module_name, tuple(tensor.shape)))
             pictures.append(mosaic([tensor], plan))
