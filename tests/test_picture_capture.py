@@ -14,29 +14,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 
-from picture_helpers import assert_close_to_levels, picture_events, reference_picture
+from picture_helpers import LeNet, assert_close_to_levels, picture_events, reference_picture
 from layerdyn_helpers import Zoo, train_step, zoo_batch
 from tb_layerdyn import LayerDynamics, log_layer_dynamics
 from tb_layerdyn.format import colormaps
 from tb_layerdyn.format import pictures as payload
 from tb_layerdyn.tracking import picture_layouts, probe
 from tb_layerdyn.tracking import pictures as capture
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc3(F.relu(self.fc2(x)))
 
 
 class Jitter(nn.Module):

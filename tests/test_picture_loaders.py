@@ -15,12 +15,11 @@ from tensorboard import context
 from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 
-from picture_helpers import picture_events
+from picture_helpers import LeNet, picture_events
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope, png
 from tb_layerdyn.format import pictures as payload
 from tb_layerdyn.plugin import in_process
-from test_picture_capture import LeNet
 
 STEPS = 11
 EVERY = 3
