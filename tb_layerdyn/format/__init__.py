@@ -5,10 +5,10 @@ one module per payload kind owns that kind's tag, content, tensor and the rules 
 and decode them; ``framing`` splits event files into records. Nothing here imports torch.
 """
 
-from tb_layerdyn.format import layer_metrics, sweeps
+from tb_layerdyn.format import layer_metrics, pictures, sweeps
 
 # Every payload kind, by the tag prefix its module owns.
-KINDS = (layer_metrics, sweeps)
+KINDS = (layer_metrics, sweeps, pictures)
 
 
 def kind_of(tag):

@@ -41,6 +41,8 @@ from tb_layerdyn.format import checks, envelope, tensors
 KIND = "layer_metrics"
 VERSION = 2
 TAG_PREFIX = envelope.TAG_PREFIX + "metrics/"
+# Readers keep these payloads as columns of values (``reading.columns``).
+STORAGE = "columns"
 STEPS_SUFFIX = "/steps"
 
 # Every per-layer metric this release can log, in the order it writes them.

@@ -36,6 +36,8 @@ from tb_layerdyn.format import checks, envelope, tensors
 KIND = "sweep"
 VERSION = 1
 TAG_PREFIX = envelope.TAG_PREFIX + "sweep/"
+# Readers keep where these records lie and decode them when asked (``check`` when reading them).
+STORAGE = "records"
 
 INTERPOLATION_SCOPES = ("model", "layers", "parameters")
 ROBUSTNESS_SCOPE = "robustness"
@@ -186,6 +188,11 @@ def sweep_pb(values, layout):
     )
     value.metadata.CopyFrom(envelope.summary_metadata(KIND, VERSION, layout))
     return summary_pb2.Summary(value=[value])
+
+
+def check(layout, value):
+    """Raises ``envelope.FormatError`` when a value does not fit its layout (``decode_tensor``)."""
+    decode_tensor(layout, value)
 
 
 def decode_tensor(layout, value):

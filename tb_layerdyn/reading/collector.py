@@ -60,7 +60,7 @@ class Sink:
 
     def indexed(self, tag_id: int, step: int, wall_time: float, file_index: int, offset: int,
                 length: int) -> None:
-        """A payload read again on demand from its record (sweeps): where the record lies."""
+        """A payload read again on demand from its record (sweeps, pictures): where it lies."""
 
     def warn(self, text: str) -> None:
         """Something of the run was skipped; ``text`` says what and why."""
@@ -120,12 +120,12 @@ class Collector:
                 continue
             tag_id = self._ids[tag]
             try:
-                if kind is layer_metrics:
+                if kind.STORAGE == "columns":
                     steps_value = _sibling(values, tag + layer_metrics.STEPS_SUFFIX)
-                    steps, array = layer_metrics.decode(state.layout, value, event.step, steps_value)
+                    steps, array = kind.decode(state.layout, value, event.step, steps_value)
                     self._sink.metrics(tag_id, steps, array, file_index)
                 else:
-                    kind.decode_tensor(state.layout, value)
+                    kind.check(state.layout, value)
                     self._sink.indexed(tag_id, event.step, event.wall_time, file_index, offset, length)
             except envelope.FormatError as error:
                 state.skipped += 1

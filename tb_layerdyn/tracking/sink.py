@@ -242,6 +242,15 @@ class EventSink:
                     ))
         self._add_summary(summary_pb2.Summary(value=values), step)
 
+    def needs_metadata(self, tag: str) -> bool:
+        """Whether the next event of ``tag`` is its first in the current event file, and so must
+        carry the plugin's metadata (TensorBoard reads it from there only); counts it as carried."""
+        tagged = self._tagged.setdefault(self._writer._get_file_writer(), set())
+        if tag in tagged:
+            return False
+        tagged.add(tag)
+        return True
+
     def write_summary(self, proto, step: int, walltime=None) -> None:
         """Writes a ready ``Summary`` proto (used by ``tb_layerdyn.sweeps``) at ``step``."""
         if self.usable(step):

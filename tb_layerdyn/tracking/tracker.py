@@ -19,6 +19,7 @@ from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
 from tb_layerdyn.tracking.attach import Attachment
 from tb_layerdyn.tracking.computed import ComputedWeights
+from tb_layerdyn.tracking import pictures
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
 from tb_layerdyn.tracking.sink import EventSink
@@ -77,6 +78,14 @@ class LayerDynamics:
             discriminator, an EMA copy, teacher and student): each name is kept apart (its own
             tags, its own entry in ``read()`` and in the tab). Without names a second model on
             the same run directory is refused.
+        images_every: draw pictures of every layer at the first ``log``, then at every step that
+            is a multiple of this (``None``, the default, draws none); see ``tracking.pictures``.
+        images: the picture kinds, among ``"weights"``, ``"gradients"``, ``"updates"``,
+            ``"travel"`` and ``"activations"``; ``None`` for all the first four, plus activations
+            when ``probe`` is given.
+        probe: the input whose activations are drawn (a tensor, or a tuple of tensors), passed
+            once; only its first element is drawn.
+        probe_layers: names of the modules whose outputs are drawn; ``None`` for every layer's.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -97,6 +106,10 @@ class LayerDynamics:
         snapshot_device=None,
         fused=False,
         name=None,
+        images_every=None,
+        images=None,
+        probe=None,
+        probe_layers=None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -150,6 +163,13 @@ class LayerDynamics:
         if self._sink is not None and self._sink.failed is None:
             guards.claim(self._sink.log_dir, name, inner, self)
         self._order = layers_mod.ForwardOrder(inner)
+        self._pictures = None
+        if images_every is not None:
+            self._pictures = pictures.PictureCapture(
+                inner, images_every, images, probe, probe_layers, model_name=name
+            )
+        elif images is not None or probe is not None or probe_layers is not None:
+            raise ValueError("images, probe and probe_layers need images_every=N (pictures every N steps)")
         self._reducer = Reducer(
             snapshot_device=snapshot_device,
             elementwise=rwc in ("elementwise", "both"),
@@ -298,6 +318,8 @@ class LayerDynamics:
                     self._warned_sharded_histograms = True
             else:
                 self._sink.write_histograms(found, step)
+        if self._pictures is not None and self._pictures.due(step):
+            self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
 
     def flush(self):
         """Flushes the writer's pending events to disk."""
@@ -517,6 +539,16 @@ def _writer_key(writer):
     return writer
 
 
+def _same_options(first, later):
+    """Options equal by value, tensors (a probe) by identity: comparing them by value is ambiguous."""
+    if first.keys() != later.keys():
+        return False
+    return all(
+        a is b if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) else a == b
+        for a, b in ((first[k], later[k]) for k in first)
+    )
+
+
 def log_layer_dynamics(writer, model, step, **options):
     """Logs per-layer weight dynamics of ``model`` at ``step``; call it in the training loop.
 
@@ -545,7 +577,7 @@ def log_layer_dynamics(writer, model, step, **options):
     if entry is None:
         entry = (options, LayerDynamics(model, writer, **options))
         per_model[key] = entry
-    elif entry[0] != options:
+    elif not _same_options(entry[0], options):
         raise ValueError(
             f"options {options} differ from the first call's {entry[0]} for this writer and model; "
             "create a LayerDynamics(model, writer, ...) to log with other options"
