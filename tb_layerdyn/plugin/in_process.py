@@ -30,7 +30,7 @@ def parse_flags(argv):
 
 
 @contextlib.contextmanager
-def serve(logdir, loader, plugin_loader=None):
+def serve(logdir, loader, plugin_loader=None, flags=()):
     """Serves ``logdir`` through TensorBoard's WSGI app, with the core plugin and this one.
 
     The Python loader has read the whole logdir when this yields; the Rust data server loads in the
@@ -41,6 +41,7 @@ def serve(logdir, loader, plugin_loader=None):
         loader: ``"python"`` (the ``EventMultiplexer``, ``--load_fast=false``) or ``"rust"`` (the
             data server).
         plugin_loader: the ``TBLoader`` of the plugin; ``LayerDynamicsLoader()`` when omitted.
+        flags: more command-line flags (``["--samples_per_plugin", "layer_dynamics=0"]``).
 
     Yields:
         ``Served(client, data_provider)``: a ``werkzeug`` test client of the app, and the data
@@ -51,7 +52,9 @@ def serve(logdir, loader, plugin_loader=None):
     """
     if loader not in LOADERS:
         raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
-    flags = parse_flags(["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking"])
+    flags = parse_flags(
+        ["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking", *flags]
+    )
     if loader == "python":
         ingester = data_ingester.LocalDataIngester(flags)
     else:

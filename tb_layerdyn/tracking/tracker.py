@@ -319,7 +319,9 @@ class LayerDynamics:
             else:
                 self._sink.write_histograms(found, step)
         if self._pictures is not None and self._pictures.due(step):
-            self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
+            model = self._model()
+            if model is not None:
+                self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
 
     def flush(self):
         """Flushes the writer's pending events to disk."""
