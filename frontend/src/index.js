@@ -21,6 +21,7 @@ import { createPickerPanel } from './panels/picker/index.js';
 import { createSettlingPanel } from './panels/settling/index.js';
 import { createSummaryPanel } from './panels/summary/index.js';
 import { createSweepsPanel } from './panels/sweeps/index.js';
+import { createPaintGate } from './core/paint_gate.js';
 import { Selection } from './core/selection.js';
 import { createToolbar } from './core/toolbar.js';
 
@@ -84,7 +85,7 @@ export function render() {
   linkStylesheet();
   const model = new Model();
   const selection = new Selection();
-  const context = { model, selection, runColor: createRunColors() };
+  const context = { model, selection, runColor: createRunColors(), firstPaint: createPaintGate() };
   /** @type {Set<string>} */
   const seen = new Set();
   const polling = { timer: null };

@@ -118,11 +118,7 @@ def series_binary(entry, found, metric, target, total_steps):
         "total_steps": int(total_steps),
         "downsampled": bool(found.downsampled),
     }
-    text = json.dumps(header, separators=(",", ":")).encode("ascii")
-    padding = -(4 + len(text)) % 8
-    steps = np.asarray(found.steps, dtype="<f8").tobytes()
-    values = np.ascontiguousarray(np.asarray(found.values, dtype="<f4").T).tobytes()
-    return struct.pack("<I", len(text) + padding) + text + b" " * padding + steps + values
+    return _binary(header, found.steps, found.values)
 
 
 def heatmap(entry, found, metric, target):
@@ -142,6 +138,36 @@ def heatmap(entry, found, metric, target):
         "max": float(finite.max()) if finite.size else None,
         "downsampled": bool(found.downsampled),
     }
+
+
+def heatmap_binary(entry, found, metric, target):
+    """The ``heatmap`` route's body as binary (``format=binary`` in ``http_api.md``)."""
+    values = np.asarray(found.values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    header = {
+        "run": entry.run,
+        "model": entry.model,
+        "metric": metric,
+        "target": target,
+        "names": found.names,
+        "points": int(len(found.steps)),
+        "min_positive": float(positive.min()) if positive.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "downsampled": bool(found.downsampled),
+    }
+    return _binary(header, found.steps, found.values)
+
+
+def _binary(header, steps, values):
+    """A JSON header (padded to 8 bytes), float64 steps, float32 values series after series."""
+    text = json.dumps(header, separators=(",", ":")).encode("ascii")
+    padding = -(4 + len(text)) % 8
+    columns = np.ascontiguousarray(np.asarray(values, dtype="<f4").T).tobytes()
+    return (
+        struct.pack("<I", len(text) + padding) + text + b" " * padding
+        + np.asarray(steps, dtype="<f8").tobytes() + columns
+    )
 
 
 def summary(entry, latest):

@@ -116,8 +116,12 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         target = params.choice(request, "target", models.TARGETS, "layers")
         max_steps = params.integer(request, "max_steps", DEFAULT_MAX_STEPS, 1, MAX_MAX_STEPS)
         start, end = _step_range(request)
+        encoding_format = params.choice(request, "format", FORMATS, "json")
         entry = self._metric_entry(run, model, metric)
         found = entry.table.heatmap(metric, target, max_steps, start, end)
+        if encoding_format == "binary":
+            body = payloads.heatmap_binary(entry, found, metric, target)
+            return http_util.Respond(request, body, "application/octet-stream")
         return _respond_json(request, payloads.heatmap(entry, found, metric, target))
 
     # summary

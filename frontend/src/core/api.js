@@ -98,27 +98,52 @@ async function fetchBinary(url) {
  * @returns {SeriesPayload}
  */
 export function decodeSeries(buffer) {
+  const { header, steps, rows } = decodeBinary(buffer);
+  return {
+    run: header.run, metric: header.metric, target: header.target, names: header.names,
+    columns: [steps, ...rows], total_steps: header.total_steps, downsampled: header.downsampled,
+  };
+}
+
+/**
+ * Reads the binary form of a `heatmap` answer into the JSON form's shape.
+ * @param {ArrayBuffer} buffer
+ * @returns {HeatmapPayload}
+ */
+export function decodeHeatmap(buffer) {
+  const { header, steps, rows } = decodeBinary(buffer);
+  return {
+    run: header.run, metric: header.metric, target: header.target, names: header.names, steps,
+    values: rows, min_positive: header.min_positive, max: header.max, downsampled: header.downsampled,
+  };
+}
+
+/**
+ * The parts of a binary answer (http_api.md): its JSON header, its steps, and one row of values per
+ * series with `null` for NaN.
+ * @param {ArrayBuffer} buffer
+ * @returns {{header: any, steps: number[], rows: Array<Array<number | null>>}}
+ */
+function decodeBinary(buffer) {
   const length = new DataView(buffer).getUint32(0, true);
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
   const points = header.points;
   const start = 4 + length;
-  /** @type {Array<Array<number | null>>} */
-  const columns = [Array.from(new Float64Array(buffer, start, points))];
+  const steps = Array.from(new Float64Array(buffer, start, points));
   const values = new Float32Array(buffer, start + 8 * points, header.names.length * points);
+  /** @type {Array<Array<number | null>>} */
+  const rows = [];
   for (let s = 0; s < header.names.length; s++) {
     /** @type {Array<number | null>} */
-    const column = new Array(points);
+    const row = new Array(points);
     const offset = s * points;
     for (let i = 0; i < points; i++) {
       const v = values[offset + i];
-      column[i] = Number.isNaN(v) ? null : v;
+      row[i] = Number.isNaN(v) ? null : v;
     }
-    columns.push(column);
+    rows.push(row);
   }
-  return {
-    run: header.run, metric: header.metric, target: header.target, names: header.names,
-    columns, total_steps: header.total_steps, downsampled: header.downsampled,
-  };
+  return { header, steps, rows };
 }
 
 /**
@@ -218,7 +243,10 @@ export class Model {
    * @returns {Promise<HeatmapPayload>}
    */
   heatmap(run, metric, maxSteps) {
-    return this.get(routeUrl('heatmap', { ...this.entryParams(run), metric, target: 'layers', max_steps: maxSteps }));
+    const url = routeUrl('heatmap', {
+      ...this.entryParams(run), metric, target: 'layers', max_steps: maxSteps, format: 'binary',
+    });
+    return this.get(url, async (u) => decodeHeatmap(await fetchBinary(u)));
   }
 
   /**

@@ -11,7 +11,8 @@ import { activeRuns } from './selection.js';
  * @typedef {import('./selection.js').State} State
  * @typedef {import('./api.js').Model} Model
  * @typedef {{model: Model, selection: import('./selection.js').Selection,
- *            runColor: (run: string) => string}} PanelContext
+ *            runColor: (run: string) => string,
+ *            firstPaint: import('./paint_gate.js').PaintGate}} PanelContext
  * @typedef {{element: HTMLElement, update: (state: State, changed: Set<string>) => void}} Panel
  * @typedef {(context: PanelContext) => Panel} PanelFactory
  * @typedef {import('./api.js').RunInfo} RunInfo

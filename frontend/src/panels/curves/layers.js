@@ -17,5 +17,6 @@ export function createLayerCurvesPanel(context) {
     seriesOf: (run) => run.layers,
     keep: visibleLayers,
     nothing: 'No layer dynamics logged yet.',
+    leads: true,
   });
 }

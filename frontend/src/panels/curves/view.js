@@ -30,8 +30,8 @@ import { smoothSeries } from '../../core/smoothing.js';
  *   id: string, title: string, hint: string, target: 'layers' | 'groups',
  *   seriesOf: (run: RunInfo) => string[],
  *   keep: (state: State, runs: RunInfo[]) => Set<string>,
- *   nothing: string
- * }} CurvesConfig
+ *   nothing: string, leads?: boolean
+ * }} CurvesConfig `leads`: this panel draws first; the others wait for it (`context.firstPaint`).
  * @typedef {{
  *   name: string, runs: string[], columns: Array<ReadonlyArray<number | null>>, lines: Line[],
  *   bands: Band[]
@@ -333,6 +333,8 @@ export function createCurvesPanel(context, config) {
   async function update(state, changed) {
     if (!WATCHED.some((key) => changed.has(key))) return;
     const ticket = guard.next();
+    // A new cycle: whatever this update ends in, it decides when the others may fetch.
+    if (config.leads) context.firstPaint.open();
     const runs = tickedRunsOrState(state, shell, { nothing: config.nothing, clear: destroyPlots });
     if (runs === null) return;
     /** @type {string[]} */
@@ -349,6 +351,9 @@ export function createCurvesPanel(context, config) {
       return true;
     });
     shell.setBusy(true);
+    if (config.leads) context.firstPaint.close();
+    else await context.firstPaint.wait();
+    if (!guard.isCurrent(ticket)) return;
     let payloads;
     try {
       payloads = await Promise.all(
@@ -356,6 +361,7 @@ export function createCurvesPanel(context, config) {
       );
     } catch (e) {
       if (!guard.isCurrent(ticket)) return;
+      if (config.leads) context.firstPaint.open();
       destroyPlots();
       shell.showError(e);
       return;
@@ -366,12 +372,15 @@ export function createCurvesPanel(context, config) {
     drawnPayloads = new Map(usable.map((r, i) => [r.run, payloads[i]]));
     const shaped = shape(state, usable, payloads);
     if (shaped.curves.length === 0) {
+      if (config.leads) context.firstPaint.open();
       destroyPlots();
       const why = notes.concat(shaped.notes);
       shell.showState('empty', why.length ? why.join(' ') : `No ${config.target} match the filter.`);
       return;
     }
     draw(state, shaped.curves, shaped.order, shaped.palette, notes.concat(shaped.notes), usable);
+    // Let the other panels fetch once the browser has painted these charts.
+    if (config.leads) requestAnimationFrame(() => context.firstPaint.open());
   }
 
   return { element: shell.element, update };

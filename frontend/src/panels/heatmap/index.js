@@ -192,6 +192,8 @@ export function createHeatmapPanel(context) {
       return;
     }
     shell.setBusy(true);
+    await context.firstPaint.wait();
+    if (!guard.isCurrent(ticket)) return;
     let payloads;
     try {
       // Each payload under its entry's name (a run's models share the run's name on the server).

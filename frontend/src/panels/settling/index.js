@@ -211,6 +211,8 @@ export function createSettlingPanel(context) {
     const metric = local.metric;
     const fraction = local.fraction;
     shell.setBusy(true);
+    await context.firstPaint.wait();
+    if (!guard.isCurrent(ticket)) return;
     let payloads;
     try {
       // The curves panel asks for the same series, so the model's cache answers most of these.

@@ -110,6 +110,8 @@ export function createSummaryPanel(context) {
     const runs = tickedRunsOrState(state, shell, { nothing: 'No layer dynamics logged yet.' });
     if (runs === null) return;
     shell.setBusy(true);
+    await context.firstPaint.wait();
+    if (!guard.isCurrent(ticket)) return;
     /** @type {SummaryPayload[]} */
     let payloads;
     try {

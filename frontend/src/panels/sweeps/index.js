@@ -327,6 +327,8 @@ export function createSweepsPanel(context) {
     });
     if (runs === null) return;
     shell.setBusy(true);
+    await context.firstPaint.wait();
+    if (!guard.isCurrent(ticket)) return;
     try {
       const lists = await Promise.all(runs.map((r) => sweepList(context.model, r.run)));
       if (!guard.isCurrent(ticket)) return;

@@ -1,0 +1,261 @@
+"""The Layer Dynamics tab on a large logdir: TensorBoard's memory, reading speed, time to the screen.
+
+Each plan is a logdir of copies of one run (``logdirs``: 200 layers in 4 blocks, all 7 metrics,
+logged every step), served by a plain ``tensorboard --logdir`` (the default Rust data server, the
+plugin's own store in a cache of this benchmark), and opened in headless Chromium. Two plans that
+differ only in the number of steps run side by side, so that memory can be compared across lengths.
+
+``runs``, ``steps``, ``event GB``  the logdir (every copy counted);
+``cold read s``      from TensorBoard's start to ``runs`` answering every run with ``loading: false``
+                     (an empty cache: the plugin reads every event file once; TensorBoard's data
+                     server reads them too, at the same time);
+``cold MB/s``        ``event GB`` over ``cold read s``, both readers sharing the machine;
+``warm start s``     the same after a restart, the cache warm: nothing is parsed again;
+``first chart s``    with the cache warm, from opening the tab's URL to the per-layer curves drawn
+                     for every ticked run (all of them) (target: 2);
+``metric switch s``  from choosing another metric to the curves redrawn for every run (target: 1);
+``zoom s``           from a drag over the curves to the zoomed chart redrawn with the range's data;
+``peak tree MB``     the largest resident memory of TensorBoard's process tree (TensorBoard and its
+                     data server) over the whole plan, the tab in use (target: 1,500, and the same
+                     for 10,000 and 100,000 steps);
+``cold peak tree MB`` the same during the first read alone.
+
+Needs Debian's Chromium and Playwright's Python driver (``bash scripts/setup.sh --test``). Run alone
+with ``python -m benchmarks tab [--quick]``.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from benchmarks import logdirs
+
+CHROMIUM = "/usr/bin/chromium"
+TARGET_FIRST_CHART_S = 2.0
+TARGET_SWITCH_S = 1.0
+TARGET_TREE_MB = 1500.0
+LAYERS = 200
+RUNS = 20
+PLANS = {False: [10_000, 100_000], True: [1_000, 10_000]}
+IFRAME = "iframe[src*='plugin_entry.html?name=layer_dynamics']"
+CURVES = "[data-panel=layer-curves] .u-wrap canvas"
+
+_CANVAS_HASH = """
+(selector) => [...document.querySelectorAll(selector)].map((canvas) => {
+  const copy = document.createElement('canvas');
+  copy.width = canvas.width; copy.height = canvas.height;
+  const ctx = copy.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(canvas, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let coloured = 0, hash = 2166136261;
+  for (let i = 0; i < data.length; i += 4) {
+    const r = data[i], g = data[i + 1], b = data[i + 2];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured++;
+    hash = Math.imul(hash ^ (r + 3 * g + 7 * b), 16777619) >>> 0;
+  }
+  return {coloured, hash};
+})
+"""
+
+
+def _tree_rss_mb(root_pid):
+    """Resident memory of a process and all its descendants, in MB."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents[int(name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+class _Sampler:
+    """Samples a process tree's memory in a thread; ``peak`` is the largest sample so far."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss_mb(self.pid))
+            time.sleep(0.2)
+
+    def reset(self):
+        self.peak = 0.0
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_tensorboard(logdir, cache):
+    port = _free_port()
+    env = dict(os.environ, TB_LAYERDYN_CACHE=cache)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=tempfile.gettempdir(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _wait_for_runs(base, count, timeout=1800):
+    """Seconds until ``runs`` lists ``count`` runs and has finished its first pass."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(base + "/data/plugin/layer_dynamics/runs", timeout=30) as r:
+                body = json.loads(r.read())
+            if len(body["runs"]) == count and not body["loading"]:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"TensorBoard at {base} did not list {count} runs in {timeout} s")
+
+
+def _stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _wait_for_curves(frame, runs, before=None, timeout=120):
+    """Seconds until the curves chart is drawn for every run (and differs from ``before``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        stats = frame.evaluate(_CANVAS_HASH, CURVES)
+        legend = frame.eval_on_selector_all(
+            "[data-panel=layer-curves] [data-legend=runs] .ld-legend-entry", "n => n.length")
+        drawn = stats and stats[0]["coloured"] > 500 and (runs == 1 or legend == runs)
+        if drawn and (before is None or stats[0]["hash"] != before):
+            return time.monotonic() - started, stats[0]["hash"]
+        frame.wait_for_timeout(50)
+    raise TimeoutError("the curves were not drawn")
+
+
+def _use_the_tab(browser, base):
+    """Opens the tab, switches the metric and zooms; returns the three times."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    opened = time.monotonic()
+    page.goto(base + "/#layer_dynamics")
+    frame = page.wait_for_selector(IFRAME, timeout=60000).content_frame()
+    frame.wait_for_selector(CURVES, timeout=60000)
+    _, first_hash = _wait_for_curves(frame, RUNS)
+    first = time.monotonic() - opened
+    switched = time.monotonic()
+    frame.select_option("[data-control=metric]", "grad_norm")
+    _, switched_hash = _wait_for_curves(frame, RUNS, before=first_hash)
+    switch = time.monotonic() - switched
+    box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
+    zoomed = time.monotonic()
+    with page.expect_response(lambda r: "start=" in r.url, timeout=60000):
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+    _wait_for_curves(frame, RUNS, before=switched_hash)
+    zoom = time.monotonic() - zoomed
+    page.close()
+    return first, switch, zoom
+
+
+def run(quick):
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    content = logdirs.layout(LAYERS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        for steps in PLANS[quick]:
+            with tempfile.TemporaryDirectory(prefix="bench_tab_") as tmp:
+                source = logdirs.write_run(os.path.join(tmp, "source"), content, steps)
+                logdir = os.path.join(tmp, "logdir")
+                logdirs.population(logdir, RUNS, source)
+                cache = os.path.join(tmp, "cache")
+                event_gb = RUNS * os.path.getsize(source) / 1e9
+
+                process, base = _start_tensorboard(logdir, cache)
+                sampler = _Sampler(process.pid)
+                try:
+                    cold = _wait_for_runs(base, RUNS)
+                    cold_peak = sampler.peak
+                finally:
+                    _stop(process)
+                    sampler.stop()
+
+                process, base = _start_tensorboard(logdir, cache)
+                sampler = _Sampler(process.pid)
+                try:
+                    warm = _wait_for_runs(base, RUNS)
+                    first, switch, zoom = _use_the_tab(browser, base)
+                    peak = max(sampler.peak, cold_peak)
+                finally:
+                    _stop(process)
+                    sampler.stop()
+                rows.append(
+                    {
+                        "runs": RUNS,
+                        "steps": steps,
+                        "event GB": event_gb,
+                        "cold read s": cold,
+                        "cold MB/s": event_gb * 1000 / cold,
+                        "warm start s": warm,
+                        "first chart s": first,
+                        "metric switch s": switch,
+                        "zoom s": zoom,
+                        "peak tree MB": peak,
+                        "cold peak tree MB": cold_peak,
+                        "targets met": first <= TARGET_FIRST_CHART_S
+                        and switch <= TARGET_SWITCH_S
+                        and peak <= TARGET_TREE_MB,
+                    }
+                )
+        browser.close()
+    return rows
+
+
+if __name__ == "__main__":
+    from benchmarks import report
+
+    print(report.markdown_table(run("--quick" in sys.argv)))
