@@ -56,11 +56,16 @@ setup(
         "werkzeug>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "playwright>=1.40", "pandas>=2"],
+        "test": ["pytest>=7", "playwright>=1.40", "pandas>=2", "pyarrow>=14"],
+        # `tb-layerdyn export --format parquet`; CSV needs nothing more.
+        "parquet": ["pyarrow>=14"],
     },
     entry_points={
         "tensorboard_plugins": [
             "layer_dynamics = tb_layerdyn.plugin.loader:LayerDynamicsLoader",
+        ],
+        "console_scripts": [
+            "tb-layerdyn = tb_layerdyn.cli:main",
         ],
     },
     cmdclass={"build_py": BuildPyWithFrontend},
