@@ -296,3 +296,16 @@ def test_report_options_and_errors(logdir):
         assert done.returncode == 2 and message in done.stderr, done.stderr
     empty = _run("report", logdir, "--runs", "no-such-run")
     assert empty.stdout == "" and "no run with layer dynamics or sweeps" in empty.stderr
+
+
+def test_the_command_imports_no_torch(logdir):
+    code = (
+        "import sys; from tb_layerdyn.cli import main; "
+        f"main(['report', {str(logdir)!r}]); "
+        "sys.exit(3 if 'torch' in sys.modules else 0)"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "net/seed0" in done.stdout

@@ -6,8 +6,8 @@ Per run (``Run.settling`` for the first two lines)::
     lenet5/seed0 (5 layers, steps 0 to 500)
       settling (rwc below 10% of its peak): fc3 67, fc2 125, fc1 201, conv1 328, conv2 344
       depth vs settling step: rho = -0.90 (the layers near the output settle first)
-      robustness at step 500 (accuracy, threshold 0.02): robust conv1, fc1; ambient conv2, fc2, fc3
-      moved least (relative distance from init at step 500): fc3 0.0794, fc2 0.136, conv2 0.21
+      robustness at step 500 (accuracy, threshold 0.02): robust conv2, fc1, fc2, fc3; ambient conv1
+      moved least (relative distance from init at step 500): conv1 0.94, fc2 1.09, conv2 1.39
 
 then, for seed groups of two runs or more (``Runs.settling``), the mean, standard deviation, min
 and max of rho over their runs. Runs are read a batch at a time (``streaming.iter_runs``).
