@@ -12,6 +12,8 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     run.groups["late"].metrics["rwc"]   # one value per step, from the group's pooled sums
     runs.to_dataframe()          # long format: run, model, step, layer, metric, value (pandas)
     run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
+    run.settling().order         # layers by the step they settle at, as in the tab (``settling``)
+    runs.settling()["lenet"]     # a seed group: each run's settling, rho's spread over seeds
 
 Reading goes through the same on-disk store as the TensorBoard plugin (``store``): the first read
 of a run parses its event files once; later reads parse only what was appended since, and take the
@@ -27,7 +29,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_layerdyn.reading import files, models, settling as settling_rule, sweep_index, sweep_records
+from tb_layerdyn.reading import files, models, sweep_index, sweep_records
+from tb_layerdyn.reading import settling as settling_rule
 from tb_layerdyn.reading.store import Store
 
 logger = logging.getLogger(__name__)
