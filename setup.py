@@ -91,13 +91,18 @@ setup(
     ],
     extras_require={
         "test": [
-            "pytest>=7", "playwright>=1.40", "pandas>=2", "build>=1",
+            "pytest>=7", "playwright>=1.40", "pandas>=2", "pyarrow>=14", "build>=1",
             "transformers>=4.40", "accelerate>=0.26", "lightning>=2.2",
         ],
+        # `tb-layerdyn export --format parquet`; CSV needs nothing more.
+        "parquet": ["pyarrow>=14"],
     },
     entry_points={
         "tensorboard_plugins": [
             "layer_dynamics = tb_layerdyn.plugin.loader:LayerDynamicsLoader",
+        ],
+        "console_scripts": [
+            "tb-layerdyn = tb_layerdyn.cli:main",
         ],
     },
     cmdclass={"build_py": BuildPyWithFrontend, "sdist": SdistWithFrontend},

@@ -3,10 +3,10 @@
 #
 #   bash scripts/setup.sh          the package, its frontend bundle, TensorBoard and scikit-learn
 #                                  (for the demo)
-#   bash scripts/setup.sh --test   also the test tools: pytest, Playwright's Python driver and
-#                                  Debian's Chromium for the browser test, the frontend's npm
-#                                  packages, transformers and lightning (for the callbacks' tests)
-#                                  and build (for the wheel test)
+#   bash scripts/setup.sh --test   also the test tools: pytest, pandas and pyarrow (the long table's
+#                                  tests), Playwright's Python driver and Debian's Chromium for the
+#                                  browser test, the frontend's npm packages, transformers and
+#                                  lightning (for the callbacks' tests) and build (for the wheel test)
 #
 # torch is pinned to the CPU build this kind of machine carries; an unpinned torch would pull
 # several GB of CUDA packages.

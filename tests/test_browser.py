@@ -174,6 +174,42 @@ def logdir(tmp_path_factory):
     return root
 
 
+# Three seeds of one small MLP: a seed group whose min-to-max and ± sd bands differ.
+SEED_RUNS = ("mlp/seed0", "mlp/seed1", "mlp/seed2")
+
+
+@pytest.fixture(scope="module")
+def seeds_logdir(tmp_path_factory):
+    """Three seeds of an MLP trained with a learning rate that decays, so that its layers settle."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from demo import models
+    from tb_layerdyn import log_layer_dynamics
+
+    root = tmp_path_factory.mktemp("seeds_logdir")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for seed, run in enumerate(SEED_RUNS):
+            torch.manual_seed(seed)
+            model = models.mlp(in_features=16, hidden=(12, 10, 8), num_classes=4)
+            inputs, targets = torch.randn(64, 16), torch.randint(0, 4, (64,))
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+            schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.8 + 0.04 * seed)
+            with SummaryWriter(str(root / run)) as writer:
+                for step in range(STEPS):
+                    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    log_layer_dynamics(writer, model, step)
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -188,6 +224,18 @@ def _get(url):
 @pytest.fixture(scope="module")
 def tensorboard(bundle, logdir, tmp_path_factory):
     """A real ``tensorboard`` process serving the logdir; yields its base URL."""
+    yield from _serve(logdir, tmp_path_factory, (LENET_RUN, "onerror"))
+
+
+@pytest.fixture(scope="module")
+def seeds_tensorboard(bundle, seeds_logdir, tmp_path_factory):
+    """A real ``tensorboard`` process serving ``seeds_logdir``; yields its base URL."""
+    yield from _serve(seeds_logdir, tmp_path_factory, SEED_RUNS)
+
+
+def _serve(logdir, tmp_path_factory, expected):
+    """Runs ``tensorboard`` on ``logdir`` until its runs route lists every string of ``expected``;
+    yields its base URL, then stops it."""
     port = _free_port()
     log = open(tmp_path_factory.mktemp("tensorboard") / "tensorboard.log", "w+")
     # Started outside the repository so a stale egg-info there cannot shadow the installed one; the
@@ -205,7 +253,7 @@ def tensorboard(bundle, logdir, tmp_path_factory):
     while time.monotonic() < deadline and process.poll() is None:
         try:
             runs = _get(base + "/data/plugin/layer_dynamics/runs")
-            if LENET_RUN in runs and "onerror" in runs:
+            if all(text in runs for text in expected):
                 break
         except (urllib.error.URLError, ConnectionError):
             pass
@@ -213,7 +261,7 @@ def tensorboard(bundle, logdir, tmp_path_factory):
     else:
         process.terminate()
         log.seek(0)
-        pytest.fail(f"TensorBoard did not serve both runs (last answer {runs!r}):\n{log.read()}")
+        pytest.fail(f"TensorBoard did not serve {expected} (last answer {runs!r}):\n{log.read()}")
     yield base
     process.terminate()
     try:
@@ -569,4 +617,56 @@ def test_layer_dynamics_tab(tensorboard, browser):
     expected = refused.value.read().decode("utf-8").strip()
     assert expected and expected in error.text_content()
     assert str(refused.value.code) in error.text_content()
+    page.close()
+
+
+def test_seed_bands_and_the_settling_correlation(seeds_tensorboard, seeds_logdir, browser):
+    """Averaged over seeds, the band toggle redraws the spread; the settling panel's rank
+    correlation, per run and per seed group, is the reader's."""
+    import tb_layerdyn
+
+    runs = tb_layerdyn.read(str(seeds_logdir), metrics=["rwc"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.goto(seeds_tensorboard + "/#layer_dynamics", wait_until="networkidle")
+    frame = page.wait_for_selector(IFRAME, timeout=20000).content_frame()
+    correlation = "[data-panel=settling] tfoot td"
+    frame.wait_for_selector(correlation, timeout=20000)
+
+    # One column per run, each with the run's own rho as the reader computes it.
+    cells = frame.eval_on_selector_all(
+        correlation, "cells => cells.map(c => [c.dataset.column, c.dataset.correlation ?? null])"
+    )
+    assert [c[0] for c in cells] == list(SEED_RUNS)
+    for run, shown in cells:
+        expected = runs[run].settling().correlation
+        assert expected == expected, f"{run}: the reader's correlation is undefined"
+        assert float(shown) == pytest.approx(expected, abs=1e-9), run
+
+    # Averaged: one group, its mean rho over the seeds and the spread the reader gives.
+    frame.select_option("[data-control=layout]", "averaged")
+    frame.wait_for_function(
+        "() => document.querySelector('[data-panel=settling] tfoot td')?.dataset.column === 'mlp'"
+    )
+    group = runs.settling()["mlp"].correlation
+    shown = frame.eval_on_selector(correlation, "c => ({...c.dataset, text: c.textContent})")
+    for key, value in (("correlation", group.mean), ("sd", group.std), ("low", group.low), ("high", group.high)):
+        assert float(shown[key]) == pytest.approx(value, abs=1e-9), key
+    assert shown["count"] == "3" and "3 of 3 runs" in shown["text"]
+
+    # The band: min to max, then mean +- one sd (other pixels, said in the legend), then back.
+    frame.wait_for_selector("[data-panel=layer-curves] [data-legend=spread][data-band=minmax]")
+    frame.wait_for_selector(CURVES)
+    minmax = _canvas_stats(frame, CURVES)
+    assert len(minmax) == 1 and minmax[0]["coloured"] > 300
+    frame.select_option("[data-control=band]", "std")
+    frame.wait_for_selector("[data-panel=layer-curves] [data-legend=spread][data-band=std]")
+    _wait_for_redraw(frame, CURVES, minmax)
+    frame.select_option("[data-control=band]", "minmax")
+    deadline = time.monotonic() + 10
+    while _canvas_stats(frame, CURVES) != minmax:
+        assert time.monotonic() < deadline, "the min-to-max band did not come back as it was"
+        frame.wait_for_timeout(100)
+    assert problems == []
     page.close()

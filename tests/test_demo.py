@@ -552,6 +552,73 @@ def test_quick_demo_sweeps_start_at_the_initial_model(quick_logdir):
                 assert curve[metric][alphas == 1][0] == pytest.approx(end[metric], rel=1e-5)
 
 
+def _table(section):
+    """The rows of the first markdown table in a section, as lists of cells (header and rule left out)."""
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]
+
+
+def _numbers(text):
+    """The numbers in a cell as the findings print them (a true minus sign)."""
+    return [float(n) for n in re.findall(r"[-+]?\d+\.\d+", text.replace("\u2212", "-"))]
+
+
+def test_findings_are_the_readers_figures(quick_logdir):
+    from demo import findings
+
+    logdir, _ = quick_logdir
+    # 12 steps are too few for 10% of the peak: at 80% the layers settle, in an order to check.
+    sections = _captured(lambda: findings.main([str(logdir), "--percent", "80"])).split("### ")[1:]
+    assert [s.split("\n", 1)[0] for s in sections] == [
+        "Which layers settle first", "Robust and ambient LeNet-5 layers", "RWC by depth",
+        "Does the stripe nets' last layer slow first?",
+    ]
+    runs = tb_layerdyn.read(str(logdir))
+
+    # Settling: each seed group's rho, mean, sd, min and max as Runs.settling gives them.
+    rows = {row[0]: row for row in _table(sections[0])}
+    for name, group in runs.settling(fraction=0.8).items():
+        c = group.correlation
+        if c.count == 0:
+            assert rows[name][2].startswith("undefined"), name
+        else:
+            want = [c.mean, c.std, c.low, c.high]
+            assert _numbers(rows[name][2]) == pytest.approx(want, abs=0.006), name
+
+    # Robustness: per layer the mean change of accuracy and how many seeds label it robust.
+    tables = [[s for s in runs[f"lenet5/seed{k}"].sweeps if s.scope == "robustness"][-1]
+              for k in range(demo.QUICK_SEEDS)]
+    for i, row in enumerate(_table(sections[1])):
+        changes = [t.change("reinitialized")["accuracy"][i] for t in tables]
+        assert row[0] == tables[0].layers[i]
+        assert _numbers(row[1])[0] == pytest.approx(np.mean(changes), abs=0.006)
+        assert row[2] == f"{sum(t.labels[i] == 'robust' for t in tables)}/{len(tables)}"
+
+    # RWC by depth: LeNet's first-half mean per layer, by plain loops over the logged steps.
+    lenet = _table(sections[2])
+    first_half = [float(v) for v in lenet[0][1:]]
+    for i, layer in enumerate(runs["lenet5/seed0"].layers):
+        per_seed = []
+        for k in range(demo.QUICK_SEEDS):
+            run = runs[f"lenet5/seed{k}"]
+            middle = (run.steps[0] + run.steps[-1]) / 2
+            values = [v for step, v in zip(run.steps, run.metrics["rwc"][:, i]) if step <= middle and v == v]
+            per_seed.append(sum(values) / len(values))
+        assert first_half[i] == pytest.approx(np.mean(per_seed), rel=0.006), layer
+
+    # Stripes: in how many seeds the last layer's RWC settles first.
+    for row in _table(sections[3]):
+        net, metric = row[0], row[1]
+        results = [runs[f"{net}/seed{k}"].settling(metric, 0.8) for k in range(demo.QUICK_SEEDS)]
+        first = [
+            min((s.step for s in r.layers if s.step is not None), default=None) for r in results
+        ]
+        last_first = sum(
+            f is not None and r.layers[-1].step == f for r, f in zip(results, first)
+        )
+        assert row[2] == f"{last_first}/{demo.QUICK_SEEDS}", (net, metric)
+
+
 def test_scripts_run_on_their_own(tmp_path):
     output = _captured(lambda: lenet5.main(
         ["--logdir", str(tmp_path), "--steps", "2", "--seeds", "1"]

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { averageRuns, DEFAULT_SEED_PATTERN, groupRunsBySeed } from '../src/core/seed_average.js';
+import {
+  averageRuns, bandEdges, DEFAULT_SEED_PATTERN, groupRunsBySeed, spreadOf,
+} from '../src/core/seed_average.js';
 
 /**
  * Slow reference: for each step any run logged, look up every run's value of the series at that
@@ -23,9 +25,11 @@ function reference(tables, name) {
         const v = t.columns[c + 1][i];
         if (typeof v === 'number' && Number.isFinite(v)) values.push(v);
       }
-      if (values.length === 0) return { mean: null, low: null, high: null, count: 0 };
+      if (values.length === 0) return { mean: null, low: null, high: null, std: null, count: 0 };
       const mean = values.reduce((a, b) => a + b, 0) / values.length;
-      return { mean, low: Math.min(...values), high: Math.max(...values), count: values.length };
+      // Population standard deviation, from its definition.
+      const std = Math.sqrt(values.map((v) => (v - mean) ** 2).reduce((a, b) => a + b, 0) / values.length);
+      return { mean, low: Math.min(...values), high: Math.max(...values), std, count: values.length };
     }),
   };
 }
@@ -43,7 +47,7 @@ function assertMatchesReference(got, tables, order) {
     assert.equal(series.name, name);
     want.rows.forEach((row, i) => {
       assert.equal(series.count[i], row.count, `${name} count at step ${want.steps[i]}`);
-      for (const key of /** @type {const} */ (['mean', 'low', 'high'])) {
+      for (const key of /** @type {const} */ (['mean', 'low', 'high', 'std'])) {
         if (row[key] === null) assert.equal(series[key][i], null);
         else assert.ok(Math.abs(/** @type {number} */ (series[key][i]) - row[key]) < 1e-12, `${name} ${key} at ${i}`);
       }
@@ -135,5 +139,48 @@ test('random tables agree with the reference', () => {
     }
     const order = ['l0', 'l1', 'l2'].filter((n) => tables.some((t) => t.names.includes(n)));
     assertMatchesReference(averageRuns(tables, order), tables, order);
+  }
+});
+
+test('the band spans min to max, or the mean ± one standard deviation', () => {
+  const tables = [
+    { names: ['a'], columns: [[0, 1, 2], [1, 2, null]] },
+    { names: ['a'], columns: [[0, 1, 2], [3, 10, 4]] },
+  ];
+  const [series] = averageRuns(tables, ['a']).series;
+  assert.deepEqual(series.std, [1, 4, 0]);
+  assert.deepEqual(bandEdges(series, 'minmax', false), { lower: [1, 2, 4], upper: [3, 10, 4] });
+  assert.deepEqual(bandEdges(series, 'std', false), { lower: [1, 2, 4], upper: [3, 10, 4] });
+  const skewed = averageRuns([
+    { names: ['a'], columns: [[0], [1]] }, { names: ['a'], columns: [[0], [1]] }, { names: ['a'], columns: [[0], [10]] },
+  ], ['a']).series[0];
+  const sd = Math.sqrt(18);
+  assert.ok(Math.abs(/** @type {number} */ (skewed.std[0]) - sd) < 1e-12);
+  const linear = bandEdges(skewed, 'std', false);
+  assert.ok(Math.abs(/** @type {number} */ (linear.lower[0]) - (4 - sd)) < 1e-12);
+  assert.ok(Math.abs(/** @type {number} */ (linear.upper[0]) - (4 + sd)) < 1e-12);
+  // 4 - 4.24 < 0 has no place on a log axis: the band reaches down to the lowest run.
+  assert.deepEqual(bandEdges(skewed, 'std', true).lower, [1]);
+  const gap = averageRuns([{ names: ['a'], columns: [[0, 1], [null, 2]] }], ['a']).series[0];
+  assert.deepEqual(bandEdges(gap, 'std', true), { lower: [null, 2], upper: [null, 2] });
+});
+
+test('the spread of some values leaves gaps out and agrees with its definition', () => {
+  assert.deepEqual(spreadOf([null, NaN, Infinity]), { mean: null, std: null, low: null, high: null, count: 0 });
+  let seed = 13;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  for (let trial = 0; trial < 50; trial++) {
+    const values = Array.from({ length: 1 + Math.floor(random() * 8) }, () => random() * 2 - 1);
+    const got = spreadOf([null, ...values, NaN]);
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    const std = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / values.length);
+    assert.equal(got.count, values.length);
+    assert.ok(Math.abs(/** @type {number} */ (got.mean) - mean) < 1e-12);
+    assert.ok(Math.abs(/** @type {number} */ (got.std) - std) < 1e-12);
+    assert.equal(got.low, Math.min(...values));
+    assert.equal(got.high, Math.max(...values));
   }
 });

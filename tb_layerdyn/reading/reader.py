@@ -12,6 +12,8 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     run.groups["late"].metrics["rwc"]   # one value per step, from the group's pooled sums
     runs.to_dataframe()          # long format: run, model, step, layer, metric, value (pandas)
     run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
+    run.settling().order         # layers by the step they settle at, as in the tab (``settling``)
+    runs.settling()["lenet"]     # a seed group: each run's settling, rho's spread over seeds
 
 Reading goes through the same on-disk store as the TensorBoard plugin (``store``): the first read
 of a run parses its event files once; later reads parse only what was appended since, and take the
@@ -28,6 +30,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from tb_layerdyn.reading import files, models, sweep_index, sweep_records
+from tb_layerdyn.reading import settling as settling_rule
 from tb_layerdyn.reading.store import Store
 
 logger = logging.getLogger(__name__)
@@ -146,6 +149,49 @@ class Run:
             return pd.DataFrame(columns=["run", "model", "step", column, "metric", "value"])
         return pd.concat(frames, ignore_index=True)
 
+    def settling(
+        self,
+        metric: str = settling_rule.DEFAULT_METRIC,
+        fraction: float = settling_rule.DEFAULT_FRACTION,
+        *,
+        smoothing: float = 0.0,
+        key: Optional[str] = None,
+    ) -> settling_rule.RunSettling:
+        """When each layer settles, by the Layer Dynamics tab's rule, and the rank correlation
+        between depth and settling step (see ``tb_layerdyn.reading.settling``).
+
+        Args:
+            metric: a logged metric (``rwc`` by default, as in the tab).
+            fraction: a layer settles at the first step from which the metric stays below this
+                fraction of its own peak, in ``(0, 1]``; 0.1 (10%) by default.
+            smoothing: the tab's smoothing weight, in ``[0, 1)``, applied first; 0 (none) by default.
+            key: the name to give the result (the run's key in ``Runs``); the run's ``name`` with
+                its model by default.
+
+        Returns:
+            A ``RunSettling``: ``.layers`` per layer in depth order (``state``, ``step``, ``peak``),
+            ``.order`` the settled layers earliest first, ``.correlation`` Spearman's rho (NaN
+            when undefined).
+
+        Raises:
+            ValueError: ``metric`` was not logged (or not read), or ``fraction``/``smoothing`` is
+                out of range.
+
+        Example:
+            >>> run.settling("rwc", 0.1).correlation      # doctest: +SKIP
+            -0.7
+        """
+        if metric not in self.metrics:
+            raise ValueError(
+                f"metric {metric!r} is not among run {entry_key(self.name, self.model)!r}'s "
+                f"metrics {sorted(self.metrics)}; pass one of those (or read() it: metrics=...)"
+            )
+        return settling_rule.settle_run(
+            entry_key(self.name, self.model) if key is None else key,
+            self.layers, self.steps, self.metrics[metric],
+            metric=metric, fraction=fraction, smoothing=smoothing,
+        )
+
 
 class Runs(dict):
     """``entry_key(run, model)`` -> ``Run``, sorted, as ``read`` returns it: the run's name, or
@@ -159,6 +205,52 @@ class Runs(dict):
             column = "group" if groups else "layer"
             return pd.DataFrame(columns=["run", "model", "step", column, "metric", "value"])
         return pd.concat(frames, ignore_index=True)
+
+    def settling(
+        self,
+        metric: str = settling_rule.DEFAULT_METRIC,
+        fraction: float = settling_rule.DEFAULT_FRACTION,
+        *,
+        smoothing: float = 0.0,
+        seed_pattern: str = settling_rule.SEED_PATTERN,
+    ) -> Dict[str, settling_rule.GroupSettling]:
+        """Every run's settling (``Run.settling``), taken together by seed group.
+
+        Runs whose keys are equal once ``seed_pattern`` is cut out form a group, as when the tab
+        averages over seeds; each group holds its runs' ``RunSettling`` and the mean, standard
+        deviation (population), min and max of their rank correlations. Runs without ``metric``
+        (a run with sweeps only, say) are left out.
+
+        Args:
+            metric, fraction, smoothing: as for ``Run.settling``.
+            seed_pattern: a regular expression (case-insensitive) for the seed part of a key; blank
+                puts every run in a group of its own.
+
+        Returns:
+            group name -> ``GroupSettling`` (``.runs``, ``.correlation.mean``, ``.std``, ``.low``,
+            ``.high``, ``.count``), groups in the order of their first run.
+
+        Raises:
+            ValueError: no run has ``metric``, or an argument is out of range or no regex.
+
+        Example:
+            >>> groups = tb_layerdyn.read("runs").settling()       # doctest: +SKIP
+            >>> groups["lenet5"].correlation.mean                   # doctest: +SKIP
+        """
+        settling_rule.check_fraction(fraction)
+        settling_rule.check_smoothing(smoothing)
+        settling_rule.compile_seed_pattern(seed_pattern)
+        results = [
+            run.settling(metric, fraction, smoothing=smoothing, key=key)
+            for key, run in self.items()
+            if metric in run.metrics
+        ]
+        if not results and self:
+            raise ValueError(
+                f"no run has metric {metric!r}; the runs' metrics are "
+                f"{sorted({m for run in self.values() for m in run.metrics})}"
+            )
+        return settling_rule.settle_groups(results, seed_pattern)
 
 
 def read(

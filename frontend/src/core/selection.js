@@ -15,8 +15,9 @@ import { compileFilter, matchingIndices, unionNames } from './shaping.js';
  * @typedef {{
  *   runs: RunInfo[], checked: string[], runFilter: string, layerFilter: string, group: string,
  *   metric: string, logY: boolean, smoothing: number, layout: 'overlay' | 'multiples' | 'averaged',
- *   seedPattern: string, status: 'loading' | 'ready' | 'error', error: string
- * }} State
+ *   seedPattern: string, band: import('./seed_average.js').BandKind,
+ *   status: 'loading' | 'ready' | 'error', error: string
+ * }} State `band`: the spread an average over seeds shades.
  */
 
 /** @returns {State} */
@@ -32,6 +33,7 @@ export function initialState() {
     smoothing: 0,
     layout: 'overlay',
     seedPattern: DEFAULT_SEED_PATTERN,
+    band: 'minmax',
     status: 'loading',
     error: '',
   };

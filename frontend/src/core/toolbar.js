@@ -1,11 +1,13 @@
 // @ts-check
 /**
  * @file The toolbar over the panels: metric, log-y, smoothing, runs overlaid, as small multiples or
- * averaged over seeds (with the pattern that finds the seed in a run name), reload.
+ * averaged over seeds (with the pattern that finds the seed in a run name and the spread the band
+ * shades), reload.
  */
 
 import { CSS, METRICS } from './constants.js';
 import { el } from './dom.js';
+import { BAND_KINDS } from './seed_average.js';
 import { compileFilter } from './shaping.js';
 
 /**
@@ -76,6 +78,14 @@ export function createToolbar(context, onReload) {
   });
   const seedControl = labelled('Seed pattern', el('span', {}, [seedPattern, seedMessage]));
 
+  const band = el('select', {
+    title: 'What the shaded band around a group’s mean spans: the lowest to the highest run, or '
+      + 'one standard deviation of the runs either side of the mean.',
+    attrs: { 'aria-label': 'Band', 'data-control': 'band' },
+  }, BAND_KINDS.map((b) => el('option', { text: b.label, attrs: { value: b.id } })));
+  band.addEventListener('change', () => selection.set({ band: band.value === 'std' ? 'std' : 'minmax' }));
+  const bandControl = labelled('Band', band);
+
   const reload = el('button', { text: 'Reload', attrs: { type: 'button', 'data-control': 'reload' } });
   reload.addEventListener('click', onReload);
 
@@ -85,6 +95,7 @@ export function createToolbar(context, onReload) {
     labelled('Smoothing', el('span', {}, [smoothing, smoothingValue])),
     labelled('Runs', layout),
     seedControl,
+    bandControl,
     reload,
   ]);
 
@@ -104,6 +115,8 @@ export function createToolbar(context, onReload) {
     smoothingValue.textContent = state.smoothing.toFixed(2);
     layout.value = state.layout;
     seedControl.hidden = state.layout !== 'averaged';
+    bandControl.hidden = state.layout !== 'averaged';
+    band.value = state.band;
     if (changed.has('seedPattern') && seedPattern.value !== state.seedPattern) seedPattern.value = state.seedPattern;
   }
 

@@ -10,7 +10,7 @@ import {
 } from '../../core/constants.js';
 import { layerSets } from '../../core/colors.js';
 import { layerLabels } from '../../core/names.js';
-import { averageRuns, groupRunsBySeed } from '../../core/seed_average.js';
+import { averageRuns, bandEdges, groupRunsBySeed } from '../../core/seed_average.js';
 import { createCurveChart } from '../../charts/curve_chart.js';
 import { el, chip, yieldToBrowser } from '../../core/dom.js';
 import { depthLegend, runLegend } from '../../core/legend.js';
@@ -42,7 +42,8 @@ import { smoothSeries } from '../../core/smoothing.js';
 
 /** State fields this view draws from. */
 const WATCHED = [
-  'runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'seedPattern', 'status',
+  'runs', 'checked', 'runFilter', 'layerFilter', 'group', 'metric', 'logY', 'smoothing', 'layout', 'seedPattern', 'band',
+  'status',
 ];
 
 /** Fewest points a zoomed chart asks for, however narrow it is. */
@@ -51,9 +52,14 @@ const ZOOM_MIN_POINTS = 200;
 /** Most lines a seed group's chart shades a spread for: past that the bands would hide the lines. */
 const BANDED_LINES_MAX = 48;
 
-/** Says how an averaged chart reads; the readout's n is the runs with a value at that step. */
-const SPREAD_LEGEND = 'Line: mean over the group’s runs · shaded: min to max across them · '
-  + 'n in the readout: runs with a value at that step';
+/**
+ * Says how an averaged chart reads; the readout's n is the runs with a value at that step.
+ * @param {import('../../core/seed_average.js').BandKind} band
+ */
+function spreadLegend(band) {
+  const shaded = band === 'std' ? 'mean ± one standard deviation of the runs' : 'min to max across them';
+  return `Line: mean over the group’s runs · shaded: ${shaded} · n in the readout: runs with a value at that step`;
+}
 
 /**
  * @param {string} metric
@@ -131,7 +137,10 @@ export function createCurvesPanel(context, config) {
       }));
       const banded = group.runs.length > 1 && lines.length <= BANDED_LINES_MAX;
       const bands = banded
-        ? table.series.map((s, line) => ({ line, lower: display(state, s.low), upper: display(state, s.high) }))
+        ? table.series.map((s, line) => {
+          const { lower, upper } = bandEdges(s, state.band, state.logY);
+          return { line, lower: display(state, lower), upper: display(state, upper) };
+        })
         : [];
       return { name: group.name, runs: group.runs, columns: [table.steps, ...table.series.map((s) => display(state, s.mean))], lines, bands };
     });
@@ -271,8 +280,8 @@ export function createCurvesPanel(context, config) {
     }
     const averagedMode = state.layout === 'averaged';
     if (averagedMode) {
-      nodes.push(el('div', { className: CSS.legend, attrs: { 'data-legend': 'spread' } }, [
-        el('span', { className: CSS.legendEntry, text: SPREAD_LEGEND }),
+      nodes.push(el('div', { className: CSS.legend, attrs: { 'data-legend': 'spread', 'data-band': state.band } }, [
+        el('span', { className: CSS.legendEntry, text: spreadLegend(state.band) }),
       ]));
     }
     const multiples = (state.layout === 'multiples' && curves.length > 1) || averagedMode;

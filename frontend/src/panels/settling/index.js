@@ -3,6 +3,8 @@
  * @file Panel: which layer settles first. Per run (or per seed group, on its mean curve when runs
  * are averaged over seeds) and per layer in depth order, the first step from which the chosen
  * metric stays below a fraction of that layer's peak; the earliest layer of each column stands out.
+ * A last row gives the rank correlation between depth and settling step: the run's, or a seed
+ * group's mean over its runs with the spread across them.
  */
 
 import './style.css';
@@ -11,9 +13,9 @@ import { CSS, CURVE_MAX_POINTS, METRICS } from '../../core/constants.js';
 import { chip, el, stateMessage, yieldToBrowser } from '../../core/dom.js';
 import { createRequestGuard } from '../../core/api.js';
 import { PanelShell } from '../../core/panel.js';
-import { averageRuns, groupRunsBySeed } from '../../core/seed_average.js';
+import { averageRuns, groupRunsBySeed, spreadOf } from '../../core/seed_average.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
-import { earliestStep, parsePercent, settlingStep } from './rule.js';
+import { earliestStep, parsePercent, settlingCorrelation, settlingStep } from './rule.js';
 import { pickColumns, unionNames } from '../../core/shaping.js';
 import { smoothSeries } from '../../core/smoothing.js';
 
@@ -21,8 +23,13 @@ import { smoothSeries } from '../../core/smoothing.js';
  * @typedef {import('../../core/selection.js').State} State
  * @typedef {import('../../core/api.js').RunInfo} RunInfo
  * @typedef {import('./rule.js').Settling} Settling
+ * @typedef {import('../../core/seed_average.js').Spread} Spread
  * @typedef {Array<ReadonlyArray<number | null>>} Columns
- * @typedef {{name: string, runs: string[], lastStep: number, byLayer: Map<string, Settling>}} SettlingColumn
+ * @typedef {{
+ *   name: string, runs: string[], lastStep: number, byLayer: Map<string, Settling>,
+ *   correlations: Array<number | null>, spread: Spread
+ * }} SettlingColumn `correlations`: each run's rank correlation of depth and settling step;
+ *   `spread`: their mean and spread.
  */
 
 /** CSS class names; style.css beside this module defines each. */
@@ -37,6 +44,7 @@ const SETTLING_CSS = Object.freeze({
   bar: 'ld-settling-bar',
   pending: 'ld-settling-pending',
   earliest: 'ld-settling-earliest',
+  correlation: 'ld-settling-correlation',
 });
 
 const WATCHED = ['runs', 'checked', 'runFilter', 'layerFilter', 'group', 'smoothing', 'layout', 'seedPattern', 'status'];
@@ -47,6 +55,32 @@ const DEFAULT_PERCENT = '10';
 
 /** How a layer that has not settled is shown. */
 const UNSETTLED_TEXT = Object.freeze({ 'not yet': 'not yet', 'never moved': 'never moved', 'no data': 'no data' });
+
+/** What the correlation row means, on hover. */
+const CORRELATION_TITLE = 'Spearman’s rank correlation between depth (input → output) and settling '
+  + 'step, per run: above 0 the layers near the input settle first, below 0 those near the output. '
+  + 'Layers not yet settled count as settling last; layers that never moved are left out.';
+
+/**
+ * A correlation as the row prints it: two decimals and a true minus sign.
+ * @param {number} value
+ */
+function formatCorrelation(value) {
+  return value.toFixed(2).replace('-', '\u2212');
+}
+
+/**
+ * The text of a column's correlation cell: a run's ρ, or a group's mean ± sd (min to max, n).
+ * @param {SettlingColumn} column
+ * @returns {string}
+ */
+function correlationText(column) {
+  const { spread } = column;
+  if (spread.mean === null) return 'undefined';
+  if (column.runs.length === 1) return `ρ = ${formatCorrelation(spread.mean)}`;
+  const range = `${formatCorrelation(spread.low)} to ${formatCorrelation(spread.high)}`;
+  return `ρ = ${formatCorrelation(spread.mean)} ± ${spread.std.toFixed(2)} sd (${range}, ${spread.count} of ${column.runs.length} runs)`;
+}
 
 /**
  * @param {string} text
@@ -65,7 +99,9 @@ export function createSettlingPanel(context) {
       + 'below the chosen percentage of that layer’s own peak through its last logged step; “not yet” '
       + 'while its latest value is still above. Averaged over seeds, the rule applies to each group’s '
       + 'mean curve. The earliest layer of each column is highlighted; bars show the step as a share '
-      + 'of the run’s length.',
+      + 'of the run’s length. The last row is the rank correlation ρ between depth and settling step '
+      + '(above 0: layers near the input settle first); averaged over seeds, its mean over the '
+      + 'group’s runs ± one standard deviation, and its range.',
   );
   const guard = createRequestGuard();
   const local = { metric: DEFAULT_METRIC, fraction: Number(DEFAULT_PERCENT) / 100 };
@@ -134,7 +170,11 @@ export function createSettlingPanel(context) {
       const byLayer = new Map();
       for (const s of averaged.series) byLayer.set(s.name, settlingStep(averaged.steps, s.mean, local.fraction));
       const lastStep = averaged.steps.length ? averaged.steps[averaged.steps.length - 1] : 0;
-      return { name: group.name, runs: group.runs, lastStep, byLayer };
+      // Each run's correlation over its own layers in its own depth order, as the reader gives it.
+      const correlations = members.map((t) => settlingCorrelation(
+        t.names.map((_, i) => settlingStep(t.columns[0], t.columns[i + 1], local.fraction)),
+      ));
+      return { name: group.name, runs: group.runs, lastStep, byLayer, correlations, spread: spreadOf(correlations) };
     });
   }
 
@@ -179,8 +219,28 @@ export function createSettlingPanel(context) {
         ]);
       }),
     ]));
+    const correlation = el('tr', { className: SETTLING_CSS.correlation }, [
+      el('th', { text: 'ρ depth ~ step', title: CORRELATION_TITLE, attrs: { scope: 'row' } }),
+      ...columns.map((c) => {
+        /** @type {Record<string, string>} */
+        const attrs = { 'data-column': c.name, 'data-count': String(c.spread.count) };
+        if (c.spread.mean !== null) {
+          Object.assign(attrs, {
+            'data-correlation': String(c.spread.mean), 'data-sd': String(c.spread.std),
+            'data-low': String(c.spread.low), 'data-high': String(c.spread.high),
+          });
+        }
+        const title = c.runs.map((run, k) => {
+          const value = c.correlations[k];
+          return `${run}: ${value === null ? 'undefined' : formatCorrelation(value)}`;
+        }).join('\n');
+        return el('td', { text: correlationText(c), title, attrs });
+      }),
+    ]);
     return el('div', { className: SETTLING_CSS.scroll }, [
-      el('table', { className: SETTLING_CSS.table }, [el('thead', {}, [head]), el('tbody', {}, rows)]),
+      el('table', { className: SETTLING_CSS.table }, [
+        el('thead', {}, [head]), el('tbody', {}, rows), el('tfoot', {}, [correlation]),
+      ]),
     ]);
   }
 

@@ -8,6 +8,13 @@
  * value below the threshold and after which every defined value is below it too. When the last
  * defined value is not below the threshold the layer has "not yet" settled; a series whose peak is
  * not positive (a frozen layer) "never moved"; one with no defined value has "no data".
+ *
+ * Whether layers near the input settle first is one number per run: Spearman's rank correlation
+ * between depth (position, input to output) and settling step. Layers that have not yet settled
+ * count as settling after every settled one, tied with each other; never-moved and no-data layers
+ * are left out; ties share their mean rank. Undefined (`null`) with fewer than two layers counted
+ * or when all of them tie. The reader's `tb_layerdyn/reading/settling.py` applies the same rules,
+ * and tests/fixtures/settling_cases.json holds curves both test suites check.
  */
 
 /**
@@ -72,4 +79,70 @@ export function earliestStep(results) {
   let best = null;
   for (const r of results) if (r.state === 'settled' && (best === null || r.step < best)) best = r.step;
   return best;
+}
+
+/**
+ * Ranks from 1, tied values sharing the mean of the ranks they span.
+ * @param {readonly number[]} values `Infinity` ranks after every finite value.
+ * @returns {number[]}
+ */
+function meanRanks(values) {
+  const order = values.map((_, i) => i).sort((a, b) => (values[a] < values[b] ? -1 : values[a] > values[b] ? 1 : a - b));
+  const ranks = new Array(values.length);
+  let start = 0;
+  for (let end = 1; end <= order.length; end++) {
+    if (end === order.length || values[order[end]] !== values[order[start]]) {
+      for (let k = start; k < end; k++) ranks[order[k]] = (start + end + 1) / 2;
+      start = end;
+    }
+  }
+  return ranks;
+}
+
+/**
+ * Spearman's rank correlation: Pearson's correlation of the ranks, ties sharing their mean rank.
+ * @param {readonly number[]} x
+ * @param {readonly number[]} y as long as `x`.
+ * @returns {number | null} `null` with fewer than two pairs or when one side is all ties.
+ */
+export function rankCorrelation(x, y) {
+  if (x.length !== y.length) throw new Error(`rankCorrelation needs equal lengths, got ${x.length} and ${y.length}`);
+  if (x.length < 2) return null;
+  const rx = meanRanks(x);
+  const ry = meanRanks(y);
+  const mx = rx.reduce((a, b) => a + b, 0) / rx.length;
+  const my = ry.reduce((a, b) => a + b, 0) / ry.length;
+  let cov = 0;
+  let vx = 0;
+  let vy = 0;
+  for (let i = 0; i < rx.length; i++) {
+    cov += (rx[i] - mx) * (ry[i] - my);
+    vx += (rx[i] - mx) ** 2;
+    vy += (ry[i] - my) ** 2;
+  }
+  const denominator = Math.sqrt(vx * vy);
+  return denominator === 0 ? null : cov / denominator;
+}
+
+/**
+ * The rank correlation between depth and settling step of one run's layers (see the file's
+ * description): positive when the layers near the input settle first.
+ * @param {readonly Settling[]} results one per layer, in depth order.
+ * @returns {number | null}
+ */
+export function settlingCorrelation(results) {
+  /** @type {number[]} */
+  const depths = [];
+  /** @type {number[]} */
+  const steps = [];
+  results.forEach((r, depth) => {
+    if (r.state === 'settled') {
+      depths.push(depth);
+      steps.push(r.step);
+    } else if (r.state === 'not yet') {
+      depths.push(depth);
+      steps.push(Infinity);
+    }
+  });
+  return rankCorrelation(depths, steps);
 }
