@@ -46,6 +46,25 @@ PLANS = {False: [10_000, 100_000], True: [1_000, 10_000]}
 IFRAME = "iframe[src*='plugin_entry.html?name=layer_dynamics']"
 CURVES = "[data-panel=layer-curves] .u-wrap canvas"
 
+# Runs in every frame: notes when the per-layer curves' chart is (re)created and how many runs its
+# legend names, so times come from the page's own clock, not from polling a busy page.
+_WATCH_CURVES = """
+(() => {
+  window.__ldCurves = [];
+  const seen = new WeakSet();
+  const look = () => {
+    const canvas = document.querySelector('[data-panel=layer-curves] .u-wrap canvas');
+    if (!canvas || seen.has(canvas)) return;
+    seen.add(canvas);
+    const legend = document.querySelectorAll(
+      '[data-panel=layer-curves] [data-legend=runs] .ld-legend-entry').length;
+    window.__ldCurves.push({time: Date.now(), legend});
+  };
+  const start = () => new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
+  if (document.body) start(); else document.addEventListener('DOMContentLoaded', start);
+})();
+"""
+
 _CANVAS_HASH = """
 (selector) => [...document.querySelectorAll(selector)].map((canvas) => {
   const copy = document.createElement('canvas');
@@ -124,7 +143,10 @@ def _free_port():
 
 def _start_tensorboard(logdir, cache):
     port = _free_port()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # This checkout's package, whatever checkout an editable install points at.
     env = dict(os.environ, TB_LAYERDYN_CACHE=cache)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
          "--port", str(port)],
@@ -170,19 +192,32 @@ def _wait_for_curves(frame, runs, before=None, timeout=120):
     raise TimeoutError("the curves were not drawn")
 
 
+def _chart_after(frame, since_ms, runs, timeout=120):
+    """The page's time (ms since the epoch) of the first curves chart created after ``since_ms``
+    with every run in its legend."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mark in frame.evaluate("() => window.__ldCurves || []"):
+            if mark["time"] >= since_ms and (runs == 1 or mark["legend"] == runs):
+                return mark["time"]
+        frame.wait_for_timeout(100)
+    raise TimeoutError("the curves were not drawn")
+
+
 def _use_the_tab(browser, base):
     """Opens the tab, switches the metric and zooms; returns the three times."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    opened = time.monotonic()
+    page.add_init_script(_WATCH_CURVES)
+    opened = page.evaluate("() => Date.now()")
     page.goto(base + "/#layer_dynamics")
     frame = page.wait_for_selector(IFRAME, timeout=60000).content_frame()
     frame.wait_for_selector(CURVES, timeout=60000)
+    first = (_chart_after(frame, opened, RUNS) - opened) / 1000
     _, first_hash = _wait_for_curves(frame, RUNS)
-    first = time.monotonic() - opened
-    switched = time.monotonic()
+    switched = frame.evaluate("() => Date.now()")
     frame.select_option("[data-control=metric]", "grad_norm")
+    switch = (_chart_after(frame, switched + 1, RUNS) - switched) / 1000
     _, switched_hash = _wait_for_curves(frame, RUNS, before=first_hash)
-    switch = time.monotonic() - switched
     box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
     zoomed = time.monotonic()
     with page.expect_response(lambda r: "start=" in r.url, timeout=60000):

@@ -152,6 +152,35 @@ function translucent(hex, alpha) {
 }
 
 /**
+ * A line that stops at every missing value and starts again after it.
+ *
+ * uPlot's own line joins the points around a gap and hides the join with a clip path per series;
+ * with hundreds of series, each with gaps, clipping made the canvas take seconds to draw (measured:
+ * 4,000 lines of 1,000 points, 2% of them missing, about 7 s here). Lifting the pen at a gap draws
+ * the same picture with no clip at all.
+ * @type {uPlot.Series.PathBuilder}
+ */
+function brokenLine(u, seriesIdx, idx0, idx1) {
+  const xs = u.data[0];
+  const ys = u.data[seriesIdx];
+  const stroke = new Path2D();
+  let drawing = false;
+  for (let i = idx0; i <= idx1; i++) {
+    const y = ys[i];
+    if (y === null || y === undefined) {
+      drawing = false;
+      continue;
+    }
+    const px = u.valToPos(xs[i], 'x', true);
+    const py = u.valToPos(y, 'y', true);
+    if (drawing) stroke.lineTo(px, py);
+    else stroke.moveTo(px, py);
+    drawing = true;
+  }
+  return { stroke, fill: null, clip: null, band: null, gaps: undefined, flags: 0 };
+}
+
+/**
  * uPlot's data for a chart: the columns, then each band's upper and lower edge.
  * @param {Array<ReadonlyArray<number | null>>} columns
  * @param {Band[]} bands
@@ -227,6 +256,7 @@ export function createCurveChart(spec) {
         width: 1,
         dash: [...line.dash],
         spanGaps: spec.spanGaps,
+        paths: spec.spanGaps ? undefined : brokenLine,
         points: { show: false },
       })),
       // Band edges are drawn only as the fill between them (uPlot's bands), never as lines.

@@ -165,6 +165,22 @@ export function createSettlingPanel(context) {
     const byRun = new Map(tables.map((t) => [t.run.run, t]));
     return groups.map((group) => {
       const members = group.runs.map((run) => /** @type {(typeof tables)[number]} */ (byRun.get(run)));
+      if (members.length === 1) {
+        // A run on its own: its curves are its "mean", so each layer is settled once.
+        const [table] = members;
+        const steps = table.columns[0];
+        const settled = table.names.map((_, i) => settlingStep(steps, table.columns[i + 1], local.fraction));
+        const index = new Map(table.names.map((name, i) => [name, i]));
+        /** @type {Map<string, Settling>} */
+        const byLayer = new Map();
+        for (const name of order) {
+          const i = index.get(name);
+          if (i !== undefined) byLayer.set(name, settled[i]);
+        }
+        const lastStep = steps.length ? /** @type {number} */ (steps[steps.length - 1]) : 0;
+        const correlations = [settlingCorrelation(settled)];
+        return { name: group.name, runs: group.runs, lastStep, byLayer, correlations, spread: spreadOf(correlations) };
+      }
       const averaged = averageRuns(members, order);
       /** @type {Map<string, Settling>} */
       const byLayer = new Map();
