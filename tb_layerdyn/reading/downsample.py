@@ -43,7 +43,9 @@ def envelope(steps, values, max_points):
         ``max_points // 2`` bins of two rows each, as described in the module docstring.
     """
     steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2, got {max_points}")
     num_steps = len(steps)
@@ -52,31 +54,30 @@ def envelope(steps, values, max_points):
     num_bins = max_points // 2
     edges = bin_edges(num_steps, num_bins)
     firsts = edges[:-1]
-    lasts = edges[1:] - 1
     out_steps = np.empty(2 * num_bins, dtype=steps.dtype)
     out_steps[0::2] = steps[firsts]
-    out_steps[1::2] = steps[lasts]
-
-    # Gather every bin into a padded (bins, width, series) block: padding and NaN are masked to
-    # +inf for the minimum and -inf for the maximum, so argmin/argmax see defined values only.
-    width = int(np.max(edges[1:] - edges[:-1]))
-    index = firsts[:, None] + np.arange(width)[None, :]
-    inside = index <= lasts[:, None]
-    block = values[np.minimum(index, num_steps - 1)]
-    undefined = np.isnan(block) | ~inside[:, :, None]
-    low_at = np.argmin(np.where(undefined, np.inf, block), axis=1)
-    high_at = np.argmax(np.where(undefined, -np.inf, block), axis=1)
-    low = np.take_along_axis(block, low_at[:, None, :], axis=1)[:, 0, :]
-    high = np.take_along_axis(block, high_at[:, None, :], axis=1)[:, 0, :]
-    empty = undefined.all(axis=1)
-    low[empty] = np.nan
-    high[empty] = np.nan
-
+    out_steps[1::2] = steps[edges[1:] - 1]
+    # Bins reduce along the rows, a whole row of series at a time (fmin/fmax skip NaN; a bin with
+    # no defined value gives NaN).
+    low = np.fmin.reduceat(values, firsts, axis=0)
+    high = np.fmax.reduceat(values, firsts, axis=0)
+    low_at = _first_match(values, low, edges)
+    high_at = _first_match(values, high, edges)
     low_first = low_at <= high_at
-    out_values = np.empty((2 * num_bins, values.shape[1]), dtype=np.float64)
+    out_values = np.empty((2 * num_bins, values.shape[1]), dtype=values.dtype)
     out_values[0::2] = np.where(low_first, low, high)
     out_values[1::2] = np.where(low_first, high, low)
     return out_steps, out_values, True
+
+
+def _first_match(values, extremes, edges):
+    """Per bin and series, the position in the bin of the first row equal to ``extremes``."""
+    lengths = np.diff(edges)
+    per_row = np.repeat(extremes, lengths, axis=0)
+    # The distance to the end of the bin is largest at the first match: take its maximum.
+    to_end = (edges[1:].repeat(lengths) - np.arange(len(values)))[:, None].astype(np.int32)
+    distance = np.where(values == per_row, to_end, 0)
+    return lengths[:, None] - np.maximum.reduceat(distance, edges[:-1], axis=0)
 
 
 def bin_means(steps, values, max_steps):
@@ -92,7 +93,9 @@ def bin_means(steps, values, max_steps):
         each bin's last step and the mean of the defined values in it (NaN when there are none).
     """
     steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     num_steps = len(steps)
@@ -100,8 +103,8 @@ def bin_means(steps, values, max_steps):
         return steps, values, False
     edges = bin_edges(num_steps, max_steps)
     defined = ~np.isnan(values)
-    sums = np.add.reduceat(np.where(defined, values, 0.0), edges[:-1], axis=0)
-    counts = np.add.reduceat(defined.astype(np.int64), edges[:-1], axis=0)
+    sums = np.add.reduceat(np.where(defined, values, 0.0), edges[:-1], axis=0, dtype=np.float64)
+    counts = np.add.reduceat(defined, edges[:-1], axis=0, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return steps[edges[1:] - 1], means, True

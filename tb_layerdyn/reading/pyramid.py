@@ -99,10 +99,11 @@ def choose_level(num_rows, bins, levels):
     Returns:
         The smallest level whose nodes make at most ``bins - 2`` whole bins of the range (two more
         are left for its partial ends), or ``None`` when the rows themselves are cheap enough to
-        summarise (fewer than ``BASE`` rows a bin) or no level is coarse enough (a budget of one
-        or two bins): then the rows are summarised directly.
+        summarise (at most ``BASE / 2`` rows a bin: level 0 would give fewer than half the bins)
+        or no level is coarse enough (a budget of one or two bins): then the rows are summarised
+        directly.
     """
-    if num_rows <= BASE * bins:
+    if num_rows <= BASE * bins // 2:
         return None
     for level in range(levels):
         if num_rows // node_size(level) + 2 <= bins:
