@@ -243,10 +243,10 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
     by_run = {entry["run"]: entry for entry in body["runs"]}
     assert by_run["lenet/seed0"] == {
         "run": "lenet/seed0",
-        "model": None,
+        "model": None,  # written without a name
         "layers": ["conv1", "conv2", "fc1", "fc2", "fc3"],
         "param_counts": [10, 20, 30, 40, 50],
-        "descriptions": None,
+        "descriptions": None,  # nor descriptions (the tracker writes both)
         "groups": GROUPS,
         "metrics": list(layer_metrics.METRIC_NAMES),
         "rwc": "l1",
@@ -254,8 +254,6 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
         "order": "forward",
         "last_step": (LONG_STEPS - 1) * 10,
         "sweeps": 0,
-        "model": None,  # written without a name
-        "descriptions": None,  # nor descriptions (the tracker writes both)
     }
     assert by_run["grown"]["layers"] == ["a", "b", "c"]
     assert by_run["grown"]["param_counts"] == [10, 20, 30]
