@@ -254,6 +254,7 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
         "order": "forward",
         "last_step": (LONG_STEPS - 1) * 10,
         "sweeps": 0,
+        "pictures": [],
         "model": None,  # written without a name
         "descriptions": None,  # nor descriptions (the tracker writes both)
     }
