@@ -134,6 +134,8 @@ export function createFilmstripPanel(context) {
   let steps = [];
   /** @type {ReturnType<typeof setTimeout> | null} */
   let timer = null;
+  /** When the next step is due while playing (`performance.now()` time). */
+  let due = 0;
   let waiting = false;
 
   const runSelect = el('select', { attrs: { 'aria-label': 'Run', 'data-control': 'filmstrip-run' } });
@@ -234,10 +236,16 @@ export function createFilmstripPanel(context) {
     if (timer !== null) clearTimeout(timer);
     timer = null;
     waiting = false;
-    if (local.playing) timer = setTimeout(tick, 1000 / local.speed);
+    if (local.playing) {
+      due = performance.now() + 1000 / local.speed;
+      timer = setTimeout(tick, 1000 / local.speed);
+    }
   }
 
-  /** Advances one step when every frame it shows is here; otherwise waits for them to arrive. */
+  /**
+   * Advances one step when every frame it shows is here, otherwise waits for them to arrive; the
+   * next step is due one period after this one was, so drawing time does not slow playing down.
+   */
   function tick() {
     timer = null;
     if (!local.playing) return;
@@ -250,7 +258,11 @@ export function createFilmstripPanel(context) {
     }
     local.index = next;
     show();
-    timer = setTimeout(tick, 1000 / local.speed);
+    const period = 1000 / local.speed;
+    const now = performance.now();
+    // After a wait for frames, start the beat again rather than rushing to catch up.
+    due = due + period < now ? now + period : due + period;
+    timer = setTimeout(tick, due - now);
   }
 
   /**

@@ -6,7 +6,7 @@
  * against one fixture. Pure functions: no DOM.
  */
 
-import { BACKGROUND_RGB, diverging, gray, overWhite } from './colormap.js';
+import { BACKGROUND_RGB, NAN_RGB, diverging, gray } from './colormap.js';
 
 /**
  * @typedef {[number, number]} Pair
@@ -108,14 +108,32 @@ function storedColours(picture, maps, levels, scales) {
   const out = new Uint8ClampedArray(3 * count);
   if (maps.length === 1) {
     const table = levelColours(maps[0], picture.planes[0].interval, scales[0]);
-    for (let i = 0; i < count; i++) out.set(table[levels[0][i]], 3 * i);
+    const plane = levels[0];
+    for (let i = 0; i < count; i++) {
+      const rgb = table[plane[i]];
+      out[3 * i] = rgb[0];
+      out[3 * i + 1] = rgb[1];
+      out[3 * i + 2] = rgb[2];
+    }
     return out;
   }
-  // Travel: plane 0's opacity over plane 1's diverging colour.
+  // Travel: plane 0's opacity over plane 1's diverging colour, as `overWhite` computes it (one
+  // call per travel level and weight level would cost 65,536 colours; this is its formula inline).
   const weights = levelColours('diverging', picture.planes[1].interval, scales[1]);
-  const travel = picture.planes[0].interval;
+  const opaqueAt = scales[0][1];
+  const alphas = [];
+  for (let level = 0; level < 2 ** BITS; level++) {
+    const travel = levelValue(level, picture.planes[0].interval);
+    alphas.push(opaqueAt > 0 ? Math.min(Math.max(travel / opaqueAt, 0), 1) : 0);
+  }
+  const [travelLevels, weightLevels] = levels;
   for (let i = 0; i < count; i++) {
-    out.set(overWhite(weights[levels[1][i]], levelValue(levels[0][i], travel), scales[0][1]), 3 * i);
+    const colour = weights[weightLevels[i]];
+    const a = alphas[travelLevels[i]];
+    const notFinite = travelLevels[i] === 0 || weightLevels[i] === 0;
+    for (let c = 0; c < 3; c++) {
+      out[3 * i + c] = notFinite ? NAN_RGB[c] : Math.floor(a * colour[c] + (1 - a) * 255 + 0.5);
+    }
   }
   return out;
 }
