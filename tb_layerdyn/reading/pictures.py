@@ -22,9 +22,10 @@ what stays in memory does not grow with the size of the pictures.
 """
 
 import collections
+import collections.abc
 import dataclasses
 import threading
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -436,7 +437,7 @@ class PictureSeries:
         return payload.rgb(layout, index, [plane.values() for plane in picture.planes], scales)
 
 
-class Images(Mapping):
+class Images(collections.abc.Mapping):
     """``kind -> {layer: PictureSeries}`` of one model of a run, listed when a kind is first asked
     for (``read()`` itself reads no picture record)."""
 
