@@ -6,8 +6,10 @@ The variant of "Neural Network Training Process Visualization" (3x3 kernels: con
 fc1 69240, fc2 10164, fc3 850 parameters), trained by SGD with momentum on scikit-learn's digits
 upsampled to 32x32 (or MNIST, Fashion-MNIST, CIFAR from ``--data-dir``). Each seed is one run,
 ``<logdir>/lenet5/seed<k>``, so the Layer Dynamics tab can average them. Layer dynamics are
-logged at every step, with early/middle/late groups and weight histograms; halfway and at the end
-the run takes interpolation sweeps from its initial weights, every scope, with robustness.
+logged at every step, with early/middle/late groups and weight histograms; every 10 steps, pictures
+of every layer's weights, gradients, updates and travel, and of the activations of one test image;
+halfway and at the end the run takes interpolation sweeps from its initial weights, every scope,
+with robustness.
 """
 
 import time
@@ -29,6 +31,8 @@ BATCH_SIZE = 64
 LEARNING_RATE = 0.05
 GROUPS = {"early": ["conv1", "conv2"], "middle": ["fc1"], "late": ["fc2", "fc3"]}
 HISTOGRAM_EVERY = 50
+# Pictures at the first step and every 10th: 51 frames of each kind over 500 steps.
+IMAGES_EVERY = 10
 EVAL_EVERY = 25
 # Held-out images the test accuracy and every sweep point are measured on: all 360 digits; a
 # subset of larger test sets, to keep evaluation a small part of the run.
@@ -56,7 +60,11 @@ def train(dataset, run_dir, seed, steps=STEPS):
     sweep_at = {max(1, steps // 2), steps}
 
     with SummaryWriter(run_dir) as writer:
-        dynamics = LayerDynamics(model, writer, groups=GROUPS, histogram_every=HISTOGRAM_EVERY)
+        # The probe, one held-out digit, shows what each layer makes of it as training goes.
+        dynamics = LayerDynamics(
+            model, writer, groups=GROUPS, histogram_every=HISTOGRAM_EVERY,
+            images_every=IMAGES_EVERY, probe=dataset.test_images[:1],
+        )
         # Step 0 records the initial weights: distances and sweeps start from them.
         dynamics.log(0)
         writer.add_scalar("accuracy/test", test_fn(model)["accuracy"], 0)

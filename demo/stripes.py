@@ -7,8 +7,10 @@ one fixed 16x16 noisy image into a black vertical stripe on white: the 4-layer n
 convolutions of 8 channels, then a 3x3 one to the output), its variant with 10 inner channels and
 a 1x1 last filter, and the 6-layer net. The question the source asked: which layers stabilise
 first? Each net and seed is one run, ``<logdir>/stripes-<net>/seed<k>``; layer dynamics and the
-training loss are logged at every step, and at the end a sweep from the initial weights (whole
-model and one layer at a time) shows which layers the learned mapping needs.
+training loss are logged at every step, pictures of every layer (its weights, gradients, updates,
+travel, and its activations of the noise image) every 5 steps, as in the source's videos, and at
+the end a sweep from the initial weights (whole model and one layer at a time) shows which layers
+the learned mapping needs.
 """
 
 import time
@@ -36,6 +38,8 @@ LEARNING_RATE = 0.005
 EPSILON = 0.01
 WEIGHT_DECAY = 1e-3
 HISTOGRAM_EVERY = 50
+# Pictures at the first step and every 5th: 121 frames of each kind over 600 steps.
+IMAGES_EVERY = 5
 
 
 def train(net, run_dir, seed, steps=STEPS):
@@ -49,7 +53,9 @@ def train(net, run_dir, seed, steps=STEPS):
     eval_fn = make_eval_fn(F.mse_loss, [(noise, target)], accuracy=False)
 
     with SummaryWriter(run_dir) as writer:
-        dynamics = LayerDynamics(model, writer, histogram_every=HISTOGRAM_EVERY)
+        dynamics = LayerDynamics(
+            model, writer, histogram_every=HISTOGRAM_EVERY, images_every=IMAGES_EVERY, probe=noise,
+        )
         dynamics.log(0)
         for step in range(1, steps + 1):
             loss = F.mse_loss(model(noise), target)

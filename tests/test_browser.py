@@ -4,7 +4,9 @@ Two short training runs are logged with the project's own API, a real ``tensorbo
 serves them, and Debian's Chromium (driven by Playwright, never a downloaded browser) opens the tab.
 The test checks what a user would see: every panel drew data, switching metrics and runs redraws,
 a run name full of markup stays text, a failed request shows the server's message, and the console
-stays clean.
+stays clean. Both runs log pictures too: the filmstrip must draw them pixel for pixel as
+``tb_layerdyn.read`` draws them, change them while playing and with the scale, and never fetch a
+frame twice.
 """
 
 import json
@@ -47,6 +49,9 @@ STEPS = 30
 LENET_SWEEP_STEPS = (14, STEPS - 1)
 SWEEP_SCOPES = ("model", "layers", "parameters")
 PARAMS_PER_LAYER = 2
+# Pictures at steps 0, 3, .., 27: ten frames per kind.
+PICTURES_EVERY = 3
+PICTURE_STEPS = list(range(0, STEPS, PICTURES_EVERY))
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
@@ -136,7 +141,8 @@ def _train(model, inputs, targets, writer_dir, lr, sweep_at=(), **options):
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     """Two runs logged by the project's API: LeNet-5 with groups, and an MLP with a hostile name;
-    each with interpolation sweeps of every scope."""
+    each with interpolation sweeps of every scope and pictures every few steps (LeNet-5's with a
+    probe, so with activations)."""
     import torch
 
     from demo import models
@@ -159,6 +165,8 @@ def logdir(tmp_path_factory):
             lr=0.05,
             sweep_at=LENET_SWEEP_STEPS,
             groups=LENET_GROUPS,
+            images_every=PICTURES_EVERY,
+            probe=images[:1],
         )
         torch.manual_seed(1)
         _train(
@@ -168,6 +176,7 @@ def logdir(tmp_path_factory):
             str(root / HOSTILE_RUN),
             lr=0.01,
             sweep_at=(STEPS - 1,),
+            images_every=PICTURES_EVERY,
         )
     finally:
         torch.set_num_threads(threads)
@@ -668,5 +677,162 @@ def test_seed_bands_and_the_settling_correlation(seeds_tensorboard, seeds_logdir
     while _canvas_stats(frame, CURVES) != minmax:
         assert time.monotonic() < deadline, "the min-to-max band did not come back as it was"
         frame.wait_for_timeout(100)
+
+
+# ---------------------------------------------------------------- the filmstrip
+
+FILMSTRIP = "[data-panel=filmstrip]"
+# Every canvas of a strip as its backing store holds it (one canvas pixel per picture pixel), row
+# by row, RGB; ``null`` for a canvas that is hidden (no picture at that step).
+STRIP_PIXELS_JS = """
+(selector) => [...document.querySelectorAll(selector + ' figure[data-layer]')].map((figure) => {
+  const canvas = figure.querySelector('canvas');
+  if (canvas.hidden) return [figure.dataset.layer, null];
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const rgb = [];
+  for (let i = 0; i < data.length; i += 4) rgb.push(data[i], data[i + 1], data[i + 2]);
+  return [figure.dataset.layer, [canvas.height, canvas.width, rgb]];
+})
+"""
+
+
+def _strip(run):
+    return f"{FILMSTRIP} [data-run='{run}']"
+
+
+def _strip_pixels(frame, run):
+    """``{layer: uint8 (H, W, 3) or None}`` as the strip of ``run`` draws it now."""
+    import numpy as np
+
+    found = {}
+    for layer, drawn in frame.evaluate(STRIP_PIXELS_JS, _strip(run)):
+        found[layer] = None if drawn is None else np.array(drawn[2], dtype=np.uint8).reshape(drawn[0], drawn[1], 3)
+    return found
+
+
+def _shown_step(frame, run):
+    return frame.eval_on_selector(_strip(run), "s => s.dataset.step")
+
+
+def _wait_for_step(frame, run, step, timeout=10000):
+    frame.wait_for_function(
+        "([selector, step]) => document.querySelector(selector)?.dataset.step === step"
+        " && !document.querySelector(selector).hasAttribute('aria-busy')",
+        arg=[_strip(run), str(step)], timeout=timeout,
+    )
+
+
+def _assert_drawn_as_read(frame, run, images, kind, step, per_frame=False):
+    """Every layer's canvas in the strip of ``run`` holds the pixels ``read()`` draws."""
+    import numpy as np
+
+    drawn = _strip_pixels(frame, run)
+    assert list(drawn) == list(images[kind]), (run, kind)
+    for layer, series in images[kind].items():
+        i = series.steps.tolist().index(step)
+        expected = series.rgb(i, per_frame=per_frame)
+        assert drawn[layer] is not None, (run, kind, layer)
+        np.testing.assert_array_equal(drawn[layer], expected, err_msg=f"{run} {kind} {layer} step {step}")
+
+
+def test_filmstrip(tensorboard, browser, logdir):
+    import numpy as np
+
+    import tb_layerdyn
+
+    runs = tb_layerdyn.read(str(logdir))
+    lenet, mlp = runs[LENET_RUN].images, runs[HOSTILE_RUN].images
+    assert lenet["weights"]["conv1"].steps.tolist() == PICTURE_STEPS
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems, frames_fetched = [], []
+    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("request", lambda r: frames_fetched.append(r.url) if "/layer_dynamics/frame?" in r.url else None)
+    page.goto(tensorboard + "/#layer_dynamics", wait_until="networkidle")
+    frame = page.wait_for_selector(IFRAME, timeout=20000).content_frame()
+    frame.wait_for_selector(f"{_strip(LENET_RUN)} canvas.ld-film-canvas:not([hidden])", timeout=20000)
+    frame.query_selector(FILMSTRIP).scroll_into_view_if_needed()
+
+    # Both runs logged pictures, the hostile name as text; LeNet's five kinds, weights first.
+    options = "select => [...select.options].map(o => o.value)"
+    assert frame.eval_on_selector(f"{FILMSTRIP} [data-control=filmstrip-run]", options) == [LENET_RUN, HOSTILE_RUN]
+    assert frame.eval_on_selector(f"{FILMSTRIP} [data-control=filmstrip-kind]", options) == [
+        "weights", "gradients", "updates", "travel", "activations"]
+
+    # Every layer side by side in depth order, at the first step, as read() draws it (fixed scale).
+    _wait_for_step(frame, LENET_RUN, 0)
+    _assert_drawn_as_read(frame, LENET_RUN, lenet, "weights", 0)
+    first = _strip_pixels(frame, LENET_RUN)
+    assert all(np.ptp(picture.reshape(-1, 3), axis=0).max() > 60 for picture in first.values())  # coloured
+
+    # Playing changes the frame; pausing keeps it, drawn as read() draws that step.
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-speed]", "20")
+    frame.click(f"{FILMSTRIP} [data-control=filmstrip-play]")
+    frame.wait_for_function(
+        "(selector) => Number(document.querySelector(selector).dataset.step) >= 9", arg=_strip(LENET_RUN))
+    frame.click(f"{FILMSTRIP} [data-control=filmstrip-play]")
+    step = int(_shown_step(frame, LENET_RUN))
+    _wait_for_step(frame, LENET_RUN, step)
+    playing = _strip_pixels(frame, LENET_RUN)
+    assert any(not np.array_equal(playing[layer], first[layer]) for layer in first)
+    _assert_drawn_as_read(frame, LENET_RUN, lenet, "weights", step)
+
+    # Gradients at one step: the scale toggle changes the pixels, to the frame's own scale.
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-kind]", "gradients")
+    frame.fill(f"{FILMSTRIP} [data-control=filmstrip-step]", "2")
+    _wait_for_step(frame, LENET_RUN, PICTURE_STEPS[2])
+    _assert_drawn_as_read(frame, LENET_RUN, lenet, "gradients", PICTURE_STEPS[2])
+    fixed = _strip_pixels(frame, LENET_RUN)
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-scale]", "frame")
+    _assert_drawn_as_read(frame, LENET_RUN, lenet, "gradients", PICTURE_STEPS[2], per_frame=True)
+    assert any(not np.array_equal(fixed[layer], picture) for layer, picture in _strip_pixels(frame, LENET_RUN).items())
+
+    # The MLP beside it, at the same step; updates start at the second picture step.
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-beside]", HOSTILE_RUN)
+    _wait_for_step(frame, HOSTILE_RUN, PICTURE_STEPS[2])
+    _assert_drawn_as_read(frame, HOSTILE_RUN, mlp, "gradients", PICTURE_STEPS[2], per_frame=True)
+    assert frame.query_selector("img") is None
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-scale]", "fixed")
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-kind]", "updates")
+    frame.fill(f"{FILMSTRIP} [data-control=filmstrip-step]", "0")
+    _wait_for_step(frame, LENET_RUN, PICTURE_STEPS[1])
+    _wait_for_step(frame, HOSTILE_RUN, PICTURE_STEPS[1])
+    _assert_drawn_as_read(frame, LENET_RUN, lenet, "updates", PICTURE_STEPS[1])
+    _assert_drawn_as_read(frame, HOSTILE_RUN, mlp, "updates", PICTURE_STEPS[1])
+
+    # A click enlarges a layer; the readout gives the value logged under the cursor.
+    frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-kind]", "weights")
+    _wait_for_step(frame, LENET_RUN, PICTURE_STEPS[1])
+    frame.click(f"{_strip(LENET_RUN)} [data-layer=fc1]")
+    canvas = frame.wait_for_selector(f"{FILMSTRIP} [data-enlarged=fc1] canvas:not([hidden])")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    values = lenet["weights"]["fc1"].values(1)
+    row, column = values.shape[0] // 2, values.shape[1] // 3
+    page.mouse.move(box["x"] + (column + 0.5) * box["width"] / values.shape[1],
+                    box["y"] + (row + 0.5) * box["height"] / values.shape[0])
+    readout = frame.wait_for_function(
+        "() => document.querySelector('.ld-film-readout').textContent.startsWith('value')").json_value()
+    text = frame.text_content(f"{FILMSTRIP} .ld-film-readout")
+    match = re.fullmatch(r"value (\S+) · row (\d+), column (\d+) \(tile 0, 0\)", text)
+    assert match and readout, text
+    assert (int(match.group(2)), int(match.group(3))) == (row, column)
+    assert _number(match.group(1)) == pytest.approx(values[row, column], rel=1e-3, abs=1e-12)
+
+    # Two loops through every step at full speed, then back: no frame is fetched twice.
+    frame.click(f"{FILMSTRIP} [data-control=filmstrip-play]")
+    seen = set()
+    deadline = time.monotonic() + 20
+    while len(seen) < len(PICTURE_STEPS) and time.monotonic() < deadline:
+        seen.add(_shown_step(frame, LENET_RUN))
+        frame.wait_for_timeout(20)
+    frame.click(f"{FILMSTRIP} [data-control=filmstrip-play]")
+    assert len(seen) == len(PICTURE_STEPS)
+    for kind in ("gradients", "updates", "weights"):
+        frame.select_option(f"{FILMSTRIP} [data-control=filmstrip-kind]", kind)
+        frame.fill(f"{FILMSTRIP} [data-control=filmstrip-step]", "3")
+        _wait_for_step(frame, LENET_RUN, lenet[kind]["conv1"].steps[3])
+    assert frames_fetched and len(frames_fetched) == len(set(frames_fetched)), sorted(frames_fetched)
     assert problems == []
     page.close()

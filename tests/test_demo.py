@@ -495,6 +495,51 @@ def test_quick_demo_writes_every_run_grouped_by_seed(quick_logdir):
     assert runs["population/mlp-seed2"].layers == ["hidden", "output"]
 
 
+def _activation_reference(module, probe, name):
+    """A module's output for the probe as its activations picture stores it (numpy, loops)."""
+    from picture_helpers import reference_picture
+    from tb_layerdyn.tracking import picture_layouts
+
+    with torch.no_grad():
+        output = module(probe)[0].numpy()
+    return reference_picture(output, picture_layouts.activation_plan(f"{name} output", output.shape))
+
+
+def test_quick_demo_draws_pictures_every_few_steps(quick_logdir):
+    """LeNet-5 and the stripe nets log every picture kind at the first step and every
+    ``IMAGES_EVERY`` steps, their activations those of the probe each script names: a held-out
+    digit, the stripe task's noise image."""
+    logdir, _ = quick_logdir
+    runs = tb_layerdyn.read(str(logdir))
+    kinds = ["weights", "gradients", "updates", "travel", "activations"]
+    for name, every in (("lenet5/seed0", lenet5.IMAGES_EVERY), ("stripes-4layer/seed1", stripes.IMAGES_EVERY)):
+        run = runs[name]
+        picture_steps = list(range(0, demo.QUICK_STEPS + 1, every))
+        assert list(run.images) == kinds, name
+        for kind in kinds:
+            assert list(run.images[kind]) == run.layers, (name, kind)
+            for layer, series in run.images[kind].items():
+                # Step 0 is logged before the first backward: no gradient, no update yet.
+                expected = picture_steps[1:] if kind in ("gradients", "updates") else picture_steps
+                assert series.steps.tolist() == expected, (name, kind, layer)
+    assert not runs["resnet/seed0"].images and not runs["population/mlp-seed0"].images
+
+    digits = data.load("digits", image_size=32)
+    torch.manual_seed(0)
+    lenet = models.LeNet5(num_classes=digits.num_classes, kernel_size=3, image_size=32)
+    noise, _ = data.stripe_task()
+    torch.manual_seed(1)
+    stripe = stripes.NETS["stripes-4layer"]()
+    for run, module, probe in (("lenet5/seed0", lenet.conv1, digits.test_images[:1]),
+                               ("stripes-4layer/seed1", stripe.conv1, noise)):
+        series = runs[run].images["activations"]["conv1"]
+        expected = _activation_reference(module, probe, "conv1")
+        got = series.values(0)
+        low, high = series.picture(0).planes[0].interval
+        assert got.shape == expected.shape
+        assert np.nanmax(np.abs(got - expected)) <= (high - low) / 254 / 2 + 1e-6, run
+
+
 def test_quick_demo_logs_the_users_scalars(quick_logdir):
     logdir, _ = quick_logdir
     multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"scalars": 0})

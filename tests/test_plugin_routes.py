@@ -254,6 +254,7 @@ def test_runs_lists_layer_dynamics_runs_only(served, logged):
         "order": "forward",
         "last_step": (LONG_STEPS - 1) * 10,
         "sweeps": 0,
+        "pictures": [],
     }
     assert by_run["grown"]["layers"] == ["a", "b", "c"]
     assert by_run["grown"]["param_counts"] == [10, 20, 30]

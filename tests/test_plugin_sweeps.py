@@ -131,6 +131,7 @@ def test_runs_counts_sweeps_and_lists_runs_with_sweeps_only(client, logged):
         "order": None,
         "last_step": None,
         "sweeps": sweep_logdir.MANY_STEPS + len(sweep_logdir.SWEEP_STEPS),
+        "pictures": [],
         "model": None,
         "descriptions": None,
     }

@@ -15,9 +15,10 @@ import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+import picture_logdir
 import tb_layerdyn
 from conftest import make_layout, random_values, write_layer_metrics
-from tb_layerdyn.format import envelope, layer_metrics
+from tb_layerdyn.format import envelope, layer_metrics, pictures
 from tb_layerdyn.reading import collector, columns, models, pyramid
 from tb_layerdyn.reading.store import Store
 
@@ -353,6 +354,17 @@ GOOD = make_layout(["a", "b"], metrics=["rwc", "weight_norm"], groups=[{"name": 
 TAG = layer_metrics.TAG_PREFIX + "bad"
 ZEROS = np.zeros((2, 3), np.float32)
 
+def _bad_picture(facts=None, **layout_changes):
+    """A pictures value whose facts, or whose layout, break the payload's rules."""
+    good = picture_logdir.content("weights", ["a"], [[2, 2]])
+    value = picture_logdir.summary(good, [[np.eye(2)]], with_metadata=True).value[0]
+    if facts is not None:
+        value.tensor.string_val[0] = facts
+    if layout_changes:
+        value.metadata.CopyFrom(pictures.metadata(dict(good, **layout_changes)))
+    return value
+
+
 # name -> (values of the bad tag's first event, what its warning says)
 MALFORMED = {
     "group without a name": (
@@ -382,6 +394,11 @@ MALFORMED = {
         [_value("layer_dynamics/sweep/model/bad", np.zeros((2, 2, 2)),
                 '{"kind": "sweep", "version": 1, "scope": "model", "metrics": ["loss"], '
                 '"curves": ["model"], "alphas": [0.0, 1.0, 0.5]}')], "shape"),
+    "a picture whose facts are not JSON": ([_bad_picture(facts=b"{nope")], "not JSON"),
+    "a picture of another size than its layout says": (
+        [_bad_picture(shapes=[[2, 3]], tiles=[[2, 3]])], "the layout says 2x3"),
+    "a pictures layout whose tile does not divide its picture": (
+        [_bad_picture(tiles=[[3, 3]])], "does not divide"),
     "a sweep layout without curves": (
         [_value("layer_dynamics/sweep/model/bad", np.zeros((2, 1, 2)),
                 '{"kind": "sweep", "version": 1, "scope": "model", "metrics": ["loss"], "alphas": [0.0]}')],
@@ -439,7 +456,7 @@ def test_malformed_payloads_never_make_a_route_fail(malformed_logdir):
         assert listed == {f"case{i}" for i in range(len(MALFORMED))} | {"good"}
         for run in listed:
             for route in ("series?metric=rwc&", "series?metric=rwc&format=binary&",
-                          "heatmap?metric=weight_norm&", "summary?", "sweeps?"):
+                          "heatmap?metric=weight_norm&", "summary?", "sweeps?", "pictures?"):
                 response = client.get(f"/data/plugin/layer_dynamics/{route}run={run}")
                 assert response.status_code == 200, (run, route, response.get_data(as_text=True))
             series = json.loads(client.get(f"/data/plugin/layer_dynamics/series?run={run}&metric=rwc").get_data())

@@ -15,6 +15,7 @@ import { CSS } from './core/constants.js';
 import { el } from './core/dom.js';
 import { Model } from './core/api.js';
 import { createGroupCurvesPanel } from './panels/curves/groups.js';
+import { createFilmstripPanel } from './panels/filmstrip/index.js';
 import { createHeatmapPanel } from './panels/heatmap/index.js';
 import { createLayerCurvesPanel } from './panels/curves/layers.js';
 import { createPickerPanel } from './panels/picker/index.js';
@@ -34,6 +35,7 @@ const PANELS = [
   createSummaryPanel,
   createGroupCurvesPanel,
   createSweepsPanel,
+  createFilmstripPanel,
 ];
 
 /** Links the bundle's stylesheet, which sits next to this module. */

@@ -62,8 +62,12 @@ def sorted_metrics(names):
     return sorted(names, key=lambda name: (known.get(name, len(known)), name))
 
 
-def run_entry(entry):
+def run_entry(entry, pictures=()):
     """One element of the ``runs`` list, for a ``plugin.data.Entry``.
+
+    Args:
+        entry: the entry.
+        pictures: the picture kinds it logged.
 
     Returns:
         The dict described under ``runs`` in ``http_api.md``.
@@ -89,6 +93,7 @@ def run_entry(entry):
         "order": info.get("order"),
         "last_step": None if last_step is None else int(last_step),
         "sweeps": int(entry.sweeps),
+        "pictures": list(pictures),
     }
 
 
@@ -241,3 +246,87 @@ def sweep(entry, found, values, threshold=None):
     body = {"run": entry.run, "model": entry.model, "step": found.step}
     body.update(_finite(encoding.decode(layout, values)))
     return body
+
+
+def picture_listing(run, model, listings):
+    """The body of the ``pictures`` route.
+
+    Args:
+        run: the run's name, as the request named it.
+        model: the tracker's name, or ``None``.
+        listings: kind -> ``reading.pictures.KindPictures``, in the order to list them.
+
+    Returns:
+        The dict described under ``pictures`` in ``http_api.md``.
+    """
+    kinds = []
+    for kind, listed in listings.items():
+        layers = []
+        for column, name in enumerate(listed.layers):
+            rows = listed.layer_steps(column)
+            present = np.zeros(len(listed.steps), dtype=bool)
+            present[rows] = True
+            shape = None
+            if len(rows):
+                layout, index = listed.geometry(int(rows[-1]), column)
+                shape = list(layout.drawn_shape(index))
+            layers.append({
+                "name": name,
+                "description": listed.descriptions[column],
+                "shape": shape,
+                "absent": listed.steps[~present].tolist(),
+                "scales": [list(s) for s in listed.fixed_scales(column, rows)] if len(rows) else None,
+            })
+        kinds.append({
+            "kind": kind,
+            "planes": list(listed.planes),
+            "maps": list(listed.maps),
+            "steps": listed.steps.tolist(),
+            "wall_times": listed.wall_times.tolist(),
+            "layers": layers,
+        })
+    return {"run": run, "model": model, "kinds": kinds}
+
+
+def picture_frame(run, model, listed, row, pictures):
+    """The ``frame`` route's body: one step's pictures of every layer of one kind, as binary.
+
+    Args:
+        run: the run's name, as the request named it.
+        model: the tracker's name, or ``None``.
+        listed: the kind's ``reading.pictures.KindPictures``.
+        row: the step's row in ``listed.steps``.
+        pictures: per layer of ``listed.layers``, its ``format.pictures.Picture`` or ``None``.
+
+    Returns:
+        ``bytes``: a little-endian ``uint32`` ``L``, ``L`` bytes of ASCII JSON (described under
+        ``frame`` in ``http_api.md``), then every plane's PNG in the order the JSON lists them.
+    """
+    described, blobs = [], []
+    for column, picture in enumerate(pictures):
+        if picture is None:
+            described.append(None)
+            continue
+        layout, index = listed.geometry(row, column)
+        described.append({
+            "description": layout.descriptions[index],
+            "shape": list(layout.shapes[index]),
+            "tile": list(layout.tiles[index]),
+            "cells": layout.cells[index],
+            "planes": [
+                {"interval": list(plane.interval), "quantiles": list(plane.quantiles), "bytes": len(plane.png)}
+                for plane in picture.planes
+            ],
+        })
+        blobs.extend(plane.png for plane in picture.planes)
+    header = {
+        "run": run,
+        "model": model,
+        "kind": listed.kind,
+        "step": int(listed.steps[row]),
+        "wall_time": float(listed.wall_times[row]),
+        "layers": list(listed.layers),
+        "pictures": described,
+    }
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return struct.pack("<I", len(text)) + text + b"".join(blobs)

@@ -2,21 +2,23 @@
 
 Each route is two halves: ``*_route`` parses the request and raises
 ``errors.InvalidArgumentError`` (400) for a bad parameter; ``*_impl`` does the work and raises
-``errors.NotFoundError`` (404) for an unknown run, model, metric or sweep. TensorBoard turns both
+``errors.NotFoundError`` (404) for an unknown run, model, metric, sweep or picture. TensorBoard turns both
 into plain-text answers, so no bad request ends in a 500. Data comes from ``data.PluginData``, the
 on-disk store shared with ``tb_layerdyn.read``.
 """
 
+import numpy as np
 from tensorboard import errors
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_layerdyn.format import envelope
+from tb_layerdyn.format import pictures as picture_format
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.plugin import data as plugin_data
 from tb_layerdyn.plugin import params, payloads, responses, static
-from tb_layerdyn.reading import models, sweep_index
+from tb_layerdyn.reading import models, pictures, sweep_index
 
 DEFAULT_MAX_POINTS = 10000
 MAX_MAX_POINTS = 100000
@@ -45,6 +47,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             cache_dir: where the store lives (``reading.store.default_cache_dir()`` by default).
         """
         self._data = plugin_data.PluginData(context.flags, cache_dir)
+        self._pictures = pictures.Listings()
         self._static_dir = static_dir
 
     def get_plugin_apps(self):
@@ -56,6 +59,8 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             "/summary": self.summary_route,
             "/sweeps": self.sweeps_route,
             "/sweep": self.sweep_route,
+            "/pictures": self.pictures_route,
+            "/frame": self.frame_route,
         }
         apps.update(static.static_apps(self._static_dir))
         return apps
@@ -81,7 +86,11 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
     def runs_impl(self):
         """The body of ``runs``: every run's models with layer metrics or sweeps, sorted."""
         self._data.refresh_for_request()
-        entries = [payloads.run_entry(entry) for entry in self._data.entries()]
+        entries = []
+        for entry in self._data.entries():
+            found = self._data.find(entry.run, entry.model)
+            kinds = pictures.logged_kinds(found[0]).get(entry.model, []) if found else []
+            entries.append(payloads.run_entry(entry, kinds))
         return {"runs": entries, "loading": self._data.loading}
 
     # series
@@ -193,6 +202,48 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             f"{_name(run, model)} has no {scope} sweep at step {step}; it has one {where}"
         )
 
+    # pictures
+
+    @wrappers.Request.application
+    def pictures_route(self, request):
+        run, model = params.required(request, "run"), params.optional(request, "model")
+        return _respond_json(request, self.pictures_impl(run, model))
+
+    def pictures_impl(self, run, model=None):
+        """The body of ``pictures``: per kind, the steps and layers of a run's model's pictures."""
+        run_data, table = self._lookup(run, model)
+        listings = self._pictures.model_pictures(run, run_data, model)
+        if not listings and table is None and not sweep_index.logged_sweeps(run_data, model):
+            raise errors.NotFoundError(_unknown(run, model, "has neither layer dynamics nor pictures"))
+        return payloads.picture_listing(run, model, listings)
+
+    @wrappers.Request.application
+    def frame_route(self, request):
+        run, model = params.required(request, "run"), params.optional(request, "model")
+        kind = params.required_choice(request, "kind", picture_format.PICTURES)
+        step = params.required_integer(request, "step", 0, MAX_STEP)
+        return http_util.Respond(request, self.frame_impl(run, model, kind, step), "application/octet-stream")
+
+    def frame_impl(self, run, model, kind, step):
+        """The body of ``frame``: every layer's picture of one kind at one step, as bytes."""
+        run_data, _ = self._lookup(run, model)
+        listed = self._pictures.model_pictures(run, run_data, model).get(kind)
+        if listed is None:
+            raise errors.NotFoundError(_unknown(run, model, f"has no {kind} pictures"))
+        row = int(np.searchsorted(listed.steps, step))
+        if row == len(listed.steps) or listed.steps[row] != step:
+            raise errors.NotFoundError(
+                f"{_name(run, model)} has no {kind} picture at step {step}; it has them at "
+                f"{_some_steps(listed.steps)}"
+            )
+        found = listed.frame(run_data, row)
+        if found is None:
+            raise errors.NotFoundError(
+                f"the {kind} pictures of {_name(run, model)} at step {step} can no longer be read "
+                "from their event file"
+            )
+        return payloads.picture_frame(run, model, listed, row, found)
+
     # shared lookups
 
     def _lookup(self, run, model):
@@ -223,6 +274,14 @@ def _name(run, model):
 
 def _unknown(run, model, what):
     return f"{_name(run, model)} {what}"
+
+
+def _some_steps(steps, shown=8):
+    """``"steps 0, 10, …, 90 (10 steps)"``: a few of some steps, for a message."""
+    values = [str(s) for s in steps.tolist()]
+    if len(values) > shown:
+        values = values[: shown // 2] + ["…"] + values[-(shown // 2):]
+    return f"steps {', '.join(values)} ({len(steps)} steps)"
 
 
 def _step_range(request):

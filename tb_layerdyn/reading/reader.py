@@ -14,6 +14,7 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
     run.settling().order         # layers by the step they settle at, as in the tab (``settling``)
     runs.settling()["lenet"]     # a seed group: each run's settling, rho's spread over seeds
+    run.images["weights"]["fc1"].rgb(-1)   # the last picture of fc1's weights, as the tab draws it
 
 Reading goes through the same on-disk store as the TensorBoard plugin (``store``): the first read
 of a run parses its event files once; later reads parse only what was appended since, and take the
@@ -29,7 +30,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_layerdyn.reading import files, models, sweep_index, sweep_records
+from tb_layerdyn.reading import files, models, pictures, sweep_index, sweep_records
 from tb_layerdyn.reading import settling as settling_rule
 from tb_layerdyn.reading.store import Store
 
@@ -96,6 +97,10 @@ class Run:
             (``sweep_records.RobustnessTable``), each with its ``step`` and ``scope``, sorted by
             step, then scope in that order. A scope logged twice at one step keeps the one
             written last. A run with sweeps only has no layers and no steps.
+        images: the run's pictures (``images_every=N``): kind (``"weights"``, ``"gradients"``,
+            ``"updates"``, ``"travel"``, ``"activations"``) -> layer -> ``pictures.PictureSeries``,
+            layers in depth order, each with its ``steps``, ``values(i)``, ``rgb(i)`` and
+            ``scale``. Kinds are listed, and pictures decoded, only when asked for.
     """
 
     name: str
@@ -111,6 +116,7 @@ class Run:
     sweeps: List[sweep_records.Record] = dataclasses.field(default_factory=list)
     model: Optional[str] = None
     descriptions: Optional[List[str]] = None
+    images: Mapping[str, Mapping[str, pictures.PictureSeries]] = dataclasses.field(default_factory=dict)
 
     def to_dataframe(self, *, groups: bool = False):
         """The run's values in long format, one row per (step, layer, metric).
@@ -361,27 +367,30 @@ def _run_selected(name: str, runs) -> bool:
 
 
 def _read_run(run_data, metrics, first, last) -> List[Run]:
-    """One ``Run`` per model of a run, sweeps included."""
+    """One ``Run`` per model of a run, sweeps and pictures included."""
     tables = models.model_tables(run_data)
     with_sweeps = sweep_index.models_with_sweeps(run_data)
+    with_pictures = pictures.logged_kinds(run_data, first, last)
+    facts = pictures.FactsCache()
     entries = []
-    for model in sorted(set(tables) | set(with_sweeps), key=lambda m: (m is not None, m or "")):
+    for model in sorted(set(tables) | set(with_sweeps) | set(with_pictures), key=lambda m: (m is not None, m or "")):
         table = tables.get(model)
         sweeps = _sweeps(run_data, model, first, last)
+        images = pictures.Images(run_data, model, facts, first, last)
         if table is None:
-            if not sweeps:
+            if not sweeps and not images:
                 continue
             entries.append(Run(
                 name=run_data.name, model=model, layers=[], param_counts=[],
                 steps=np.zeros(0, dtype=np.int64), metrics={}, groups={}, group_metrics={},
-                rwc_variant=None, granularity=None, order=None, sweeps=sweeps,
+                rwc_variant=None, granularity=None, order=None, sweeps=sweeps, images=images,
             ))
             continue
-        entries.append(_run_from_table(run_data.name, table, metrics, first, last, sweeps))
+        entries.append(_run_from_table(run_data.name, table, metrics, first, last, sweeps, images))
     return entries
 
 
-def _run_from_table(name, table, metrics, first, last, sweeps) -> Run:
+def _run_from_table(name, table, metrics, first, last, sweeps, images) -> Run:
     layer_metrics_, group_metrics, steps = {}, {}, None
     for metric in table.metrics:
         if metrics is not None and metric not in metrics:
@@ -418,6 +427,7 @@ def _run_from_table(name, table, metrics, first, last, sweeps) -> Run:
         granularity=table.info.get("granularity"),
         order=table.info.get("order"),
         sweeps=sweeps,
+        images=images,
     )
 
 

@@ -14,7 +14,8 @@ import { entryName } from './names.js';
  * @typedef {{
  *   run: string, layers: string[], param_counts: number[], groups: Group[], metrics: string[],
  *   rwc: string, granularity: string, order: string, last_step: number | null, sweeps: number,
- *   model: string | null, descriptions: string[] | null, source: {run: string, model: string | null}
+ *   model: string | null, descriptions: string[] | null, pictures: string[],
+ *   source: {run: string, model: string | null}
  * }} RunInfo One entry of the run list: a run, or one model of a run that logged several. Its
  *   `run` is the entry's name (`run · model` for a named model), which the tab shows and keys
  *   selections by; `source` holds the route parameters.
@@ -77,7 +78,7 @@ async function fetchJson(url) {
  * @param {string} url relative URL.
  * @returns {Promise<ArrayBuffer>}
  */
-async function fetchBinary(url) {
+export async function fetchBinary(url) {
   let response;
   try {
     response = await fetch(url, { headers: { Accept: 'application/octet-stream' } });
@@ -214,7 +215,10 @@ export class Model {
       const model = entry.model ?? null;
       const name = entryName(entry.run, model);
       this.entries.set(name, { run: entry.run, model });
-      return { ...entry, run: name, model, descriptions: entry.descriptions ?? null, source: { run: entry.run, model } };
+      return {
+        ...entry, run: name, model, descriptions: entry.descriptions ?? null, pictures: entry.pictures ?? [],
+        source: { run: entry.run, model },
+      };
     });
     return { runs, loading: Boolean(body.loading) };
   }
