@@ -41,7 +41,7 @@ PLANS = {False: [(20, 10_000), (1, 100_000)], True: [(4, 5_000)]}
 LAYERS = 200
 
 _READ = r"""
-import json, os, resource, sys, time
+import json, os, sys, threading, time
 import numpy as np
 import tb_layerdyn
 import tb_layerdyn.reading.reader  # imported before the baseline: modules are not what read holds
@@ -52,14 +52,26 @@ def rss_kb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
+# The process's peak during read() alone, sampled: ru_maxrss would also count the imports' peak.
+peak = [0]
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_kb())
+        time.sleep(0.002)
+
 logdir, cache, subset = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 before = rss_kb()
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 wall, cpu = time.perf_counter(), time.process_time()
 runs = tb_layerdyn.read(logdir, cache_dir=cache, **subset)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+done.set()
+sampler.join()
+peak[0] = max(peak[0], rss_kb())
 arrays = sum(a.nbytes for r in runs.values() for a in [*r.metrics.values(), *r.group_metrics.values(), r.steps])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"wall": wall, "cpu": cpu, "arrays": arrays, "peak_kb": peak, "before_kb": before,
+print(json.dumps({"wall": wall, "cpu": cpu, "arrays": arrays, "peak_kb": peak[0], "before_kb": before,
                   "runs": len(runs)}))
 """
 

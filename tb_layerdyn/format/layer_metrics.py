@@ -262,6 +262,21 @@ def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
     return summary_pb2.Summary(value=[value] + extra)
 
 
+def single_call_bytes(parsed: Layout, value):
+    """The packed little-endian float32 bytes of a value that holds one call, exactly as the
+    layout says (the common record); ``None`` for anything else, which ``decode`` then reads or
+    refuses. Readers use it to keep a first read of a long run cheap."""
+    tensor = value.tensor
+    if tensor.dtype != types_pb2.DT_FLOAT:
+        return None
+    dims = tensor.tensor_shape.dim
+    metrics, columns = parsed.shape
+    if len(dims) != 2 or dims[0].size != metrics or dims[1].size != columns:
+        return None
+    content = tensor.tensor_content
+    return content if len(content) == 4 * metrics * columns else None
+
+
 def decode(parsed: Layout, value, step, steps_value=None):
     """The calls one event holds for a tag.
 

@@ -58,6 +58,9 @@ class Sink:
     def metrics(self, tag_id: int, steps, values, file_index: int) -> None:
         """Layer-metric calls of a tag: int64 ``steps`` and float32 ``(calls, metrics, columns)``."""
 
+    def metrics_one(self, tag_id: int, step: int, content: bytes, file_index: int) -> None:
+        """One layer-metric call as its packed float32 bytes (``layer_metrics.single_call_bytes``)."""
+
     def indexed(self, tag_id: int, step: int, wall_time: float, file_index: int, offset: int,
                 length: int) -> None:
         """A payload read again on demand from its record (sweeps, pictures): where it lies."""
@@ -108,12 +111,18 @@ class Collector:
         values = event.summary.value
         for value in values:
             tag = value.tag
+            state = self._tags.get(tag)
+            if state is not None and state.kind == layer_metrics.KIND and state.error is None:
+                # The common record of a first read: one call, as its layout says.
+                content = layer_metrics.single_call_bytes(state.layout, value)
+                if content is not None and len(values) == 1:
+                    self._sink.metrics_one(self._ids[tag], event.step, content, file_index)
+                    continue
             if not tag.startswith(envelope.TAG_PREFIX):
                 continue
             kind = payload_format.kind_of(tag)
             if kind is layer_metrics and tag.endswith(layer_metrics.STEPS_SUFFIX):
                 continue  # read with the values it belongs to
-            state = self._tags.get(tag)
             if state is None:
                 state = self._first(tag, kind, value)
             if state.error is not None:

@@ -79,23 +79,49 @@ class ColumnsWriter:
         self._pending_steps: List[np.ndarray] = []
         self._pending_values: List[np.ndarray] = []
         self._pending_rows = 0
+        # Single calls as their raw float32 bytes, turned into arrays all at once (the steady
+        # state of a first read: one record per logged step).
+        self._one_steps: List[int] = []
+        self._one_bytes: List[bytes] = []
+        self._last = last_step
 
     @property
     def last_step(self) -> Optional[int]:
         """The step of the last row kept, pending rows included."""
-        if self._pending_steps:
-            return int(self._pending_steps[-1][-1])
-        return self._last_step
+        return self._last
 
     def offer(self, steps: np.ndarray, values: np.ndarray) -> None:
         """Keeps ``values`` ``(calls, metrics, width)`` at ascending ``steps``, after applying
         TensorBoard's rule for a first step at or before the last one kept."""
-        last = self.last_step
+        self._settle()
+        last = self._last
         if last is not None and int(steps[0]) <= last:
             self._cut(int(steps[0]))
         self._pending_steps.append(np.asarray(steps, dtype=_STEP))
         self._pending_values.append(np.asarray(values, dtype=_VALUE))
         self._pending_rows += len(steps)
+        self._last = int(steps[-1])
+
+    def offer_one(self, step: int, content: bytes) -> None:
+        """Keeps one call, given as the little-endian float32 bytes of its ``(metrics, width)``
+        tensor (``layer_metrics.single_call_bytes``)."""
+        if self._last is not None and step <= self._last:
+            array = np.frombuffer(content, dtype=_VALUE).reshape(1, self._files.metrics, self._width)
+            self.offer(np.array([step], dtype=_STEP), array)
+            return
+        self._one_steps.append(step)
+        self._one_bytes.append(content)
+        self._last = step
+
+    def _settle(self) -> None:
+        """Turns the single calls kept as bytes into one block of pending rows."""
+        if not self._one_steps:
+            return
+        values = np.frombuffer(b"".join(self._one_bytes), dtype=_VALUE)
+        self._pending_values.append(values.reshape(len(self._one_steps), self._files.metrics, self._width))
+        self._pending_steps.append(np.array(self._one_steps, dtype=_STEP))
+        self._pending_rows += len(self._one_steps)
+        self._one_steps, self._one_bytes = [], []
 
     def _cut(self, step: int) -> None:
         """Drops the kept rows at ``step`` and later."""
@@ -119,6 +145,7 @@ class ColumnsWriter:
         self._pending_steps = [steps] if count else []
         self._pending_values = [values] if count else []
         self._pending_rows = count
+        self._last = int(steps[-1]) if count else self._last_step
 
     def _truncate(self, rows: int) -> None:
         files = self._files
@@ -132,6 +159,7 @@ class ColumnsWriter:
                     os.truncate(path, nodes * self._width * pyramid.NODE.itemsize)
         self.rows = rows
         self._last_step = int(read_steps(files, rows)[-1]) if rows else None
+        self._last = self._last_step
         self._rescan_latest()
 
     def _rescan_latest(self) -> None:
@@ -148,6 +176,7 @@ class ColumnsWriter:
 
     def flush(self) -> None:
         """Writes the pending rows and the pyramid nodes they complete."""
+        self._settle()
         if not self._pending_rows:
             return
         files = self._files

@@ -50,7 +50,7 @@ def nodes_from_rows(rows):
     counts = BASE - undefined.sum(axis=1)
     out["count"] = counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        sums = np.where(undefined, 0.0, block).sum(axis=1, dtype=np.float64)
+        sums = np.where(undefined, np.float32(0), block).sum(axis=1, dtype=np.float64)
         out["mean"] = np.where(counts > 0, sums / counts, np.nan)
     # Where each extreme first occurs, from the last row back so that the first row found wins
     # (NaN equals nothing: only defined values are found).

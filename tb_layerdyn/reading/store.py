@@ -350,6 +350,12 @@ class _Refresh(collecting.Sink):
         self._rows.append(0)
 
     def metrics(self, tag_id, steps, values, file_index):
+        self._writer(tag_id).offer(steps, values)
+
+    def metrics_one(self, tag_id, step, content, file_index):
+        self._writer(tag_id).offer_one(step, content)
+
+    def _writer(self, tag_id):
         writer = self._writers.get(tag_id)
         if writer is None:
             layout = self._states[tag_id].layout
@@ -358,7 +364,7 @@ class _Refresh(collecting.Sink):
             last = int(columns.read_steps(tag_files, rows, rows - 1)[-1]) if rows else None
             writer = columns.ColumnsWriter(tag_files, layout.shape[1], rows, last)
             self._writers[tag_id] = writer
-        writer.offer(steps, values)
+        return writer
 
     def indexed(self, tag_id, step, wall_time, file_index, offset, length):
         self._index.append((tag_id, step, wall_time, file_index, offset, length))
