@@ -118,9 +118,12 @@ def interpolation_sweep(
             values, which keeps the evaluation at alpha = 1 equal to the trained model and does not
             depend on running statistics the start point never had. Integer buffers (counters) are
             never interpolated.
-        reuse_activations: reuse the module outputs that the moving tensors cannot affect (the
-            activations in front of the swept layer) across alphas. Results are the same within
-            float tolerance; turn off only to compare.
+        reuse_activations: compute once, for all alphas, every operation the moving tensors
+            cannot affect (the forward in front of the swept layer, whether written with modules
+            or functional calls, and any other data's branch), and per scalar rebuild the
+            operations after it in the changed channels only. Layer and model scopes give the
+            same values as without; the parameter scope the same up to float rounding. Turn off
+            only to compare.
         robustness: also run ``layer_robustness`` (re-initialization and re-randomization of each
             layer) and attach it as ``result.robustness``.
         robust_threshold: passed to ``layer_robustness`` as ``threshold`` (``None``: its default).

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 
 from tb_layerdyn.sweeps import endpoints, layers as layer_lib
-from tb_layerdyn.sweeps.prefix_cache import PrefixCache
+from tb_layerdyn.sweeps.op_cache import OperationCache
 from tb_layerdyn.sweeps.restore import ModelSnapshot
 
 
@@ -25,7 +25,8 @@ class SweepSession(contextlib.AbstractContextManager):
         end: the end point ``theta1``; ``None`` for the model's current values.
         interpolate_buffers: move floating-point buffers (BatchNorm running statistics) with the
             parameters instead of keeping them at their end values.
-        reuse_activations: skip module calls the swept tensors cannot affect (``PrefixCache``).
+        reuse_activations: serve the operations the swept tensors cannot affect from one
+            recorded evaluation (``OperationCache``).
         layer_names: restrict the layers to these names; ``None`` for all.
 
     Attributes (valid inside the ``with`` block):
@@ -179,7 +180,7 @@ class SweepSession(contextlib.AbstractContextManager):
         """Like ``cached``, for when only single scalars of ``names`` move, one at a time.
 
         The calls after the moving layer are also rebuilt channel by channel from a recorded
-        evaluation (``PrefixCache(rebuild=True)``). ``rebase()``, called while the tensors hold
+        evaluation (``OperationCache(rebuild=True)``). ``rebase()``, called while the tensors hold
         ``theta1`` between two scalars, makes the end point that recording, so that each later
         evaluation differs from it only in the channels its own scalar reaches.
 
@@ -191,7 +192,7 @@ class SweepSession(contextlib.AbstractContextManager):
     def _cached(self, names, rebuild):
         if not self.reuse_activations:
             return self.evaluate, lambda: None, lambda: None
-        cache = PrefixCache(self.model, [self.live[name] for name in names], rebuild=rebuild)
+        cache = OperationCache([self.live[name] for name in names], rebuild=rebuild)
         state = {"recorded": False}
 
         def evaluate():
