@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 from demo.models import lenet5
 from tb_layerdyn import interpolation_sweep
 from tb_layerdyn.sweeps import make_eval_fn
-from tb_layerdyn.sweeps.op_cache import OperationCache
+from tb_layerdyn.sweeps.op_cache import OperationCache, record
 
 from sweep_helpers import (
     AtenCount, assert_curves, batches, lerp_state, own_params, reference, scalar_states,
@@ -150,10 +150,23 @@ def test_operations_in_front_of_the_moving_layer_run_once(form, layer, replayed)
     eval_fn = counted(make_eval_fn(F.cross_entropy, lenet_batches()), counts, names)
     interpolation_sweep(model, eval_fn, start, alphas=COUNTED_ALPHAS, scope="layers",
                         layers=[layer])
-    # The end model (also ordering the layers), the recording at alpha 0, then three replays;
-    # alpha 1 is the end model's evaluation.
-    whole = (4, 4, 6)
-    assert counts == [whole, whole, replayed, replayed, replayed]
+    # The end model, recorded (and ordering the layers), then a replay per alpha but 1, which
+    # is the end model's evaluation.
+    assert counts == [(4, 4, 6)] + [replayed] * 4
+
+
+def test_reuse_survives_earlier_curves_putting_their_layers_back():
+    model, start = endpoints(FunctionalLeNet)
+    counts = []
+    eval_fn = counted(make_eval_fn(F.cross_entropy, lenet_batches()), counts, ("convolution",))
+    interpolation_sweep(model, eval_fn, start, alphas=COUNTED_ALPHAS,
+                        scope=("layers", "parameters"), layers=["conv1", "fc1"],
+                        params_per_layer=1)
+    # conv1's curve runs both convolutions of both batches; fc1's, after conv1 was put back
+    # (its tensors written in place, to their recorded values), none.
+    assert counts[:9] == [(4,)] + [(4,)] * 4 + [(0,)] * 4
+    # The same for the scalars: fc1's replays run no convolution.
+    assert counts[-4:] == [(0,)] * 4
 
 
 def test_in_place_relus_are_served_and_equal_the_obvious_loop():
@@ -168,7 +181,7 @@ def test_in_place_relus_are_served_and_equal_the_obvious_loop():
     interpolation_sweep(model, counted(eval_fn, counts, names), start, alphas=COUNTED_ALPHAS,
                         scope="layers", layers=["fc2"])
     # conv1, conv2 and fc1 with their in-place ReLUs are served; fc2, its ReLU and fc3 run.
-    assert counts[2:] == [(0, 2, 4)] * 3
+    assert counts[1:] == [(0, 2, 4)] * 4
 
 
 class Residual(nn.Module):
@@ -213,7 +226,7 @@ def test_residual_models_equal_the_obvious_loop(join, rerun):
     counts = []
     interpolation_sweep(model, counted(eval_fn, counts, ("convolution", "relu")), start,
                         alphas=COUNTED_ALPHAS, scope="layers", layers=["body"])
-    assert counts[2:] == [(2, 2 + rerun)] * 3
+    assert counts[1:] == [(2, 2 + rerun)] * 4
 
 
 class Branching(nn.Module):
@@ -247,8 +260,8 @@ def test_departures_from_the_recording_stay_exact(branch):
         weight.sub_(weight.mean())
         low, high = weight - 0.01, weight + 0.01  # sums below and above zero
         weight.copy_(low)
-        with OperationCache([weight, model.fc.bias]) as cache:
-            cache.record(lambda: model(x).clone())
+        _, recording = record(lambda: model(x).clone())
+        with OperationCache(recording, [weight, model.fc.bias]) as cache:
             assert cache.served_ops > 0
             for value in (low, high, low, high):
                 weight.copy_(value)
@@ -303,7 +316,7 @@ def test_inputs_made_afresh_at_every_evaluation_are_recognised_by_value():
     counts = []
     result = interpolation_sweep(model, counted(eval_fn, counts, ("convolution",)), start,
                                  alphas=COUNTED_ALPHAS, scope="layers", layers=["fc1"])
-    assert counts[2:] == [(0,)] * 3
+    assert counts[1:] == [(0,)] * 4
     want = layer_references(model, start, eval_fn, ["fc1"], COUNTED_ALPHAS)["fc1"]
     assert_exact(result.curves["fc1"], want)
 
@@ -326,8 +339,10 @@ def test_a_moved_scalar_is_rebuilt_in_its_channel_in_every_form(form):
     model, _ = endpoints(FORMS[form])
     x = torch.randn(4, 1, 32, 32)
     weight = model.conv1.weight
-    with torch.no_grad(), OperationCache([weight, model.conv1.bias], rebuild=True) as cache:
-        cache.record(lambda: model(x))
+    with torch.no_grad():
+        _, recording = record(lambda: model(x))
+        cache = OperationCache(recording, [weight, model.conv1.bias], rebuild=True)
+        cache.rebase(lambda: model(x))
         assert cache.rebuilt_ops > 0
         for value in (0.5, -2.0):
             weight[3, 0, 1, 2] = value

@@ -27,7 +27,7 @@ from tb_layerdyn.format import envelope as metadata
 from demo.models import lenet5
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.sweeps import layer_robustness, make_eval_fn
-from tb_layerdyn.sweeps.op_cache import OperationCache
+from tb_layerdyn.sweeps.op_cache import OperationCache, record
 
 from sweep_helpers import (
     AtenCount, assert_curves, batches, lerp_state, own_params, reference, scalar_states,
@@ -173,9 +173,8 @@ def test_operations_in_front_are_served_not_recomputed():
     model = lenet5().eval()
     x = torch.randn(16, 1, 32, 32)
     with torch.no_grad():
-        plain = model(x).clone()
-        with OperationCache(list(model.fc3.parameters())) as cache:
-            cache.record(lambda: model(x))
+        plain, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.fc3.parameters())) as cache:
             assert cache.served_ops > 0
             for _ in range(3):
                 with AtenCount() as count:
@@ -260,8 +259,9 @@ def test_a_moved_scalar_is_rebuilt_in_its_channel_only():
     x = torch.randn(8, 1, 32, 32)
     weight = model.conv1.weight
     with torch.no_grad():
-        with OperationCache([weight, model.conv1.bias], rebuild=True) as cache:
-            cache.record(lambda: model(x))
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, [weight, model.conv1.bias], rebuild=True) as cache:
+            cache.rebase(lambda: model(x))
             assert cache.rebuilt_ops > 0
             for value in (0.5, -2.0, float("nan")):
                 weight[3, 0, 1, 2] = value
@@ -278,8 +278,9 @@ def test_rebuild_falls_back_when_most_channels_change():
     model = lenet5().eval()
     x = torch.randn(8, 1, 32, 32)
     with torch.no_grad():
-        with OperationCache(list(model.conv1.parameters()), rebuild=True) as cache:
-            cache.record(lambda: model(x))
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.conv1.parameters()), rebuild=True) as cache:
+            cache.rebase(lambda: model(x))
             model.conv1.weight.mul_(1.5)  # every channel moves: plain forwards must run
             with ShapeSpy() as spy:
                 got = cache.replay(lambda: model(x))
@@ -292,8 +293,8 @@ def test_other_inputs_are_not_served_from_the_cache():
     model = lenet5().eval()
     x, other = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
     with torch.no_grad():
-        with OperationCache(list(model.fc3.parameters())) as cache:
-            cache.record(lambda: model(x))
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.fc3.parameters())) as cache:
             torch.testing.assert_close(cache.replay(lambda: model(other)), model(other))
 
 

@@ -144,7 +144,8 @@ def interpolation_sweep(
         start,
         end,
         interpolate_buffers=interpolate_buffers,
-        reuse_activations=reuse_activations,
+        # The whole-model sweep has nothing to reuse: no recording for it alone.
+        reuse_activations=reuse_activations and scopes != ("model",),
         layer_names=layers,
     )
     with session:
@@ -253,7 +254,7 @@ def _sweep_parameters(session, result, count, seed):
         chosen = choose_scalars(session, layer, count, seed)
         evaluate, rebase, close = session.cached_scalars(layer.params)
         try:
-            for position, (name, index) in enumerate(chosen):
+            for name, index in chosen:
                 curve = parameter_curve_name(name, index)
                 start = session.theta0[name][index]
                 end = session.theta1[name][index]
@@ -267,8 +268,7 @@ def _sweep_parameters(session, result, count, seed):
                     points = [session.end_metrics] * len(result.alphas)
                     result.add_curve("parameters", curve, points, travel)
                     continue
-                if position:
-                    rebase()
+                rebase()
                 live = session.live[name]
 
                 def move(alpha, live=live, index=index, start=start, end=end):
@@ -277,7 +277,7 @@ def _sweep_parameters(session, result, count, seed):
                 try:
                     points = _alpha_points(session, result, move, evaluate)
                 finally:
-                    live[index] = end
+                    session.set_end([name])
                 result.add_curve("parameters", curve, points, travel)
         finally:
             close()

@@ -7,10 +7,11 @@ recognised by where they came from, never by comparing their values unless nothi
 ``(FROM_OP, position, leaf)``  the ``leaf``-th tensor returned by the operation at ``position`` of
                                the same evaluation; at a replay it must be the very tensor that
                                operation returned (or was served) this time;
-``(OUTSIDE, tensor, version)`` a tensor no recorded operation made (an input batch, a parameter
-                               that does not move); at a replay it must be the same tensor,
-                               unmodified, or a tensor of equal shape, dtype and values;
-``(MOVING,)``                  a tensor whose value depends on the moving tensors: never compared;
+``(OUTSIDE, tensor)``          a tensor no recorded operation made (an input batch, a parameter),
+                               or one made from other objects (``torch.as_tensor(array)``);
+                               at a replay it must be the same tensor with the recorded version
+                               (kept beside, as ``versions``, because a sweep puts moved tensors
+                               back), or a tensor of equal shape, dtype and values;
 ``(VALUE, value)``             a plain value (number, string, dtype, ``None``), compared with ``==``
                                and of the same type;
 ``(OBJECT, value)``            any other object, compared by identity.
@@ -20,7 +21,7 @@ Sequences and dicts become ``(SEQUENCE, type, items)`` and ``(MAPPING, keys, ite
 
 import torch
 
-FROM_OP, OUTSIDE, MOVING, VALUE, OBJECT, SEQUENCE, MAPPING = range(7)
+FROM_OP, OUTSIDE, VALUE, OBJECT, SEQUENCE, MAPPING = range(6)
 
 # Values compared by ``==`` (and type): everything else an operation takes is compared by identity.
 _PLAIN = (
@@ -56,7 +57,7 @@ def holds_objects(descriptor):
     return False
 
 
-def matches_call(args_descriptor, kwargs_descriptor, args, kwargs, outputs):
+def matches_call(args_descriptor, kwargs_descriptor, args, kwargs, outputs, versions):
     """``matches`` for a whole call: the positional arguments, then the keyword arguments."""
     items = args_descriptor[2]
     if len(args) != len(items):
@@ -71,21 +72,22 @@ def matches_call(args_descriptor, kwargs_descriptor, args, kwargs, outputs):
             recorded = item_descriptor[1]
             if type(item) is not type(recorded) or (item is not recorded and not item == recorded):
                 return False
-        elif not matches(item_descriptor, item, outputs):
+        elif not matches(item_descriptor, item, outputs, versions):
             return False
     if kwargs or kwargs_descriptor[1]:
-        return matches(kwargs_descriptor, kwargs, outputs)
+        return matches(kwargs_descriptor, kwargs, outputs, versions)
     return True
 
 
-def matches(descriptor, value, outputs):
+def matches(descriptor, value, outputs, versions):
     """Whether ``value`` is, at a replay, what ``descriptor`` recorded (every leaf checked).
 
     Args:
         descriptor: from ``describe``.
         value: the argument given at the replay.
-        outputs: the tensor leaves each operation of this replay returned, by position (``None``
-            for operations not reached or not kept).
+        outputs: the tensor leaves each operation of this replay returned, by position, for
+            the operations that do not move (``None`` for the others).
+        versions: ``{id(tensor): version}`` the outside tensors must have.
     """
     # Written out with loops and the common leaves inline: it runs for every served operation.
     kind = descriptor[0]
@@ -112,32 +114,31 @@ def matches(descriptor, value, outputs):
                     item is not recorded and not item == recorded
                 ):
                     return False
-            elif not matches(item_descriptor, item, outputs):
+            elif not matches(item_descriptor, item, outputs, versions):
                 return False
         return True
     if kind == FROM_OP:
         made = outputs[descriptor[1]]
         return made is not None and made[descriptor[2]] is value
     if kind == OUTSIDE:
-        return _same_outside(value, descriptor[1], descriptor[2])
+        return _same_outside(value, descriptor[1], versions.get(id(descriptor[1])))
     if kind == VALUE:
         recorded = descriptor[1]
         return type(value) is type(recorded) and (value is recorded or bool(value == recorded))
-    if kind == OBJECT:
-        return value is descriptor[1]
-    return False  # MOVING: an operation that reads a moving value is never served
+    return kind == OBJECT and value is descriptor[1]
 
 
 def same_sources(descriptor, value, outputs, served, seen):
     """Whether an operation that runs reads, at a replay, the recorded tensors it read then.
 
-    Only the structure and the tensors made by recorded operations are checked: moving values
-    and outside tensors may differ. A served tensor where none was recorded also fails, because
+    Only the structure and the tensors made by recorded operations are checked: plain values
+    and outside tensors may differ (they may depend on the moving tensors). A served tensor where none was recorded also fails, because
     its contents are those after the whole recorded evaluation, not necessarily those a plain run
     would have at this point. Served tensors read are appended to ``seen``.
 
     Args:
-        descriptor, value, outputs: as for ``matches``.
+        descriptor, value: as for ``matches``.
+        outputs: as for ``matches``; ``None`` for operations that move (never checked).
         served: ``{id(tensor): tensor}`` of every tensor served by the replay.
         seen: a list collecting the served tensors among the leaves.
     """
@@ -145,12 +146,16 @@ def same_sources(descriptor, value, outputs, served, seen):
     if isinstance(value, torch.Tensor):
         if kind == FROM_OP:
             made = outputs[descriptor[1]]
-            if made is None or made[descriptor[2]] is not value:
+            # ``None``: the result of an operation that moves, not kept for checks.
+            from_served = made is not None
+            if from_served and made[descriptor[2]] is not value:
                 return False
-        elif kind != OUTSIDE and kind != MOVING:
+        elif kind != OUTSIDE:
             return False
+        else:
+            from_served = False
         if served.get(id(value)) is value:
-            if kind != FROM_OP:
+            if not from_served:
                 return False
             seen.append(value)
         return True

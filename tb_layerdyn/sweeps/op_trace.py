@@ -1,17 +1,21 @@
-"""Records one evaluation operation by operation and decides which results later evaluations reuse.
+"""Records one evaluation operation by operation, and plans its reuse for any set of moving tensors.
 
 The recording sees every torch operation of an evaluation (``op_cache`` feeds it from a
-``TorchFunctionMode``), in order, and keeps for each: its arguments (``op_arguments``), whether its
-value can depend on the moving tensors, and what it did to memory.
+``TorchFunctionMode``), in order, with the model at one point (the sweep's end point). For each it
+keeps its arguments (``op_arguments``), its result, what it read, wrote in place or viewed, and
+whether it drew random numbers. None of that depends on which tensors will move, so one recording
+serves every layer and scalar of a sweep: ``plan(moving)`` derives what replays do when ``moving``
+changes and everything else stays as recorded.
 
 Which operations depend on the moving tensors
 ---------------------------------------------
 An operation *moves* when one of its tensor arguments is a moving tensor, the result of a moving
-operation, or a view of memory a moving operation wrote into; when it consumes random numbers
+operation, or a view of memory a moving operation wrote into or made; when it draws random numbers
 (the default generators' states are compared around it, and an explicit ``generator`` counts); or
-when its memory cannot be tracked. Everything else computes the same value at every alpha: before
-the first read of a moving tensor that is every operation, and after it, every operation on other
-data (the second batch's layers in front of the moving one, a skip connection's other branch).
+when its memory cannot be tracked. Everything else computes the recorded value at every alpha:
+before the first read of a moving tensor that is every operation, and after it, every operation on
+other data (the second batch's layers in front of the moving one, a skip connection's other
+branch).
 
 Which of those are served
 -------------------------
@@ -19,15 +23,17 @@ A served operation is not run at a replay: it returns the recorded result object
 made by served operations holds, during a replay, what it held at the end of the recording. That
 is right for whoever reads it only if no operation that runs at replays writes into its memory,
 and every one that reads it does so after the last served write (an in-place ReLU on a served
-convolution output is fine; a residual ``x += f(x)`` with a moving ``f`` is not). Where that does
+convolution output is fine; a residual ``h += f(h)`` with a moving ``f`` is not). Where that does
 not hold, every operation that made, wrote or viewed that memory runs instead, at every replay,
-which in turn may spoil other memory; this is repeated until nothing changes (``plan``). Memory is
-told apart by storage, so that views and in-place writes through them are seen; writes are seen as
-changes of the tensors' version counters.
+which in turn may spoil other memory; this is repeated until nothing changes. Memory is told apart
+by storage, so that views and in-place writes through them are seen; writes are seen as changes
+of the tensors' version counters.
 
 Operations that only change global state (no tensor in or out), change autograd metadata, return
-objects other than tensors and plain values, return views of tensors the recording did not make,
-write into such tensors, or whose results require gradients, run at every replay too.
+objects other than tensors and plain values, take objects other than those (a NumPy array may hold
+other values next time: their results are compared by value downstream), return views of tensors
+the recording did not make, write into such tensors, or whose results require gradients, run at
+every replay too.
 """
 
 import weakref
@@ -40,6 +46,8 @@ from tb_layerdyn.sweeps import op_arguments as arguments
 ACTIVATION_BUDGET = 1 << 30
 
 READ, WRITE, VIEW = range(3)
+# How a result relates to memory: newly made, a view of an argument's, or an argument itself.
+NEW, ALIAS, SAME = range(3)
 
 _ALWAYS_RUN = {
     torch.Tensor.requires_grad_, torch.Tensor.retain_grad, torch.Tensor.register_hook,
@@ -56,70 +64,76 @@ class TracedOp:
     Attributes:
         func: the function called.
         args, kwargs: descriptors of its arguments (``op_arguments.describe``).
-        moves: whether its value may depend on the moving tensors.
-        checked: whether a replay can tell that it gets the same arguments, so that it computes
-            the same result: it does not move, and takes no objects other than tensors and plain
-            values (a NumPy array, say, may hold other values at the next evaluation).
-        kept: whether it may be served (before ``plan`` decides).
-        result, leaves: the result and its tensors, for checked operations.
+        reads, writes: storages of its tensor arguments, and of those it wrote into.
+        made: ``(storage, NEW | ALIAS | SAME)`` of each tensor in its result.
+        sources: ``(position, leaf)`` of the recorded results among its arguments.
+        drifts: it moves whatever moves (random draws, untracked memory, gradients).
+        checked: a replay can tell whether it gets the recorded arguments (it takes tensors
+            and plain values only), so that it computes the recorded result.
+        keepable: it may be served, whatever moves.
+        result, leaves, versions: its result, the tensors in it, and their versions at the end
+            of the recording (kept for keepable operations only).
     """
 
-    __slots__ = ("func", "args", "kwargs", "moves", "checked", "kept", "result", "leaves")
+    __slots__ = (
+        "func", "args", "kwargs", "reads", "writes", "made", "sources", "drifts", "checked",
+        "keepable", "result", "leaves", "versions",
+    )
 
-    def __init__(self, func, args, kwargs, moves, checked):
+    def __init__(self, func, args, kwargs):
         self.func = func
         self.args = args
         self.kwargs = kwargs
-        self.moves = moves
-        self.checked = checked
-        self.kept = False
+        self.reads = ()
+        self.writes = ()
+        self.made = ()
+        self.sources = ()
+        self.drifts = False
+        self.checked = False
+        self.keepable = False
         self.result = None
         self.leaves = None
+        self.versions = None
 
 
 class Plan:
-    """What replays do at each position of the recorded sequence of operations.
+    """What replays do at each position of the recorded operations, for one set of moving tensors.
 
     Attributes:
-        ops: the ``TracedOp`` of each position; ``served[i]`` says whether it is served.
-        steps: per position, ``(func, args, kwargs, served, checked, result, leaves, copy)``
-            (``copy``: the served result holds lists, which are copied when served).
+        steps: per position, ``(func, args, kwargs, served, strict, result, leaves, copy)``:
+            ``strict`` for operations that run although they do not move (their arguments are
+            checked in full), ``copy`` for served results holding lists (copied when served).
+        moves: per position, whether the operation depends on the moving tensors.
         served_tensors: ``{id: tensor}`` of every tensor a replay hands out from the recording.
-        versions: ``[(tensor, version)]`` of those at the end of the recording; a replay that
-            leaves one changed makes the cache stop (``OperationCache``).
+        versions: ``[(tensor, version)]`` of those as recorded; a replay that leaves one changed
+            makes the cache stop (``OperationCache``).
         pending: ``[(made, last_write)]`` positions of memory that served operations make and
-            later write in place: a replay that departs from the recording in between cannot
-            go on with the served tensor (it would hold the later contents too early).
+            later write in place: a replay that departs from the recording in between cannot go
+            on with the served tensor (it would hold the later contents too early).
     """
 
-    def __init__(self, ops, served, pending):
-        self.ops = ops
-        self.served = served
+    def __init__(self, ops, moves, served, pending):
+        self.moves = moves
         self.pending = pending
+        self.served_count = sum(served)
         self.served_tensors = {}
+        self.versions = []
         for op, serve in zip(ops, served):
             if serve:
-                for leaf in op.leaves:
-                    self.served_tensors[id(leaf)] = leaf
-            else:
-                op.result = op.leaves = None
-        self.versions = [
-            (tensor, arguments.version(tensor)) for tensor in self.served_tensors.values()
-        ]
-        # What a replay needs at each position, unpacked once: it runs for every operation.
+                for leaf, version in zip(op.leaves, op.versions):
+                    if id(leaf) not in self.served_tensors:
+                        self.served_tensors[id(leaf)] = leaf
+                        self.versions.append((leaf, version))
         self.steps = [
-            (op.func, op.args, op.kwargs, serve, op.checked, op.result, op.leaves,
+            (op.func, op.args, op.kwargs, serve, op.checked and not moving,
+             op.result if serve else None, op.leaves if serve else None,
              serve and arguments.has_list(op.result))
-            for op, serve in zip(ops, served)
+            for op, moving, serve in zip(ops, moves, served)
         ]
-
-    @property
-    def served_count(self):
-        return sum(self.served)
 
 
 class _Memory:
-    """What the recorded operations did to one storage made by an operation that does not move."""
+    """What the recorded operations did to one storage that one of them made."""
 
     __slots__ = ("events",)
 
@@ -128,168 +142,185 @@ class _Memory:
 
 
 class Recording:
-    """Watches one evaluation; ``observe`` runs each operation, ``plan`` decides the reuse.
+    """One evaluation, operation by operation: ``observe`` runs each, ``plan`` derives the reuse.
 
     Args:
-        moving: the tensors whose values change between evaluations.
-        budget: bytes of results to keep at most (``ACTIVATION_BUDGET``).
+        budget: bytes of new results to keep at most (``ACTIVATION_BUDGET``).
     """
 
-    def __init__(self, moving, *, budget=ACTIVATION_BUDGET):
+    def __init__(self, *, budget=ACTIVATION_BUDGET):
         self.ops = []
         self.untrackable = None
         self._budget = budget
         self._bytes = 0
-        self._moving_objects = {}
-        self._moving_memory = set()
-        for tensor in moving:
-            key = arguments.storage_key(tensor)
-            if key is None:
-                self.untrackable = "a moving tensor without storage"
-            self._moving_memory.add(key)
-        # Results of checked operations: id -> (weak reference, position, leaf index).
-        self._made = {}
+        # Every result: id -> (weak reference, position, leaf index); weak, so that results not
+        # kept need not stay in memory while recording.
+        self._produced = {}
+        # Storage -> _Memory for the storages results made; every such record, for ``plan``.
         self._memory = {}
+        self._memories = []
+        # Versions that outside tensors must have to count as recorded (see ``restored``).
+        self.outside_versions = {}
 
     def observe(self, func, args, kwargs):
-        """Runs one operation, records it, and returns ``(result, TracedOp)``."""
+        """Runs one operation, records it, and returns its result."""
         position = len(self.ops)
+        op = TracedOp(func, None, None)
         leaves = []
-        state = {"moves": False, "untracked": False}
+        sources = []
+        state = {"untracked": False, "objects": False}
 
         def tensor(value):
             key = arguments.storage_key(value)
-            leaves.append((value, key, arguments.version(value)))
-            if key is None:
+            version = arguments.version(value)
+            leaves.append((value, key, version))
+            if key is None or version is None:
                 state["untracked"] = True
-                return (arguments.MOVING,)
-            moving = self._moving_objects.get(id(value))
-            if key in self._moving_memory or (moving is not None and moving() is value):
-                state["moves"] = True
-                return (arguments.MOVING,)
-            made = self._made.get(id(value))
-            if made is not None and made[0]() is value:
-                return (arguments.FROM_OP, made[1], made[2])
-            return (arguments.OUTSIDE, value, leaves[-1][2])
+            produced = self._produced.get(id(value))
+            if produced is not None and produced[0]() is value:
+                sources.append((produced[1], produced[2]))
+                if self.ops[produced[1]].checked:
+                    return (arguments.FROM_OP, produced[1], produced[2])
+            self.outside_versions.setdefault(id(value), version)
+            return (arguments.OUTSIDE, value)
 
-        args_descriptor = arguments.describe(args, tensor)
-        kwargs_descriptor = arguments.describe(kwargs, tensor)
-        if _holds(args, torch.Generator) or _holds(kwargs, torch.Generator):
-            state["moves"] = True
-        moves = state["moves"] or state["untracked"]
-        random_before = None if moves else _random_states()
+        op.args = arguments.describe(args, tensor)
+        op.kwargs = arguments.describe(kwargs, tensor)
+        drifts = _holds(args, torch.Generator) or _holds(kwargs, torch.Generator)
+        random_before = _random_states()
         result = func(*args, **kwargs)
+        if not _same_random_states(random_before, _random_states()):
+            drifts = True  # it drew random numbers: another evaluation draws others
         outputs = arguments.tensor_leaves(result)
-        if random_before is not None and not _same_random_states(random_before, _random_states()):
-            moves = True  # it drew random numbers: another evaluation draws others
         written = []
         for value, key, before in leaves:
             after = arguments.version(value)
             if before is None or after is None:
                 self.untrackable = "tensors without version counters (inference mode)"
-                moves = True
             elif after != before:
                 written.append(key)
+        reads = tuple(key for _, key, _ in leaves)
+        inputs = {id(value) for value, _, _ in leaves}
+        made = []
         for value in outputs:
-            if arguments.storage_key(value) is None or arguments.version(value) is None:
-                self.untrackable = self.untrackable or "results without storage or version"
-                moves = True
-            elif value.requires_grad:
-                moves = True  # its graph belongs to this evaluation
-        checked = not moves and not (
-            arguments.holds_objects(args_descriptor) or arguments.holds_objects(kwargs_descriptor)
-        )
-        op = TracedOp(func, args_descriptor, kwargs_descriptor, moves, checked)
-        self.ops.append(op)
-        read = {key for _, key, _ in leaves}
-        if moves:
-            self._note_moving(position, read, written, outputs)
-        else:
-            self._note_fixed(op, position, leaves, read, written, result, outputs)
-        return result, op
-
-    def _note_moving(self, position, read, written, outputs):
-        for key in read:
-            memory = self._memory.get(key)
-            if memory is not None:
-                memory.events.append((position, READ))
-        for key in written:
-            self._moving_memory.add(key)
-            memory = self._memory.get(key)
-            if memory is not None:
-                memory.events.append((position, WRITE))
-        for value in outputs:
-            # Weak: the moving part of the evaluation need not stay in memory while recording.
-            self._moving_objects[id(value)] = weakref.ref(value)
             key = arguments.storage_key(value)
-            if key not in read:
-                self._moving_memory.add(key)
-                self._memory.pop(key, None)  # the address of a dead result, now reused
-
-    def _note_fixed(self, op, position, leaves, read, written, result, outputs):
-        kept = (
+            if key is None or arguments.version(value) is None:
+                self.untrackable = self.untrackable or "results without storage or version"
+            if value.requires_grad:
+                drifts = True  # its graph belongs to this evaluation
+            kind = SAME if id(value) in inputs else ALIAS if key in reads else NEW
+            made.append((key, kind))
+        op.reads, op.writes, op.made, op.sources = reads, tuple(written), tuple(made), tuple(sources)
+        op.checked = not (
+            arguments.holds_objects(op.args) or arguments.holds_objects(op.kwargs)
+        )
+        op.drifts = drifts or state["untracked"]
+        op.keepable = (
             op.checked
-            and op.func not in _ALWAYS_RUN
-            and getattr(op.func, "__name__", "") != "__set__"
-            and (leaves or outputs)
+            and not op.drifts
+            and func not in _ALWAYS_RUN
+            and getattr(func, "__name__", "") != "__set__"
+            and bool(leaves or outputs)
             and arguments.servable(result)
         )
-        for key in read:
+        self.ops.append(op)
+        self._note_memory(op, position, outputs)
+        for index, value in enumerate(outputs):
+            self._produced[id(value)] = (weakref.ref(value), position, index)
+        if op.keepable:
+            op.result = result
+            op.leaves = outputs
+        return result
+
+    def _note_memory(self, op, position, outputs):
+        for key in set(op.reads):
             memory = self._memory.get(key)
             if memory is not None:
                 memory.events.append((position, READ))
-        for key in written:
+        for key in op.writes:
             memory = self._memory.get(key)
             if memory is None:
-                kept = False  # it writes into a tensor no recorded operation made
+                op.keepable = False  # it writes into a tensor no recorded operation made
             else:
                 memory.events.append((position, WRITE))
-        inputs = {id(value) for value, _, _ in leaves}
-        for index, value in enumerate(outputs):
-            key = arguments.storage_key(value)
-            if key in read:
-                memory = self._memory.get(key)
-                if memory is None:
-                    kept = False  # a view of (or the very) tensor it was given from outside
-                elif id(value) not in inputs:
-                    memory.events.append((position, VIEW))
-            else:
-                # New memory (its address may be one a dead result had: that record is stale).
-                self._memory[key] = _Memory(position)
-                self._moving_memory.discard(key)
-                if kept:
+        for value, (key, kind) in zip(outputs, op.made):
+            if kind == NEW:
+                # Its address may be one a dead result had: that record is complete.
+                memory = self._memory[key] = _Memory(position)
+                self._memories.append(memory)
+                if op.keepable:
                     self._bytes += value.untyped_storage().nbytes()
-                    kept = self._bytes <= self._budget
-            if op.checked:
-                # Weak: results that will not be kept need not stay in memory while recording.
-                self._made[id(value)] = (weakref.ref(value), position, index)
-        op.kept = bool(kept)
-        if op.kept:
-            op.result = result
-            op.leaves = outputs
+                    op.keepable = self._bytes <= self._budget
+            elif self._memory.get(key) is None:
+                op.keepable = False  # a view of (or the very) tensor it was given from outside
+            elif kind == ALIAS:
+                self._memory[key].events.append((position, VIEW))
 
-    def plan(self):
-        """Decides which operations replays serve; returns a ``Plan``."""
-        served = [op.kept and not op.moves for op in self.ops]
+    def finish(self):
+        """Ends the recording: notes the kept results' versions and drops the bookkeeping."""
+        for op in self.ops:
+            if op.keepable:
+                op.versions = [arguments.version(leaf) for leaf in op.leaves]
+        self._produced = {}
+        self._memory = {}
+
+    def restored(self, tensors):
+        """Tells the recording that ``tensors`` hold their recorded values again.
+
+        A sweep writes the moving tensors in place and puts them back bitwise; their version
+        counters still moved, and without this they would no longer count as the recorded ones.
+        """
+        for tensor in tensors:
+            if id(tensor) in self.outside_versions:
+                self.outside_versions[id(tensor)] = arguments.version(tensor)
+
+    def plan(self, moving):
+        """What replays do while ``moving`` (tensors) change; returns a ``Plan``."""
+        moving_memory = {arguments.storage_key(tensor) for tensor in moving}
+        moving_results = set()
+        moves = []
+        for position, op in enumerate(self.ops):
+            moving_op = (
+                op.drifts
+                or any(key in moving_memory for key in op.reads)
+                or any(source in moving_results for source in op.sources)
+            )
+            for index, (key, kind) in enumerate(op.made):
+                if moving_op:
+                    moving_results.add((position, index))
+                    if kind == NEW:
+                        moving_memory.add(key)
+                elif kind == NEW:
+                    moving_memory.discard(key)  # an address a dead moving result had
+            if moving_op:
+                moving_memory.update(op.writes)
+            moves.append(moving_op)
+        served = [
+            op.keepable and not moving_op and _intact(op)
+            for op, moving_op in zip(self.ops, moves)
+        ]
         changed = True
         while changed:
             changed = False
-            for memory in self._memory.values():
+            for memory in self._memories:
                 if _spoilt(memory.events, served):
                     for position, kind in memory.events:
                         if kind != READ and served[position]:
                             served[position] = False
                             changed = True
         pending = []
-        for memory in self._memory.values():
+        for memory in self._memories:
             writes = [p for p, kind in memory.events if kind == WRITE and served[p]]
             if len(writes) > 1:
                 pending.append((writes[0], writes[-1]))
-        plan = Plan(self.ops, served, pending)
-        self._made = {}
-        self._memory = {}
-        self._moving_objects = {}
-        return plan
+        return Plan(self.ops, moves, served, pending)
+
+
+def _intact(op):
+    """Whether a kept result still holds what it held when recorded (a replay may have spoilt it)."""
+    return all(
+        arguments.version(leaf) == version for leaf, version in zip(op.leaves, op.versions)
+    )
 
 
 def _spoilt(events, served):
