@@ -384,6 +384,23 @@ def test_batchnorm_buffers_kept_by_default_interpolated_on_request(branchy):
         assert count == int(end["bn.num_batches_tracked"])  # integer counters never move
 
 
+def test_an_eval_fn_in_train_mode_gets_the_end_points_buffers_back(branchy):
+    model, start, end, _, _ = branchy
+    end = {k: v.clone() for k, v in end.items()}
+    end["bn.running_mean"] += 0.5  # the end point's statistics are not the model's
+    base = make_eval_fn(F.cross_entropy, batches((3, 8, 8), 5))
+
+    def eval_fn(m):
+        m.gate.train()  # BatchNorm stays in eval mode and uses its running statistics
+        return base(m)
+
+    result = interpolation_sweep(model, eval_fn, start, end, alphas=ALPHAS, scope="layers")
+    for layer in result.layers:
+        names = own_params(model, layer)
+        want = reference(model, eval_fn, [lerp_state(start, end, a, names) for a in ALPHAS])
+        assert_curves(result.curves[layer], want)
+
+
 def test_robustness_against_hand_built_models(branchy):
     model, start, end, eval_fn, _ = branchy
     rng_before = torch.random.get_rng_state()
