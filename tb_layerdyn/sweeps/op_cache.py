@@ -188,6 +188,15 @@ class OperationCache:
         self._references = renewed
         return result
 
+    def keep_references(self):
+        """Keeps the references for another scalar, forgetting which calls it found dense.
+
+        References taken by ``rebase`` at the end point serve every scalar that moves from there;
+        only which calls changed in most channels depends on the scalar.
+        """
+        for ref in self._references.values():
+            ref.dense = False
+
     def close(self):
         """Drops the plan and the references."""
         self._plan = None

@@ -201,7 +201,7 @@ class SweepSession(contextlib.AbstractContextManager):
 
         The operations after the moving layer are also rebuilt channel by channel from reference
         calls, which the first evaluation takes (``OperationCache(rebuild=True)``). ``rebase()``,
-        called while the tensors hold ``theta1`` between two scalars, takes them there again, so
+        called while the tensors hold ``theta1`` between two scalars, takes them there once, so
         that each later evaluation differs from them only in the channels its own scalar reaches.
 
         Returns:
@@ -216,12 +216,19 @@ class SweepSession(contextlib.AbstractContextManager):
             self._recording, [self.live[name] for name in names], rebuild=rebuild
         )
 
+        at_end = []
+
         def evaluate():
             return self.evaluate(cache.replay)
 
         def rebase():
-            if cache.rebuilt_ops:  # the first evaluation takes the references itself
+            if not cache.rebuilt_ops:
+                return  # the first evaluation takes the references itself
+            if at_end:
+                cache.keep_references()
+            else:
                 self.evaluate(cache.rebase)
+                at_end.append(True)
 
         return evaluate, rebase, cache.close
 
