@@ -10,10 +10,10 @@ in the changed channels only (``tb_layerdyn.sweeps.channel_delta``, equal up to 
 hence a non-zero ``max abs diff``).
 
 The *ideal* is what reuse could at best do, written by hand for the model: one evaluation of the
-end model, then per layer the activations entering it computed once, and per alpha (but 1) only
-the rest of the forward, from those cached inputs, with the moving tensors set in place. It uses
-the same modules and data, and is checked to give the loop's values. For the whole model it is
-one evaluation per alpha. ResNet-18 has none (its suffixes start inside residual blocks).
+end model that keeps the input of every layer, then per curve and alpha (but 1) only the rest of
+the forward, from that layer's kept input, with the moving tensors set in place. It uses the same
+modules and data, and is checked to give the loop's values. For the whole model it is one
+evaluation per alpha. ResNet-18 has none (its suffixes start inside residual blocks).
 
 LeNet-5 comes in three forms with equal weights: ``modules`` (the project's ``LeNet5``: modules
 for every step, a ``flatten`` call in its forward), ``functional`` (``F.relu``, ``F.max_pool2d``
@@ -36,8 +36,9 @@ Columns:
 ``speedup x``          median of the paired ratios ``loop s / sweep s``;
 ``ideal x``            the same for the ideal: ``loop s / ideal s``;
 ``of ideal %``         median of the paired ratios ``ideal s / sweep s``: how close the sweep gets;
-``cpu speedup x``      ``loop / sweep`` of process CPU times: steadier than wall time when other
-                       jobs share the cores (it counts the work, not the waiting);
+``cpu speedup x``, ``cpu ideal x``   ``loop / sweep`` and ``loop / ideal`` of process CPU times:
+                       steadier than wall time when other jobs share the cores (they count the
+                       work, not the waiting);
 ``target x``           the targets on LeNet-5: 3 for layers (and 80 % of the ideal), 5 for
                        parameters (on the modules form), else empty;
 ``max abs diff``       the largest difference between the sweep's and the loop's metric values.
@@ -198,11 +199,16 @@ def _obvious_loop(model, eval_fn, start, alphas, jobs):
     return curves
 
 
-def _suffix_metrics(stages, first, inputs, batches):
-    """``make_eval_fn``'s loss and accuracy, running the forward from stage ``first`` on."""
+def _suffix_metrics(stages, first, inputs, batches, keep=None):
+    """``make_eval_fn``'s loss and accuracy, running the forward from stage ``first`` on.
+
+    ``keep``, if given, collects each stage's input per batch: ``keep[stage][batch]``.
+    """
     total_loss, correct, count = 0.0, 0, 0
-    for x, (_, targets) in zip(inputs, batches):
-        for _, step in stages[first:]:
+    for batch, (x, (_, targets)) in enumerate(zip(inputs, batches)):
+        for stage, (_, step) in enumerate(stages[first:], first):
+            if keep is not None:
+                keep.setdefault(stage, {})[batch] = x
             x = step(x)
         size = len(targets)
         total_loss += float(F.cross_entropy(x, targets)) * size
@@ -218,17 +224,11 @@ def _ideal(model, stages, batches, start, alphas, jobs):
     first_stage = {layer: position for position, (layer, _) in enumerate(stages)}
     curves = {}
     with torch.no_grad():
-        at_end = _suffix_metrics(stages, 0, [x for x, _ in batches], batches)
         cached = {}
+        at_end = _suffix_metrics(stages, 0, [x for x, _ in batches], batches, keep=cached)
         for curve, layer, moving in jobs:
             first = 0 if layer is None else first_stage[layer]
-            if first not in cached:
-                inputs = []
-                for x, _ in batches:
-                    for _, step in stages[:first]:
-                        x = step(x)
-                    inputs.append(x)
-                cached = {first: inputs}
+            inputs = [cached[first][batch] for batch in range(len(batches))]
             rows = []
             for alpha in alphas:
                 if alpha == 1.0:
@@ -240,7 +240,7 @@ def _ideal(model, stages, batches, start, alphas, jobs):
                     else:
                         live[name][index] = torch.lerp(
                             start[name][index], end[name][index], float(alpha))
-                rows.append(_suffix_metrics(stages, first, cached[first], batches))
+                rows.append(_suffix_metrics(stages, first, inputs, batches))
             for name, _ in moving:
                 live[name].copy_(end[name])
             curves[curve] = {m: np.array([r[m] for r in rows]) for m in rows[0]}
@@ -327,6 +327,7 @@ def _row(name, scope, alphas, outputs, seconds, cpu):
         "ideal x": paired("loop", "ideal") if has_ideal else "",
         "of ideal %": 100.0 * paired("ideal", "sweep") if has_ideal else "",
         "cpu speedup x": paired("loop", "sweep", cpu),
+        "cpu ideal x": paired("loop", "ideal", cpu) if has_ideal else "",
         "target x": TARGETS.get((name, scope), ""),
         "max abs diff": _largest_difference(outputs["loop"], outputs["sweep"]),
     }
