@@ -128,9 +128,9 @@ class CallRef:
         "func", "x0", "y0", "tensors0", "source", "original", "version", "nbytes", "dense"
     )
 
-    def __init__(self, call, y):
+    def __init__(self, call, y, x0=None):
         self.func = call.func
-        self.x0 = call.x.detach().clone()
+        self.x0 = call.x.detach().clone() if x0 is None else x0
         self.y0 = y.detach().clone()
         # The tensors as given (to see cheaply that they did not change) and their values.
         self.tensors0 = [
@@ -148,8 +148,11 @@ class CallRef:
         )
 
 
-def record(call, output):
-    """A ``CallRef`` for this call, or ``None`` when it cannot serve later rebuilds."""
+def record(call, output, x0=None):
+    """A ``CallRef`` for this call, or ``None`` when it cannot serve later rebuilds.
+
+    ``x0``, if given, is a copy of the input already kept (the previous reference's output).
+    """
     x = call.x
     if type(output) is not torch.Tensor or output.dtype != x.dtype:
         return None
@@ -159,7 +162,7 @@ def record(call, output):
         return None
     if not (_finite(x) and _finite(output)):
         return None
-    return CallRef(call, output)
+    return CallRef(call, output, x0)
 
 
 class Provenance:
@@ -280,15 +283,16 @@ def _rebuild_bilinear(ref, call, changed, deltas):
     x, dim = call.x, call.dim
     weight = call.tensors[0]
     weight_delta, bias_delta = deltas
-    output = ref.y0.clone()
     out_channels = set()
     if changed:
         index = torch.tensor(changed, dtype=torch.long, device=x.device)
         delta = x.index_select(dim, index) - ref.x0.index_select(dim, index)
         if not _finite(delta):
             return None
-        output += _apply(call, delta, weight.index_select(1, index))
+        output = ref.y0 + _apply(call, delta, weight.index_select(1, index))
         out_channels.update(range(output.shape[dim]))
+    else:
+        output = ref.y0.clone()
     if weight_delta is not None:
         rows = _nonzero_rows(weight_delta)
         if rows:

@@ -282,11 +282,17 @@ class OperationCache:
         if self._reference_bytes > REFERENCE_BUDGET:
             return
         call = channel_delta.parse(func, args, kwargs)
-        ref = None if call is None else channel_delta.record(call, result)
-        if ref is None:
+        if call is None:
             return
         source = self._producers.get(id(call.x))
-        if source is not None and source[0] is call.x and source[1] == arguments.version(call.x):
+        if source is None or source[0] is not call.x or source[1] != arguments.version(call.x):
+            source = None
+        # The input is the previous reference's output, unchanged: share that copy.
+        x0 = None if source is None else self._renewed[source[2]].y0
+        ref = channel_delta.record(call, result, x0)
+        if ref is None:
+            return
+        if source is not None:
             ref.source = source[2]
         # Strong references until the evaluation ends, so that ids stay unique.
         self._producers[id(result)] = (result, arguments.version(result), position)
