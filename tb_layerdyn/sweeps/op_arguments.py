@@ -131,10 +131,11 @@ def matches(descriptor, value, outputs, versions):
 def same_sources(descriptor, value, outputs, served, seen):
     """Whether an operation that runs reads, at a replay, the recorded tensors it read then.
 
-    Only the structure and the tensors made by recorded operations are checked: plain values
-    and outside tensors may differ (they may depend on the moving tensors). A served tensor where none was recorded also fails, because
-    its contents are those after the whole recorded evaluation, not necessarily those a plain run
-    would have at this point. Served tensors read are appended to ``seen``.
+    Only the structure and the results of recorded operations that do not move are checked:
+    plain values, outside tensors and moving results may differ. A served tensor where none was
+    recorded also fails, because its contents are those after the whole recorded evaluation, not
+    necessarily those a plain run would have at this point. Served tensors read are appended to
+    ``seen``.
 
     Args:
         descriptor, value: as for ``matches``.

@@ -210,7 +210,8 @@ class Recording:
                 drifts = True  # its graph belongs to this evaluation
             kind = SAME if id(value) in inputs else ALIAS if key in reads else NEW
             made.append((key, kind))
-        op.reads, op.writes, op.made, op.sources = reads, tuple(written), tuple(made), tuple(sources)
+        op.reads, op.writes = reads, tuple(written)
+        op.made, op.sources = tuple(made), tuple(sources)
         op.checked = not (
             arguments.holds_objects(op.args) or arguments.holds_objects(op.kwargs)
         )
@@ -317,7 +318,7 @@ class Recording:
 
 
 def _intact(op):
-    """Whether a kept result still holds what it held when recorded (a replay may have spoilt it)."""
+    """Whether a kept result still holds what it held when recorded (a replay may spoil it)."""
     return all(
         arguments.version(leaf) == version for leaf, version in zip(op.leaves, op.versions)
     )
