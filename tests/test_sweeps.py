@@ -1,7 +1,8 @@
-"""Interpolation sweeps and layer robustness, checked against the obvious loop written here.
+"""Interpolation sweeps and layer robustness, checked against the obvious loop.
 
-The reference is deliberately plain: a deep copy of the model, a hand-built state dict per alpha,
-``load_state_dict``, evaluate. Every curve the library computes (activation reuse on) must match it.
+The reference (``sweep_helpers.reference``) is deliberately plain: a deep copy of the model, a
+hand-built state dict per alpha, ``load_state_dict``, evaluate. Every curve the library computes
+(activation reuse on) must match it.
 """
 
 import json
@@ -27,7 +28,11 @@ from tb_layerdyn.format import envelope as metadata
 from demo.models import lenet5
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.sweeps import layer_robustness, make_eval_fn
-from tb_layerdyn.sweeps.prefix_cache import PrefixCache
+from tb_layerdyn.sweeps.op_cache import OperationCache, record
+
+from sweep_helpers import (
+    AtenCount, assert_curves, batches, lerp_state, own_params, reference, scalar_states,
+)
 
 ALPHAS = (-0.5, 0.0, 0.3, 0.5, 1.0, 1.25)
 
@@ -77,44 +82,6 @@ def branchy_endpoints():
         model(torch.randn(16, 3, 8, 8))  # moves the BatchNorm running statistics
     model.eval()
     return model, start
-
-
-def batches(shape, classes, count=2, size=8, seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn((size,) + shape, generator=generator),
-         torch.randint(0, classes, (size,), generator=generator))
-        for _ in range(count)
-    ]
-
-
-def reference(model, eval_fn, states):
-    """The obvious loop: load each state dict into a copy, evaluate in eval mode, no gradients."""
-    clone = copy.deepcopy(model).eval()
-    rows = []
-    with torch.no_grad():
-        for state in states:
-            clone.load_state_dict(state)
-            rows.append(eval_fn(clone))
-    return {m: np.array([row[m] for row in rows]) for m in rows[0]}
-
-
-def lerp_state(start, end, alpha, names):
-    state = {k: v.clone() for k, v in end.items()}
-    for name in names:
-        state[name] = torch.lerp(start[name], end[name], alpha)
-    return state
-
-
-def own_params(model, layer):
-    module = model if layer == "(root)" else model.get_submodule(layer)
-    prefix = "" if layer == "(root)" else layer + "."
-    return [prefix + n for n, _ in module.named_parameters(recurse=False)]
-
-
-def assert_curves(got, want):
-    for metric, values in want.items():
-        np.testing.assert_allclose(got[metric], values, rtol=1e-6, atol=1e-7, err_msg=metric)
 
 
 @pytest.fixture(scope="module")
@@ -202,24 +169,21 @@ def test_same_seed_same_scalars_other_seed_others(branchy):
     assert other.scopes["parameters"] != again.scopes["parameters"]
 
 
-def test_activations_in_front_are_reused_not_recomputed():
+def test_operations_in_front_are_served_not_recomputed():
     torch.manual_seed(0)
     model = lenet5().eval()
     x = torch.randn(16, 1, 32, 32)
-    calls = {"conv1": 0, "fc3": 0}
-    for name in calls:  # count real computations (hooks would also see the reused outputs)
-        module = model.get_submodule(name)
-        module.forward = lambda *a, _f=module.forward, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _f(*a)
     with torch.no_grad():
-        plain = model(x).clone()
-        with PrefixCache(model, list(model.fc3.parameters())) as cache:
-            cache.record(lambda: model(x))
+        plain, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.fc3.parameters())) as cache:
+            assert cache.served_ops > 0
             for _ in range(3):
-                torch.testing.assert_close(cache.replay(lambda: model(x)), plain, rtol=0, atol=0)
-            assert cache.skipped_calls > 0
-    assert calls == {"conv1": 2, "fc3": 5}  # conv1: the plain call and the record pass only
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), plain, rtol=0, atol=0)  # forwards are unpatched
+                with AtenCount() as count:
+                    got = cache.replay(lambda: model(x))
+                torch.testing.assert_close(got, plain, rtol=0, atol=0)
+                # Only fc3 (a matrix product with its bias) runs; conv1 .. fc2 are served.
+                assert count.ops == {"addmm": 1}
+        torch.testing.assert_close(model(x), plain, rtol=0, atol=0)  # nothing stays patched
 
 
 class Channelwise(nn.Module):
@@ -257,15 +221,6 @@ def channelwise_endpoints():
     return model, start
 
 
-def scalar_states(start, end, name, index):
-    states = []
-    for alpha in ALPHAS:
-        state = {k: v.clone() for k, v in end.items()}
-        state[name][index] = torch.lerp(start[name][index], end[name][index], alpha)
-        states.append(state)
-    return states
-
-
 @pytest.mark.parametrize("eval_kind", ["make_eval_fn", "custom"])
 def test_rebuilt_parameter_curves_equal_obvious_loop(eval_kind):
     model, start = channelwise_endpoints()
@@ -282,7 +237,7 @@ def test_rebuilt_parameter_curves_equal_obvious_loop(eval_kind):
     assert len(result.scopes["parameters"]) == 3 * len(result.layers)
     for curve in result.scopes["parameters"]:
         info = result.parameters[curve]
-        states = scalar_states(start, end, info["parameter"], tuple(info["index"]))
+        states = scalar_states(start, end, info["parameter"], tuple(info["index"]), ALPHAS)
         assert_curves(result.curves[curve], reference(model, eval_fn, states))
 
 
@@ -305,9 +260,10 @@ def test_a_moved_scalar_is_rebuilt_in_its_channel_only():
     x = torch.randn(8, 1, 32, 32)
     weight = model.conv1.weight
     with torch.no_grad():
-        with PrefixCache(model, [weight, model.conv1.bias], rebuild=True) as cache:
-            cache.record(lambda: model(x))
-            assert cache.rebuilt_calls > 0
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, [weight, model.conv1.bias], rebuild=True) as cache:
+            cache.rebase(lambda: model(x))
+            assert cache.rebuilt_ops > 0
             for value in (0.5, -2.0, float("nan")):
                 weight[3, 0, 1, 2] = value
                 with ShapeSpy() as spy:
@@ -323,8 +279,9 @@ def test_rebuild_falls_back_when_most_channels_change():
     model = lenet5().eval()
     x = torch.randn(8, 1, 32, 32)
     with torch.no_grad():
-        with PrefixCache(model, list(model.conv1.parameters()), rebuild=True) as cache:
-            cache.record(lambda: model(x))
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.conv1.parameters()), rebuild=True) as cache:
+            cache.rebase(lambda: model(x))
             model.conv1.weight.mul_(1.5)  # every channel moves: plain forwards must run
             with ShapeSpy() as spy:
                 got = cache.replay(lambda: model(x))
@@ -337,8 +294,8 @@ def test_other_inputs_are_not_served_from_the_cache():
     model = lenet5().eval()
     x, other = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
     with torch.no_grad():
-        with PrefixCache(model, list(model.fc3.parameters())) as cache:
-            cache.record(lambda: model(x))
+        _, recording = record(lambda: model(x))
+        with OperationCache(recording, list(model.fc3.parameters())) as cache:
             torch.testing.assert_close(cache.replay(lambda: model(other)), model(other))
 
 
@@ -426,6 +383,23 @@ def test_batchnorm_buffers_kept_by_default_interpolated_on_request(branchy):
     for (mean, count), expected in zip(seen, want):
         torch.testing.assert_close(mean, expected)
         assert count == int(end["bn.num_batches_tracked"])  # integer counters never move
+
+
+def test_an_eval_fn_in_train_mode_gets_the_end_points_buffers_back(branchy):
+    model, start, end, _, _ = branchy
+    end = {k: v.clone() for k, v in end.items()}
+    end["bn.running_mean"] += 0.5  # the end point's statistics are not the model's
+    base = make_eval_fn(F.cross_entropy, batches((3, 8, 8), 5))
+
+    def eval_fn(m):
+        m.gate.train()  # BatchNorm stays in eval mode and uses its running statistics
+        return base(m)
+
+    result = interpolation_sweep(model, eval_fn, start, end, alphas=ALPHAS, scope="layers")
+    for layer in result.layers:
+        names = own_params(model, layer)
+        want = reference(model, eval_fn, [lerp_state(start, end, a, names) for a in ALPHAS])
+        assert_curves(result.curves[layer], want)
 
 
 def test_robustness_against_hand_built_models(branchy):

@@ -8,9 +8,11 @@ Public names::
     make_eval_fn(loss_fn, batches)                             -> eval_fn
 
 Modules: ``interpolation`` (the three scopes), ``robustness`` (re-initialization and
-re-randomization), ``prefix_cache`` (reusing activations the swept layer cannot affect),
-``session`` (endpoints, evaluation, restoration), ``evaluation`` (``make_eval_fn``),
-``encoding`` (event payload, torch-free) and ``writer``.
+re-randomization), ``op_cache`` (serving the operations the swept tensors cannot affect, with
+``op_trace`` deciding which and ``op_arguments`` recognising them), ``channel_delta`` (rebuilding
+operations in the channels a moved scalar reaches), ``session`` (endpoints, evaluation,
+restoration), ``evaluation`` (``make_eval_fn``) and ``writer``; the event payload is
+``tb_layerdyn.format.sweeps`` (torch-free).
 
 Names are imported lazily so that ``tb_layerdyn.format.sweeps`` stays usable without torch.
 """

@@ -1,20 +1,22 @@
-"""Recomputes a module call from a reference call when only a few channels can have changed.
+"""Recomputes an operation from a reference call when only a few channels can have changed.
 
 When one scalar of a layer moves, its layer's output changes in one channel, and channel-local
-modules after it (activations, pooling, BatchNorm in eval mode) keep the change in that channel.
-Recomputing whole tensors for it is most of the cost of a per-parameter sweep (on LeNet-5 the first
-max-pooling alone is half of a forward pass). Given a reference call at the end point
-(input ``x0``, output ``y0``, parameters ``w0``), a later call of the same module is rebuilt:
+operations after it (activations, pooling, batch normalization with running statistics) keep the
+change in that channel. Recomputing whole tensors for it is most of the cost of a per-parameter
+sweep (on LeNet-5 the first max-pooling alone is a third of a forward pass). Given a reference call
+at the end point (input ``x0``, output ``y0``, other tensor arguments ``w0``), a later call of the
+same operation is rebuilt:
 
-- channel-local modules: ``y = y0`` except the changed channels, computed from ``x`` alone;
-- ``Linear`` and ``Conv2d`` (bilinear in input and weight):
+- channel-local operations: ``y = y0`` except the changed channels, computed from ``x`` alone;
+- ``linear`` and ``conv2d`` (bilinear in input and weight):
   ``y = y0 + op(x - x0, w) + op(x0, w - w0) + (b - b0)``, where ``x - x0`` is restricted to the
   changed input channels and ``w - w0`` to its non-zero rows and columns.
 
-Both are the same function as the module's own forward (the second in exact arithmetic; in floating
-point it differs by rounding). A call falls back to the module's own forward whenever a rebuild would
-not be cheaper or cannot be trusted: most channels changed, a non-finite value, an input of another
-shape, a module type or setting not listed here.
+Both are the same function as the operation itself (the second in exact arithmetic; in floating
+point it differs by rounding). Calls are recognised by function, so a module's forward and a
+functional call in a model's own forward are the same to it. A call falls back to the operation
+itself whenever a rebuild would not be cheaper or cannot be trusted: most channels changed, a
+non-finite value, an input of another shape, a function or setting not listed here.
 
 The changed channels of an input are known without comparing when the input is the output of the
 call just rebuilt (``Provenance``); otherwise they are found by comparing with ``x0``.
@@ -24,93 +26,151 @@ import weakref
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-# Modules whose output channel c depends only on input channel c, with their input ranks.
-_CHANNEL_LOCAL = {
-    nn.ReLU: None, nn.LeakyReLU: None, nn.GELU: None, nn.SiLU: None, nn.Tanh: None,
-    nn.Sigmoid: None, nn.ELU: None, nn.Hardtanh: None, nn.Identity: None,
-    nn.MaxPool2d: 4, nn.AvgPool2d: 4, nn.AdaptiveAvgPool2d: 4, nn.AdaptiveMaxPool2d: 4,
-    nn.MaxPool1d: 3, nn.AvgPool1d: 3,
-    nn.BatchNorm1d: None, nn.BatchNorm2d: 4,
+from tb_layerdyn.sweeps.op_arguments import version
+
+# Element-wise functions, with the position of their ``inplace`` argument where they have one.
+_ELEMENTWISE = {
+    F.relu: 1, F.relu6: 1, F.silu: 1, F.selu: 1, F.mish: 1, F.hardswish: 1,
+    F.elu: 2, F.celu: 2, F.leaky_relu: 2, F.hardtanh: 3, F.gelu: None,
+    torch.relu: None, torch.Tensor.relu: None, torch.tanh: None, torch.Tensor.tanh: None,
+    torch.sigmoid: None, torch.Tensor.sigmoid: None,
 }
-# A rebuild pays only while few channels changed; above this share the plain forward runs.
+# Pooling over the trailing dimensions of (batch, channels, ...) inputs, with that input rank.
+_POOLING = {
+    F.max_pool2d: 4, F.avg_pool2d: 4, F.adaptive_avg_pool2d: 4, F.adaptive_max_pool2d: 4,
+    F.max_pool1d: 3, F.avg_pool1d: 3, F.adaptive_avg_pool1d: 3,
+}
+_CONV2D = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONV2D_DEFAULTS = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+_LINEAR = ("input", "weight", "bias")
+_BATCH_NORM = (
+    "input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"
+)
+_BATCH_NORM_DEFAULTS = {
+    "weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5
+}
+# A rebuild pays only while few channels changed; above this share the operation itself runs.
 _MAX_CHANGED_SHARE = 0.5
 
+LOCAL, BATCH_NORM, LINEAR, CONV2D = range(4)
 
-def supports(module):
-    """Whether calls of ``module`` can be rebuilt from a reference call.
 
-    Only the modules' own forwards qualify (no subclass override, no instance-level ``forward``),
-    in settings whose output channels are computed independently.
+class Call:
+    """One call of a function that can be rebuilt, its arguments sorted out.
+
+    Attributes:
+        func: the function.
+        kind: ``LOCAL`` (element-wise or pooling), ``BATCH_NORM``, ``LINEAR`` or ``CONV2D``.
+        x: the input tensor.
+        tensors: the other tensor arguments (weight and bias; batch norm's statistics first).
+        rest, kwargs: for ``LOCAL``, the arguments after the input, passed again as they are.
+        conv: for ``CONV2D``, ``(stride, padding, dilation)``; for ``BATCH_NORM``, ``eps``.
+        dim: the channel dimension of ``x``.
     """
-    kind = type(module)
-    if kind in (nn.Linear, nn.Conv2d):
-        if kind is nn.Conv2d and (module.groups != 1 or module.padding_mode != "zeros"):
-            return False
-        return True
-    if kind not in _CHANNEL_LOCAL:
-        return False
-    if getattr(module, "inplace", False) or getattr(module, "return_indices", False):
-        return False
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        # Eval mode with running statistics: a per-channel affine map. In train mode (or without
-        # running statistics) a channel's output depends on the whole batch, but not on other
-        # channels either; still, keep to the simple case.
-        return not module.training and module.running_mean is not None
-    return True
+
+    __slots__ = ("func", "kind", "x", "tensors", "rest", "kwargs", "conv", "dim")
+
+    def __init__(self, func, kind, x, tensors=(), rest=(), kwargs=None, conv=None):
+        self.func = func
+        self.kind = kind
+        self.x = x
+        self.tensors = tuple(tensors)
+        self.rest = rest
+        self.kwargs = kwargs or {}
+        self.conv = conv
+        self.dim = x.dim() - 1 if kind == LINEAR else 1
+
+
+def parse(func, args, kwargs):
+    """A ``Call`` when ``func(*args, **kwargs)`` can be rebuilt from a reference, else ``None``."""
+    if func is torch.conv2d:
+        bound = _bind(args, kwargs, _CONV2D, _CONV2D_DEFAULTS)
+        if bound is None or bound["groups"] != 1 or not _plain(bound["input"], rank=4):
+            return None
+        if not isinstance(bound["weight"], torch.Tensor) or bound["weight"].dim() != 4:
+            return None
+        conv = tuple(_pair(bound[name]) for name in ("stride", "padding", "dilation"))
+        return Call(func, CONV2D, bound["input"], (bound["weight"], bound["bias"]), conv=conv)
+    if func is F.linear:
+        bound = _bind(args, kwargs, _LINEAR, {"bias": None})
+        if bound is None or not _plain(bound["input"]):
+            return None
+        if not isinstance(bound["weight"], torch.Tensor) or bound["weight"].dim() != 2:
+            return None
+        return Call(func, LINEAR, bound["input"], (bound["weight"], bound["bias"]))
+    if func is F.batch_norm:
+        bound = _bind(args, kwargs, _BATCH_NORM, _BATCH_NORM_DEFAULTS)
+        if bound is None or bound["training"] or not _plain(bound["input"]):
+            return None
+        stats = (bound["running_mean"], bound["running_var"])
+        if any(not isinstance(t, torch.Tensor) for t in stats):
+            return None
+        tensors = stats + (bound["weight"], bound["bias"])
+        return Call(func, BATCH_NORM, bound["input"], tensors, conv=float(bound["eps"]))
+    if func in _ELEMENTWISE or func in _POOLING:
+        if not args or "input" in kwargs or not _plain(args[0], rank=_POOLING.get(func)):
+            return None
+        rest = args[1:]
+        if any(isinstance(v, torch.Tensor) for v in rest + tuple(kwargs.values())):
+            return None
+        inplace = _ELEMENTWISE.get(func)
+        if kwargs.get("inplace") or (inplace is not None and len(args) > inplace and args[inplace]):
+            return None
+        return Call(func, LOCAL, args[0], rest=rest, kwargs=kwargs)
+    return None
 
 
 class CallRef:
-    """One call of a supported module at the end point: its input, output and parameters."""
+    """One call at the reference point: its input, output and other tensor arguments."""
 
     __slots__ = (
-        "module", "x0", "y0", "params0", "source", "original", "version", "nbytes", "dense"
+        "func", "x0", "y0", "tensors0", "source", "original", "version", "nbytes", "dense"
     )
 
-    def __init__(self, module, x, y, swept):
-        self.module = module
-        self.x0 = x.detach().clone()
+    def __init__(self, call, y, x0=None):
+        self.func = call.func
+        self.x0 = call.x.detach().clone() if x0 is None else x0
         self.y0 = y.detach().clone()
-        # Only swept tensors change between evaluations; the module's other tensors stay fixed.
-        self.params0 = {
-            name: tensor.detach().clone()
-            for name, tensor in _tensors(module).items()
-            if id(tensor) in swept
-        }
+        # The tensors as given (to see cheaply that they did not change) and their values.
+        self.tensors0 = [
+            None if t is None else (t, version(t), t.detach().clone()) for t in call.tensors
+        ]
         self.source = None
         # A weak reference: keeping the record pass's intermediates alive would double memory.
-        self.original = weakref.ref(x)
-        self.version = x._version
+        self.original = weakref.ref(call.x)
+        self.version = version(call.x)
         # Set once most channels were found changed: the same scalar moves the same channels
-        # at every alpha, so later calls skip the comparison and run the plain forward.
+        # at every alpha, so later calls skip the comparison and run the operation itself.
         self.dense = False
-        self.nbytes = (self.x0.numel() + self.y0.numel()) * self.x0.element_size()
+        self.nbytes = (self.x0.numel() + self.y0.numel()) * self.x0.element_size() + sum(
+            entry[2].numel() * entry[2].element_size() for entry in self.tensors0 if entry
+        )
 
 
-def record(module, args, kwargs, output, swept):
-    """A ``CallRef`` for this call, or ``None`` when it cannot serve later rebuilds."""
-    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+def record(call, output, x0=None):
+    """A ``CallRef`` for this call, or ``None`` when it cannot serve later rebuilds.
+
+    ``x0``, if given, is a copy of the input already kept (the previous reference's output).
+    """
+    x = call.x
+    if type(output) is not torch.Tensor or output.dtype != x.dtype:
         return None
-    x = args[0]
-    if not isinstance(output, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+    if output.dim() != x.dim() or output.shape[call.dim] != _out_channels(call):
         return None
-    if type(output) is not torch.Tensor or type(x) is not torch.Tensor:
-        return None
-    rank = _rank(module)
-    if rank is not None and x.dim() != rank:
+    if any(t is not None and not _ordinary(t) for t in call.tensors):
         return None
     if not (_finite(x) and _finite(output)):
         return None
-    return CallRef(module, x, output, swept)
+    return CallRef(call, output, x0)
 
 
 class Provenance:
     """Which channels of the tensors returned by rebuilt calls may differ from their references.
 
-    Reset at each top-level call. ``note`` is called with every rebuilt output, ``changed`` asks
-    about an input: it answers only when the input is such an output, unmodified since, and the
-    reference call's input was the reference output of the same call.
+    Reset at each evaluation. ``note`` is called with every rebuilt output, ``changed`` asks about
+    an input: it answers only when the input is such an output, unmodified since, and the
+    reference call's input was the reference output of the same operation.
     """
 
     def __init__(self):
@@ -119,143 +179,167 @@ class Provenance:
     def reset(self):
         self._outputs = {}
 
-    def note(self, cid, output, channels, dim):
-        self._outputs[id(output)] = (output, output._version, cid, channels, dim)
+    def note(self, position, output, channels, dim):
+        self._outputs[id(output)] = (output, output._version, position, channels, dim)
 
     def changed(self, ref, x, dim):
         entry = self._outputs.get(id(x))
         if entry is None:
             return None
-        tensor, version, cid, channels, out_dim = entry
-        if tensor is not x or x._version != version or cid != ref.source or out_dim != dim:
+        tensor, recorded_version, position, channels, out_dim = entry
+        if (
+            tensor is not x
+            or x._version != recorded_version
+            or position != ref.source
+            or out_dim != dim
+        ):
             return None
         return channels
 
 
-def rebuild(ref, x, provenance):
-    """The output of ``ref.module(x)``, rebuilt from the reference call.
+def rebuild(ref, call, provenance):
+    """The result of the call, rebuilt from the reference call.
 
     Args:
-        ref: the module's ``CallRef``.
-        x: the input of this call.
-        provenance: the ``Provenance`` of this top-level call, which may know the changed
-            channels of ``x``.
+        ref: the operation's ``CallRef``.
+        call: this call, from ``parse``.
+        provenance: the ``Provenance`` of this evaluation, which may know the changed channels
+            of the input.
 
     Returns:
-        ``(output, changed output channels, channel dim)``, or ``None`` to run the plain forward.
+        ``(output, changed output channels, channel dim)``, or ``None`` to run the operation.
     """
-    if ref.dense or type(x) is not torch.Tensor or x.shape != ref.x0.shape or x.dtype != ref.x0.dtype:
+    x = call.x
+    if ref.dense or ref.func is not call.func or type(x) is not torch.Tensor:
         return None
-    module = ref.module
-    dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
+    if x.shape != ref.x0.shape or x.dtype != ref.x0.dtype:
+        return None
+    deltas = _deltas(ref, call)
+    if deltas is None:
+        return None
+    dim = call.dim
     known = provenance.changed(ref, x, dim)
     if known is not None:
         changed = known
-    elif x is ref.original() and x._version == ref.version:
+    elif x is ref.original() and version(x) == ref.version:
         changed = []
     else:
         changed = _changed_channels(x, ref.x0, dim)
     if len(changed) > _MAX_CHANGED_SHARE * x.shape[dim]:
         ref.dense = True
         return None
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        return _rebuild_bilinear(ref, x, changed, dim)
-    return _rebuild_channel_local(ref, x, changed, dim)
+    if call.kind in (LINEAR, CONV2D):
+        return _rebuild_bilinear(ref, call, changed, deltas)
+    return _rebuild_channel_local(ref, call, changed, deltas)
 
 
-def _rebuild_channel_local(ref, x, changed, dim):
-    module = ref.module
-    moved = {}
-    for name, start in ref.params0.items():
-        current = getattr(module, name)
-        moved.update(dict.fromkeys(_nonzero_rows(current - start)))
-    channels = sorted(set(changed) | set(moved))
+def _deltas(ref, call):
+    """``t - t0`` for each tensor argument that changed (``None`` where it did not)."""
+    if len(call.tensors) != len(ref.tensors0):
+        return None
+    deltas = []
+    for tensor, entry in zip(call.tensors, ref.tensors0):
+        if (tensor is None) != (entry is None):
+            return None
+        if tensor is None or (tensor is entry[0] and version(tensor) == entry[1]):
+            deltas.append(None)
+            continue
+        if tensor.shape != entry[2].shape or tensor.dtype != entry[2].dtype:
+            return None
+        moved = tensor - entry[2]
+        if not _finite(moved):
+            return None
+        deltas.append(moved)
+    return deltas
+
+
+def _rebuild_channel_local(ref, call, changed, deltas):
+    x, dim = call.x, call.dim
+    moved = set(changed)
+    for delta in deltas:
+        if delta is not None:
+            moved.update(_nonzero_rows(delta))
+    channels = sorted(moved)
     if len(channels) > _MAX_CHANGED_SHARE * x.shape[dim]:
         return None
     output = ref.y0.clone()
     if not channels:
         return output, [], dim
-    index = torch.tensor(channels, dtype=torch.long)
-    # Non-finite inputs need no care here: the slice goes through the module's own operation.
+    index = torch.tensor(channels, dtype=torch.long, device=x.device)
+    # Non-finite inputs need no care here: the slice goes through the operation itself.
     part = x.index_select(dim, index)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        weight = None if module.weight is None else module.weight[index]
-        bias = None if module.bias is None else module.bias[index]
-        values = F.batch_norm(
-            part, module.running_mean[index], module.running_var[index], weight, bias,
-            False, 0.0, module.eps,
-        )
+    if call.kind == BATCH_NORM:
+        mean, var, weight, bias = (None if t is None else t[index] for t in call.tensors)
+        values = F.batch_norm(part, mean, var, weight, bias, False, 0.0, call.conv)
     else:
-        # The class's forward, not module(): hooks must not see the slice, and the sweep's
-        # wrapped forward must not count it as a call.
-        values = type(module).forward(module, part)
+        values = call.func(part, *call.rest, **call.kwargs)
+    if type(values) is not torch.Tensor or values.shape[dim] != len(channels):
+        return None
     output.index_copy_(dim, index, values)
     return output, channels, dim
 
 
-def _rebuild_bilinear(ref, x, changed, dim):
-    module = ref.module
-    weight = module.weight
-    output = ref.y0.clone()
+def _rebuild_bilinear(ref, call, changed, deltas):
+    x, dim = call.x, call.dim
+    weight = call.tensors[0]
+    weight_delta, bias_delta = deltas
     out_channels = set()
     if changed:
-        index = torch.tensor(changed, dtype=torch.long)
+        index = torch.tensor(changed, dtype=torch.long, device=x.device)
         delta = x.index_select(dim, index) - ref.x0.index_select(dim, index)
         if not _finite(delta):
             return None
-        output += _apply(module, delta, weight.index_select(1, index))
+        output = ref.y0 + _apply(call, delta, weight.index_select(1, index))
         out_channels.update(range(output.shape[dim]))
-    if "weight" in ref.params0:
-        moved = weight - ref.params0["weight"]
-        if not _finite(moved):
-            return None
-        rows = _nonzero_rows(moved)
+    else:
+        output = ref.y0.clone()
+    if weight_delta is not None:
+        rows = _nonzero_rows(weight_delta)
         if rows:
-            columns = _nonzero_rows(moved.transpose(0, 1))
-            if len(rows) * len(columns) > _MAX_CHANGED_SHARE * moved.shape[0] * moved.shape[1]:
+            columns = _nonzero_rows(weight_delta.transpose(0, 1))
+            share = len(rows) * len(columns) / (weight_delta.shape[0] * weight_delta.shape[1])
+            if share > _MAX_CHANGED_SHARE:
                 return None
-            row_index = torch.tensor(rows, dtype=torch.long)
-            column_index = torch.tensor(columns, dtype=torch.long)
-            block = moved.index_select(0, row_index).index_select(1, column_index)
+            row_index = torch.tensor(rows, dtype=torch.long, device=x.device)
+            column_index = torch.tensor(columns, dtype=torch.long, device=x.device)
+            block = weight_delta.index_select(0, row_index).index_select(1, column_index)
             inputs = ref.x0.index_select(dim, column_index)
-            part = _shifted_sum(module, inputs, block)
+            part = _shifted_sum(call, inputs, block)
             if part is None:
-                part = _apply(module, inputs, block)
+                part = _apply(call, inputs, block)
             output.index_add_(dim, row_index, part)
             out_channels.update(rows)
-    if "bias" in ref.params0 and module.bias is not None:
-        moved = module.bias - ref.params0["bias"]
-        if not _finite(moved):
-            return None
-        rows = _nonzero_rows(moved)
+    if bias_delta is not None:
+        rows = _nonzero_rows(bias_delta)
         if rows:
             shape = [1] * output.dim()
             shape[dim] = -1
-            output += moved.view(shape)
+            output += bias_delta.view(shape)
             out_channels.update(rows)
     return output, sorted(out_channels), dim
 
 
-def _apply(module, x, weight):
-    """The module's operation with another weight and no bias."""
-    if isinstance(module, nn.Linear):
+def _apply(call, x, weight):
+    """The call's operation with another weight and no bias."""
+    if call.kind == LINEAR:
         return F.linear(x, weight)
-    return F.conv2d(x, weight, None, module.stride, module.padding, module.dilation)
+    stride, padding, dilation = call.conv
+    return F.conv2d(x, weight, None, stride, padding, dilation)
 
 
-def _shifted_sum(module, x, block):
+def _shifted_sum(call, x, block):
     """``conv2d(x, block)`` for a kernel block with very few non-zero entries, else ``None``.
 
     Each non-zero entry ``block[o, i, p, q]`` adds a strided window of input channel ``i``, scaled,
     to output channel ``o``. Small convolutions take a slow path on CPU (a 1x1-channel 5x5
     convolution of 256 images costs as much as a whole 6-channel one); a few slices do not.
     """
-    if not isinstance(module, nn.Conv2d) or isinstance(module.padding, str):
+    if call.kind != CONV2D or isinstance(call.conv[1], str):
         return None
     entries = block.nonzero().tolist()
     if len(entries) > 4:
         return None
-    (sh, sw), (dh, dw), (ph, pw) = module.stride, module.dilation, module.padding
+    (sh, sw), (ph, pw), (dh, dw) = call.conv
     if ph or pw:
         x = F.pad(x, (pw, pw, ph, ph))
     kh, kw = block.shape[2:]
@@ -267,6 +351,52 @@ def _shifted_sum(module, x, block):
                    q * dw : q * dw + sw * (width - 1) + 1 : sw]
         output[:, o].add_(window, alpha=float(block[o, i, p, q]))
     return output
+
+
+def _out_channels(call):
+    if call.kind in (LINEAR, CONV2D):
+        return call.tensors[0].shape[0]
+    return call.x.shape[call.dim]
+
+
+def _bind(args, kwargs, names, defaults):
+    """The arguments by name, or ``None`` for a call that does not fit ``names``."""
+    if len(args) > len(names) or any(name not in names for name in kwargs):
+        return None
+    if any(name in kwargs for name in names[: len(args)]):
+        return None
+    bound = dict(defaults)
+    bound.update(zip(names, args))
+    bound.update(kwargs)
+    if any(name not in bound for name in names):
+        return None
+    weight = bound.get("weight")
+    if weight is not None and not _ordinary(weight):
+        return None
+    return bound
+
+
+def _ordinary(tensor):
+    """A tensor or parameter, no other subclass (which may compute differently)."""
+    return type(tensor) is torch.Tensor or type(tensor) is torch.nn.Parameter
+
+
+def _plain(x, rank=None):
+    """Whether ``x`` is a plain floating-point tensor with a channel dimension (and the rank)."""
+    return (
+        type(x) is torch.Tensor
+        and x.is_floating_point()
+        and x.dim() >= 2
+        and (rank is None or x.dim() == rank)
+    )
+
+
+def _pair(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return (value, value)
+    return tuple(int(v) for v in value)
 
 
 def _finite(tensor):
@@ -283,17 +413,3 @@ def _nonzero_rows(tensor):
     if tensor.dim() == 0:
         return []
     return tensor.ne(0).reshape(tensor.shape[0], -1).any(dim=1).nonzero().view(-1).tolist()
-
-
-def _tensors(module):
-    tensors = dict(module.named_parameters(recurse=False))
-    tensors.update(module.named_buffers(recurse=False))
-    return tensors
-
-
-def _rank(module):
-    if isinstance(module, (nn.Linear,)):
-        return None
-    if isinstance(module, nn.Conv2d):
-        return 4
-    return _CHANNEL_LOCAL[type(module)]

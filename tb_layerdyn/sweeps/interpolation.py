@@ -118,9 +118,12 @@ def interpolation_sweep(
             values, which keeps the evaluation at alpha = 1 equal to the trained model and does not
             depend on running statistics the start point never had. Integer buffers (counters) are
             never interpolated.
-        reuse_activations: reuse the module outputs that the moving tensors cannot affect (the
-            activations in front of the swept layer) across alphas. Results are the same within
-            float tolerance; turn off only to compare.
+        reuse_activations: compute once, for all alphas, every operation the moving tensors
+            cannot affect (the forward in front of the swept layer, whether written with modules
+            or functional calls, and any other data's branch), and per scalar rebuild the
+            operations after it in the changed channels only. Layer and model scopes give the
+            same values as without; the parameter scope the same up to float rounding. Turn off
+            only to compare.
         robustness: also run ``layer_robustness`` (re-initialization and re-randomization of each
             layer) and attach it as ``result.robustness``.
         robust_threshold: passed to ``layer_robustness`` as ``threshold`` (``None``: its default).
@@ -141,7 +144,8 @@ def interpolation_sweep(
         start,
         end,
         interpolate_buffers=interpolate_buffers,
-        reuse_activations=reuse_activations,
+        # The whole-model sweep has nothing to reuse: no recording for it alone.
+        reuse_activations=reuse_activations and scopes != ("model",),
         layer_names=layers,
     )
     with session:
@@ -250,7 +254,7 @@ def _sweep_parameters(session, result, count, seed):
         chosen = choose_scalars(session, layer, count, seed)
         evaluate, rebase, close = session.cached_scalars(layer.params)
         try:
-            for position, (name, index) in enumerate(chosen):
+            for name, index in chosen:
                 curve = parameter_curve_name(name, index)
                 start = session.theta0[name][index]
                 end = session.theta1[name][index]
@@ -264,8 +268,7 @@ def _sweep_parameters(session, result, count, seed):
                     points = [session.end_metrics] * len(result.alphas)
                     result.add_curve("parameters", curve, points, travel)
                     continue
-                if position:
-                    rebase()
+                rebase()
                 live = session.live[name]
 
                 def move(alpha, live=live, index=index, start=start, end=end):
@@ -274,7 +277,7 @@ def _sweep_parameters(session, result, count, seed):
                 try:
                     points = _alpha_points(session, result, move, evaluate)
                 finally:
-                    live[index] = end
+                    session.set_end([name])
                 result.add_curve("parameters", curve, points, travel)
         finally:
             close()

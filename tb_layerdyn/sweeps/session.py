@@ -10,8 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from tb_layerdyn.sweeps import endpoints, layers as layer_lib
-from tb_layerdyn.sweeps.prefix_cache import PrefixCache
+from tb_layerdyn.sweeps import endpoints, layers as layer_lib, op_cache
 from tb_layerdyn.sweeps.restore import ModelSnapshot
 
 
@@ -25,7 +24,8 @@ class SweepSession(contextlib.AbstractContextManager):
         end: the end point ``theta1``; ``None`` for the model's current values.
         interpolate_buffers: move floating-point buffers (BatchNorm running statistics) with the
             parameters instead of keeping them at their end values.
-        reuse_activations: skip module calls the swept tensors cannot affect (``PrefixCache``).
+        reuse_activations: record the end model's evaluation operation by operation, and serve
+            from it the operations the swept tensors cannot affect (``op_cache``).
         layer_names: restrict the layers to these names; ``None`` for all.
 
     Attributes (valid inside the ``with`` block):
@@ -62,6 +62,7 @@ class SweepSession(contextlib.AbstractContextManager):
         self._layer_names = None if layer_names is None else list(layer_names)
         self._snapshot = None
         self._stack = None
+        self._recording = None
         self.metrics = None
 
     def __enter__(self):
@@ -94,7 +95,7 @@ class SweepSession(contextlib.AbstractContextManager):
             if self._end is not None:
                 self.set_end(list(self.theta1))
             self.end_metrics, ordered = layer_lib.order_by_first_call(
-                found, self.model, self.evaluate
+                found, self.model, self._evaluate_end
             )
         except BaseException:
             self.__exit__(None, None, None)
@@ -103,7 +104,21 @@ class SweepSession(contextlib.AbstractContextManager):
         self.layers = [layer for layer in ordered if wanted is None or layer.name in wanted]
         return self
 
+    def _evaluate_end(self):
+        """Evaluates the end model, recorded operation by operation when activations are reused."""
+        if not self.reuse_activations:
+            return self.evaluate()
+
+        def recorded(evaluate):
+            result, recording = op_cache.record(evaluate)
+            if not recording.untrackable:
+                self._recording = recording
+            return result
+
+        return self.evaluate(recorded)
+
     def __exit__(self, *exc):
+        self._recording = None
         if self._stack is not None:
             self._stack.close()
             self._stack = None
@@ -140,9 +155,11 @@ class SweepSession(contextlib.AbstractContextManager):
             torch.lerp(self.theta0[name], self.theta1[name], alpha, out=self.live[name])
 
     def set_end(self, names):
-        """Puts the named tensors back to ``theta1``."""
+        """Puts the named tensors back to ``theta1`` (where the recording saw them)."""
         for name in names:
             self.live[name].copy_(self.theta1[name])
+        if self._recording is not None:
+            self._recording.restored([self.live[name] for name in names])
 
     def still(self, names):
         """Whether the named tensors do not move between the endpoints (equal and finite)."""
@@ -160,8 +177,12 @@ class SweepSession(contextlib.AbstractContextManager):
             answer = run(lambda: self.eval_fn(self.model))
         if any(module.training for module in self.model.modules()):
             # eval_fn switched to train mode: BatchNorm updated its running statistics, which a
-            # plain loop (load_state_dict per alpha) would reset before the next evaluation.
+            # plain loop (load_state_dict per alpha) would reset before the next evaluation: to
+            # the end point's where it has them, else to the model's own.
             self._snapshot.restore_buffers()
+            self.set_end([name for name, _ in self.model.named_buffers() if name in self.theta1])
+            if self._recording is not None:
+                self._recording.restored([buffer for _, buffer in self.model.named_buffers()])
             for module in self.model.modules():
                 module.training = False
         return self._check(answer)
@@ -178,10 +199,10 @@ class SweepSession(contextlib.AbstractContextManager):
     def cached_scalars(self, names):
         """Like ``cached``, for when only single scalars of ``names`` move, one at a time.
 
-        The calls after the moving layer are also rebuilt channel by channel from a recorded
-        evaluation (``PrefixCache(rebuild=True)``). ``rebase()``, called while the tensors hold
-        ``theta1`` between two scalars, makes the end point that recording, so that each later
-        evaluation differs from it only in the channels its own scalar reaches.
+        The operations after the moving layer are also rebuilt channel by channel from reference
+        calls, which the first evaluation takes (``OperationCache(rebuild=True)``). ``rebase()``,
+        called while the tensors hold ``theta1`` between two scalars, takes them there once, so
+        that each later evaluation differs from them only in the channels its own scalar reaches.
 
         Returns:
             ``evaluate() -> {name: float}``, ``rebase()`` and ``close()``.
@@ -189,20 +210,25 @@ class SweepSession(contextlib.AbstractContextManager):
         return self._cached(names, rebuild=True)
 
     def _cached(self, names, rebuild):
-        if not self.reuse_activations:
+        if self._recording is None:
             return self.evaluate, lambda: None, lambda: None
-        cache = PrefixCache(self.model, [self.live[name] for name in names], rebuild=rebuild)
-        state = {"recorded": False}
+        cache = op_cache.OperationCache(
+            self._recording, [self.live[name] for name in names], rebuild=rebuild
+        )
+
+        at_end = []
 
         def evaluate():
-            if not state["recorded"]:
-                state["recorded"] = True
-                return self.evaluate(cache.record)
             return self.evaluate(cache.replay)
 
         def rebase():
-            if state["recorded"]:
+            if not cache.rebuilt_ops:
+                return  # the first evaluation takes the references itself
+            if at_end:
+                cache.keep_references()
+            else:
                 self.evaluate(cache.rebase)
+                at_end.append(True)
 
         return evaluate, rebase, cache.close
 
