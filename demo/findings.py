@@ -60,7 +60,10 @@ def _first_and_last(result: settling.RunSettling):
     steps = {s.layer: (s.step if s.state == settling.SETTLED else math.inf) for s in result.layers
              if s.state in (settling.SETTLED, settling.NOT_YET)}
     low, high = min(steps.values()), max(steps.values())
-    return [l for l, step in steps.items() if step == low], [l for l, step in steps.items() if step == high]
+    return (
+        [layer for layer, step in steps.items() if step == low],
+        [layer for layer, step in steps.items() if step == high],
+    )
 
 
 def _tied(layers: List[str]) -> str:

@@ -13,7 +13,6 @@ import pytest
 from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.plugin import in_process
 from tb_layerdyn.plugin.in_process import LOADERS, parse_flags  # noqa: F401 (used by test modules)

@@ -93,7 +93,7 @@ def run_scenario(model, logdir, rank, world):
         train_step(model, optimizer, inputs[part], targets[part])
         counts.append(
             collectives_during(
-                lambda: log_layer_dynamics(logdir, model, step, groups=USER_GROUPS)
+                lambda step=step: log_layer_dynamics(logdir, model, step, groups=USER_GROUPS)
             )
         )
     return counts

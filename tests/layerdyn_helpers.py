@@ -7,7 +7,6 @@ from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
 from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.tracking import metrics
 
 

@@ -133,7 +133,9 @@ def test_weights_given_new_storage_are_read_from_it(tmp_path):
     """``param.data = ...`` (same shape, new storage) between calls: the next calls measure the new
     tensor, not the storage the snapshots were built from."""
     model = small()
-    norm = lambda lin: float(torch.cat([lin.weight.detach().flatten(), lin.bias.detach()]).double().norm())
+    def norm(lin):
+        return float(torch.cat([lin.weight.detach().flatten(), lin.bias.detach()]).double().norm())
+
     tracker = LayerDynamics(model, str(tmp_path), histogram_every=None)
     tracker.log(0)
     model[0].weight.data = model[0].weight.data + 1.0

@@ -583,7 +583,8 @@ def test_layer_dynamics_tab(tensorboard, browser):
     )
     assert rows[: len(LENET_LAYERS)] == LENET_LAYERS
     widths = frame.eval_on_selector_all(
-        "[data-panel=summary] [aria-label=Layer] .ld-summary-bar", "bars => bars.map(b => b.getBoundingClientRect().width)"
+        "[data-panel=summary] [aria-label=Layer] .ld-summary-bar",
+        "bars => bars.map(b => b.getBoundingClientRect().width)",
     )
     assert len(widths) == len(rows) * 3
     assert max(widths) > 50

@@ -262,12 +262,12 @@ def test_report_lines_are_the_readers_answers(logdir):
         result = run.settling()
         listed = lines[0].split(": ", 1)[1].split("; ")[0]
         pairs = [] if listed == "none settled" else [p.rsplit(" ", 1) for p in listed.split(", ")]
-        assert [(layer, int(step)) for layer, step in pairs] == [(l, result.steps[l]) for l in result.order]
+        assert [(layer, int(step)) for layer, step in pairs] == [(layer, result.steps[layer]) for layer in result.order]
         assert f"rho = {result.correlation:+.2f}" in lines[1]
         table = reporting.latest_robustness(run)
         if table is not None:
             for label in ("robust", "ambient"):
-                named = [l for l, have in zip(table.layers, table.labels) if have == label]
+                named = [layer for layer, have in zip(table.layers, table.labels) if have == label]
                 if named:
                     assert f"{label} {', '.join(named)}" in lines[2]
         distance = run.metrics["relative_distance_from_init"][-1]
@@ -285,7 +285,7 @@ def test_report_options_and_errors(logdir):
     assert strict["net/seed0 (3 layers, steps 0 to 90)"][3].endswith(": conv2 0.125")
     smoothed = _run("report", logdir, "--runs", "seed0", "--smoothing", "0.5").stdout
     result = tb_layerdyn.read(str(logdir), runs="seed0")["net/seed0"].settling(smoothing=0.5)
-    assert f"smoothed 0.5): {', '.join(f'{l} {result.steps[l]}' for l in result.order)}" in smoothed
+    assert f"smoothed 0.5): {', '.join(f'{layer} {result.steps[layer]}' for layer in result.order)}" in smoothed
     for args, message in (
         (("--percent", "0"), "--percent must be above 0 and at most 100"),
         (("--smoothing", "1"), "--smoothing must be in [0, 1)"),

@@ -14,9 +14,7 @@ import sys
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.util import tensor_util
 
-from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import envelope as metadata
 import layerdyn_helpers
 

@@ -3,7 +3,6 @@ config (nothing downloaded) and a Lightning Trainer, both with gradient accumula
 logged step the values equal a float64 reference computed from the weights and gradients each
 update used, recorded through the frameworks' own hooks."""
 
-import math
 import os
 
 import pytest
@@ -45,7 +44,9 @@ def reference(records, members):
     for step, before, after, grads in records:
         row = table.setdefault(step, {})
         for layer, names in members.items():
-            cat = lambda d: torch.cat([d[n].double().flatten() for n in names])
+            def cat(d, names=names):
+                return torch.cat([d[n].double().flatten() for n in names])
+
             w, prev, w0 = cat(after), cat(before), cat(initial)
             row[("weight_norm", layer)] = float(w.norm())
             row[("update_size", layer)] = float((w - prev).norm())
@@ -180,7 +181,10 @@ def test_lightning_trainer_callback(tmp_path, one_thread):
     trainer.fit(module, data)
 
     content, logged = logged_values(logger.log_dir)  # the logger's own run directory
-    members = {name: [f"net.{name.split('.')[-1]}.weight", f"net.{name.split('.')[-1]}.bias"] for name in content["layers"]}
+    members = {
+        name: [f"net.{name.split('.')[-1]}.weight", f"net.{name.split('.')[-1]}.bias"]
+        for name in content["layers"]
+    }
     assert content["layers"] == ["net.0", "net.2"]
     expected = reference([(s, before, after, grads) for s, before, after, grads in records], members)
     assert [r[0] for r in records] == [0, 1, 2, 3]

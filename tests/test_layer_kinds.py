@@ -61,7 +61,9 @@ def test_weight_norm_is_one_layer_measured_on_the_weight_it_uses(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.3)
     tracker = LayerDynamics(model, str(tmp_path), histogram_every=None)
     tracker.attach(opt)
-    snapshot = lambda: torch.cat([fc.weight.detach().double().flatten(), fc.bias.detach().double()])
+    def snapshot():
+        return torch.cat([fc.weight.detach().double().flatten(), fc.bias.detach().double()])
+
     weights, grads = [snapshot()], []
     for _ in range(3):
         opt.zero_grad()

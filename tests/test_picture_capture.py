@@ -274,7 +274,8 @@ def lenet_run(tmp_path_factory):
         grads[step] = {n: p.grad.clone() for n, p in model.named_parameters()}
         with torch.no_grad():
             conv1 = model.conv1(x[:1])
-            fc2 = model.fc2(F.relu(model.fc1(F.max_pool2d(F.relu(model.conv2(F.max_pool2d(F.relu(conv1), 2))), 2).flatten(1))))
+            conv2 = model.conv2(F.max_pool2d(F.relu(conv1), 2))
+            fc2 = model.fc2(F.relu(model.fc1(F.max_pool2d(F.relu(conv2), 2).flatten(1))))
         activations[step] = {"conv1": conv1[0], "fc2": fc2[0]}
         opt.zero_grad()
     assert hook_counts(model) == hooks
@@ -298,7 +299,8 @@ def test_weights_and_gradients_are_the_tensors_at_their_step(lenet_run):
                 tensor = source[step][f"{layer}.weight"]
                 plan = picture_layouts.weight_plan(f"{layer}.weight", tensor.shape)
                 assert parsed.shapes[index] == plan.picture_shape
-                assert parsed.descriptions[index] == plan.description.replace("|w|", "|g|" if kind == "gradients" else "|w|")
+                pooled = "|g|" if kind == "gradients" else "|w|"
+                assert parsed.descriptions[index] == plan.description.replace("|w|", pooled)
                 assert_close_to_levels(picture.planes[0], reference_picture(tensor.numpy(), plan))
 
 
@@ -325,7 +327,8 @@ def test_travel_is_the_distance_from_the_first_weights(lenet_run):
             travel = (weights[step][name] - weights[1][name]).abs()
             plan = picture_layouts.weight_plan(name, travel.shape)
             assert_close_to_levels(picture.planes[0], reference_picture(travel.numpy(), plan))
-            assert_close_to_levels(picture.planes[1], reference_picture(weights[step][name].numpy(), plan, key=travel.numpy()))
+            reference = reference_picture(weights[step][name].numpy(), plan, key=travel.numpy())
+            assert_close_to_levels(picture.planes[1], reference)
             if step == 1:
                 assert (picture.planes[0].values() == 0).all()
                 drawn = payload.picture_rgb(parsed, parsed.layers.index(layer), picture)
@@ -346,7 +349,7 @@ def test_activations_of_the_chosen_layers(lenet_run):
 
 
 def test_every_picture_draws_at_its_documented_size(lenet_run):
-    for kind, frames in lenet_run[0].items():
+    for frames in lenet_run[0].values():
         for _, parsed, pictures in frames:
             for index, picture in enumerate(pictures):
                 drawn = payload.picture_rgb(parsed, index, picture)

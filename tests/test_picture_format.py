@@ -357,7 +357,8 @@ def test_decode_names_what_is_wrong():
     bad_facts.tensor.string_val[0] = b'{"facts": [[1, 2, 3], null]}'
     with pytest.raises(envelope.FormatError, match="facts"):
         payload.decode(parsed, bad_facts)
-    other = payload.parse_layout(dict(small_layout(shapes=[(4, 6), (2, 10)], tiles=[(2, 3), (2, 10)]), kind=payload.KIND, version=1))
+    content = small_layout(shapes=[(4, 6), (2, 10)], tiles=[(2, 3), (2, 10)])
+    other = payload.parse_layout(dict(content, kind=payload.KIND, version=1))
     with pytest.raises(envelope.FormatError, match="layout says 2x10"):
         payload.decode(other, value)
 
@@ -383,7 +384,9 @@ def test_rgb_lays_tiles_out_one_pixel_apart():
 
 
 def test_travel_rgb_colours_the_weight_by_its_travel():
-    content = small_layout(picture="travel", layers=["fc"], shapes=[(1, 3)], tiles=[(1, 3)], cells=[1], descriptions=["fc"])
+    content = small_layout(
+        picture="travel", layers=["fc"], shapes=[(1, 3)], tiles=[(1, 3)], cells=[1], descriptions=["fc"]
+    )
     parsed = payload.parse_layout(dict(content, kind=payload.KIND, version=1))
     weight = np.array([[-1.0, 0.5, 1.0]])
     travel = np.array([[0.0, 0.2, 0.4]])

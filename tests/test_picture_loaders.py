@@ -79,7 +79,7 @@ def test_both_loaders_serve_every_picture_at_its_documented_size(logdir, loader)
     written = picture_events(str(logdir / "run"))
     assert sorted(written) == sorted(payload.PICTURES)
     raw = {}
-    for kind, frames in written.items():
+    for frames in written.values():
         for step, parsed, pictures in frames:
             raw.setdefault(payload.tag(_content(parsed)), {})[step] = pictures
     assert [sorted(steps) for steps in raw.values()].count(PICTURE_STEPS) == 4  # updates start at 3

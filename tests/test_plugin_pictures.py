@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import picture_logdir
 from conftest import LOADERS, make_layout, random_values, tensorboard_client, write_layer_metrics
-from picture_helpers import LeNet, picture_events
+from picture_helpers import LeNet
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import pictures as payload
 
@@ -148,7 +148,7 @@ def _reference(run_dir, model=None):
         steps = sorted({s for layer in by_layer.values() for s in layer})
         layers = []
         newest = max((layout for layer in by_layer.values() for _, layout, _, _ in layer.values()),
-                     key=lambda l: len(l.layers))
+                     key=lambda parsed: len(parsed.layers))
         for name in newest.layers:
             mine = by_layer[name]
             last = mine[max(mine)]

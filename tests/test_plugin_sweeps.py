@@ -132,8 +132,6 @@ def test_runs_counts_sweeps_and_lists_runs_with_sweeps_only(client, logged):
         "last_step": None,
         "sweeps": sweep_logdir.MANY_STEPS + len(sweep_logdir.SWEEP_STEPS),
         "pictures": [],
-        "model": None,
-        "descriptions": None,
     }
     assert by_run["mlp"]["sweeps"] == 4 * len(sweep_logdir.SWEEP_STEPS)
     assert by_run["mlp"]["layers"] == logged.results[("mlp", 4)].layers

@@ -98,7 +98,7 @@ def test_every_kind_reads_back_as_written(trained, tmp_path):
                 for p, m in enumerate(layout.maps)
             ]
             assert series.scales == scales and series.scale == scales[0]
-            for i, (step, layout, picture) in enumerate(logged):
+            for i, (_, layout, picture) in enumerate(logged):
                 for p, name in enumerate(layout.planes):
                     expected = picture.planes[p].values()
                     np.testing.assert_array_equal(series.values(i, p), expected)
@@ -107,7 +107,8 @@ def test_every_kind_reads_back_as_written(trained, tmp_path):
                 drawn = series.rgb(i)
                 assert drawn.dtype == np.uint8 and drawn.shape == layout.drawn_shape(index) + (3,)
                 np.testing.assert_array_equal(drawn, payload.picture_rgb(layout, index, picture, scales))
-                np.testing.assert_array_equal(series.rgb(i, per_frame=True), payload.picture_rgb(layout, index, picture))
+                expected = payload.picture_rgb(layout, index, picture)
+                np.testing.assert_array_equal(series.rgb(i, per_frame=True), expected)
                 assert series.frame_scales(i) == [
                     payload.frame_scale(m, plane.quantiles) for m, plane in zip(layout.maps, picture.planes)
                 ]
@@ -124,7 +125,8 @@ def test_weight_values_are_the_weights_logged(trained, tmp_path):
         series = images["weights"][layer]
         for i, step in enumerate(series.steps.tolist()):
             weight = weights[step][layer]
-            expected = reference_picture(weight.numpy(), picture_layouts.weight_plan(f"{layer}.weight", tuple(weight.shape)))
+            plan = picture_layouts.weight_plan(f"{layer}.weight", tuple(weight.shape))
+            expected = reference_picture(weight.numpy(), plan)
             got = series.values(i)
             low, high = series.picture(i).planes[0].interval
             assert got.shape == expected.shape
@@ -175,7 +177,10 @@ def test_bad_indices_and_planes_are_clear_errors(trained, tmp_path):
 
 def _written(rng, kind, layers, shapes, absent=()):
     """Random values of one call for ``layers`` (``None`` for those in ``absent``)."""
-    return [None if name in absent else picture_logdir.random_planes(rng, kind, shape) for name, shape in zip(layers, shapes)]
+    return [
+        None if name in absent else picture_logdir.random_planes(rng, kind, shape)
+        for name, shape in zip(layers, shapes)
+    ]
 
 
 def test_layouts_are_merged_by_layer_and_the_record_written_last_wins(tmp_path):
@@ -271,7 +276,8 @@ def test_steps_that_go_back_read_as_tensorboard_serves_them(tmp_path):
     layout = picture_logdir.content("gradients", ["a", "b"], [[3, 2], [1, 5]])
     run_dir = tmp_path / "logdir" / "run"
     steps = [0, 1, 2, 3, 4, 5, 2, 3]
-    picture_logdir.write(str(run_dir), [(s, layout, _written(rng, "gradients", ["a", "b"], layout["shapes"])) for s in steps])
+    frames = [(s, layout, _written(rng, "gradients", ["a", "b"], layout["shapes"])) for s in steps]
+    picture_logdir.write(str(run_dir), frames)
     time.sleep(1.1)  # a later file name (TensorBoard names files by the second they open)
     picture_logdir.write(str(run_dir), [(4, layout, _written(rng, "gradients", ["a", "b"], layout["shapes"]))],
                          start_wall=2000.0)
@@ -296,7 +302,8 @@ def test_a_truncated_file_is_read_up_to_the_cut(tmp_path):
         data = f.read()
     with open(path, "wb") as f:
         f.write(data[:-40])  # into the last record
-    series = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=str(tmp_path / "cache"))["run"].images["activations"]["conv"]
+    runs = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=str(tmp_path / "cache"))
+    series = runs["run"].images["activations"]["conv"]
     assert series.steps.tolist() == [0, 1, 2]
     np.testing.assert_array_equal(series.values(2), picture_logdir.plane_values(pictures[2][0], "activations")[0])
     assert series.maps == ("gray",) and series.scale[0] < series.scale[1]
@@ -316,7 +323,8 @@ def test_a_malformed_picture_record_is_skipped_with_one_warning(tmp_path, caplog
         writer.add_event(event_pb2.Event(step=step, wall_time=1000.0 + step, summary=pb))
     writer.close()
     with caplog.at_level(logging.WARNING):
-        series = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=str(tmp_path / "cache"))["run"].images["weights"]["a"]
+        runs = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=str(tmp_path / "cache"))
+        series = runs["run"].images["weights"]["a"]
     assert series.steps.tolist() == [0, 1, 4]
     warnings = [r.getMessage() for r in caplog.records if "'run'" in r.getMessage()]
     assert len(warnings) == 1 and "not JSON" in warnings[0] and payload.tag(layout) in warnings[0]

@@ -350,7 +350,9 @@ def _content(layout, **changes):
     return json.dumps({k: v for k, v in body.items() if v is not Ellipsis})
 
 
-GOOD = make_layout(["a", "b"], metrics=["rwc", "weight_norm"], groups=[{"name": "g", "kind": "user", "members": ["a", "b"]}])
+GOOD = make_layout(
+    ["a", "b"], metrics=["rwc", "weight_norm"], groups=[{"name": "g", "kind": "user", "members": ["a", "b"]}]
+)
 TAG = layer_metrics.TAG_PREFIX + "bad"
 ZEROS = np.zeros((2, 3), np.float32)
 
@@ -412,7 +414,7 @@ def malformed_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("malformed")
     rng = np.random.default_rng(8)
     good_values = random_values(rng, 4, GOOD)
-    for index, (name, (bad, _)) in enumerate(MALFORMED.items()):
+    for index, (bad, _) in enumerate(MALFORMED.values()):
         writer = EventFileWriter(str(logdir / f"case{index}"))
         for step in range(4):
             summary = layer_metrics.summary(good_values[step], GOOD, with_metadata=step == 0)
@@ -535,7 +537,8 @@ def test_a_remote_fsspec_logdir_reads_and_serves_like_a_local_one(tmp_path):
             np.testing.assert_array_equal(values, want["solo"].metrics["rwc"])
             # Data appended to the remote file appears at the next listing.
             [path] = [p for p in memory.find("/layerdyn-test-logdir/solo")]
-            layout = make_layout(["a", "b", "c"], metrics=["rwc", "grad_norm"], groups=[{"name": "early", "kind": "user", "members": ["a", "b"]}])
+            early = [{"name": "early", "kind": "user", "members": ["a", "b"]}]
+            layout = make_layout(["a", "b", "c"], metrics=["rwc", "grad_norm"], groups=early)
             extra = tmp_path / "extra"
             write_layer_metrics(str(extra), layout, [5000], random_values(np.random.default_rng(1), 1, layout))
             [extra_file] = os.listdir(extra)

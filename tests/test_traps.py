@@ -7,7 +7,6 @@ import os
 import subprocess
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -31,7 +31,7 @@ def _serve(name, content_type, static_dir):
             raise errors.NotFoundError(
                 f"{name} of the Layer Dynamics frontend was not built: reinstall tb_layerdyn "
                 "(pip install .) or run `node frontend/build.mjs` in a source checkout"
-            )
+            ) from None
         return http_util.Respond(request, content, content_type)
 
     return app

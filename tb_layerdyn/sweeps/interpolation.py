@@ -12,6 +12,7 @@ Each curve also carries its *travel*, the Euclidean distance ``|theta1 - theta0|
 moves. Alpha is any real number: values outside [0, 1] extrapolate along the same line.
 """
 
+import functools
 import zlib
 
 import numpy as np
@@ -212,7 +213,7 @@ def _sweep_layers(session, result):
         evaluate, close = session.cached(names)
         try:
             points = _alpha_points(
-                session, result, lambda alpha: session.lerp(names, alpha), evaluate
+                session, result, functools.partial(session.lerp, names), evaluate
             )
         finally:
             close()
