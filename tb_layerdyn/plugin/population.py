@@ -177,7 +177,8 @@ def distances(found, step, layer, members, order):
 
 def distances_json(header, matrix):
     body = dict(header)
-    body["matrix"] = RawJSON(json_numbers.float_rows(matrix)) if len(matrix) else []
+    # As float32 first: nine digits then read back as exactly the binary answer's values.
+    body["matrix"] = RawJSON(json_numbers.float_rows(matrix.astype(np.float32))) if len(matrix) else []
     return body
 
 
@@ -199,7 +200,8 @@ def trajectories(found, layer, members):
 def trajectories_json(header, x, y):
     body = dict(header)
     for key, values in (("x", x), ("y", y)):
-        body[key] = RawJSON(json_numbers.float_rows(values)) if values.size else [[] for _ in range(len(values))]
+        body[key] = (RawJSON(json_numbers.float_rows(values.astype(np.float32))) if values.size
+                     else [[] for _ in range(len(values))])
     return body
 
 
