@@ -87,7 +87,9 @@ def mosaic(tensors, plan: picture_layouts.Plan) -> List[torch.Tensor]:
             empty = rows * columns - cells
             maps = [torch.cat([m, m.new_full((empty, pooled_h, pooled_w), float("nan"))]) for m in maps]
         return [
-            m.reshape(rows, columns, pooled_h, pooled_w).permute(0, 2, 1, 3).reshape(rows * pooled_h, columns * pooled_w)
+            m.reshape(rows, columns, pooled_h, pooled_w)
+            .permute(0, 2, 1, 3)
+            .reshape(rows * pooled_h, columns * pooled_w)
             for m in maps
         ]
     rows, columns = plan.grid
