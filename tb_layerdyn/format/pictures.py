@@ -361,10 +361,11 @@ def dequantize(levels, interval, bits=8) -> np.ndarray:
     return values
 
 
-def encode(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Plane:
-    """A ``Plane`` of a 2-D array of values: its PNG, interval and quantiles (see ``quantize``)."""
+def encode(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES, compress=True) -> Plane:
+    """A ``Plane`` of a 2-D array of values: its PNG, interval and quantiles (see ``quantize``);
+    ``compress`` as ``png.encode``'s."""
     levels, plane = quantize(values, map_name, bits, quantiles)
-    return dataclasses.replace(plane, png=png.encode(levels))
+    return dataclasses.replace(plane, png=png.encode(levels, compress))
 
 
 # ----------------------------------------------------------------------------- events

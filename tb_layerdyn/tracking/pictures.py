@@ -325,13 +325,18 @@ class PictureCapture:
     def _write(self, sink, kind, names, pictures, step):
         content, tag = self._layout(kind, names)
         maps = content["maps"]
+        # Only activations compress well enough to pay for it (png.py says what was measured).
+        compress = kind == "activations"
         encoded = []
         for planes in pictures:
             if planes is None:
                 encoded.append(None)
                 continue
             host = [p.cpu().numpy() for p in planes]
-            encoded.append([payload.encode(values, map_name, BITS) for values, map_name in zip(host, maps)])
+            encoded.append([
+                payload.encode(values, map_name, BITS, compress=compress)
+                for values, map_name in zip(host, maps)
+            ])
         proto = payload.summary(encoded, content, with_metadata=sink.needs_metadata(tag), tag_name=tag)
         sink.write_summary(proto, step)
 
