@@ -51,26 +51,75 @@ export class RequestError extends Error {
 }
 
 /**
+ * Requests in flight at once. A browser holds six connections to a host and queues the rest; a
+ * population of a thousand runs would queue thousands of requests, which Chromium refuses past a
+ * few hundred (`net::ERR_INSUFFICIENT_RESOURCES`). Requests wait here instead, in order.
+ */
+export const MAX_REQUESTS_IN_FLIGHT = 6;
+
+/**
+ * Runs async tasks at most `limit` at a time, in the order they were queued.
+ * @param {number} limit
+ * @returns {<T>(task: () => Promise<T>) => Promise<T>}
+ */
+export function createLimiter(limit) {
+  let running = 0;
+  /** @type {Array<() => void>} */
+  const queue = [];
+  const next = () => {
+    if (running >= limit || queue.length === 0) return;
+    running++;
+    /** @type {() => void} */ (queue.shift())();
+  };
+  return (task) => new Promise((resolve, reject) => {
+    queue.push(() => {
+      task().then(resolve, reject).finally(() => {
+        running--;
+        next();
+      });
+    });
+    next();
+  });
+}
+
+const limited = createLimiter(MAX_REQUESTS_IN_FLIGHT);
+
+/**
+ * `fetch` under the limit of requests in flight; the body is read before the slot is given back.
+ * @template T
+ * @param {string} url
+ * @param {string} accept
+ * @param {(response: Response) => Promise<T>} read
+ * @returns {Promise<T>}
+ */
+function limitedFetch(url, accept, read) {
+  return limited(async () => read(await fetch(url, { headers: { Accept: accept } })));
+}
+
+/**
  * Fetches a route and parses its JSON.
  * @param {string} url relative URL.
  * @returns {Promise<any>}
  */
 async function fetchJson(url) {
-  let response;
+  /** @type {{response: Response, text: string | null, body: any, bad: boolean}} */
+  let got;
   try {
-    response = await fetch(url, { headers: { Accept: 'application/json' } });
+    got = await limitedFetch(url, 'application/json', async (response) => {
+      if (!response.ok) return { response, text: (await response.text()).trim(), body: null, bad: false };
+      try {
+        return { response, text: null, body: await response.json(), bad: false };
+      } catch (e) {
+        return { response, text: null, body: null, bad: true };
+      }
+    });
   } catch (e) {
     throw new RequestError(url, null, e instanceof Error ? e.message : String(e));
   }
-  if (!response.ok) {
-    const text = (await response.text()).trim();
-    throw new RequestError(url, response.status, text || response.statusText);
-  }
-  try {
-    return await response.json();
-  } catch (e) {
-    throw new RequestError(url, response.status, 'the answer is not valid JSON');
-  }
+  const { response } = got;
+  if (!response.ok) throw new RequestError(url, response.status, got.text || response.statusText);
+  if (got.bad) throw new RequestError(url, response.status, 'the answer is not valid JSON');
+  return got.body;
 }
 
 /**
@@ -79,17 +128,18 @@ async function fetchJson(url) {
  * @returns {Promise<ArrayBuffer>}
  */
 export async function fetchBinary(url) {
-  let response;
+  /** @type {{response: Response, text: string | null, body: ArrayBuffer | null}} */
+  let got;
   try {
-    response = await fetch(url, { headers: { Accept: 'application/octet-stream' } });
+    got = await limitedFetch(url, 'application/octet-stream', async (response) => (response.ok
+      ? { response, text: null, body: await response.arrayBuffer() }
+      : { response, text: (await response.text()).trim(), body: null }));
   } catch (e) {
     throw new RequestError(url, null, e instanceof Error ? e.message : String(e));
   }
-  if (!response.ok) {
-    const text = (await response.text()).trim();
-    throw new RequestError(url, response.status, text || response.statusText);
-  }
-  return response.arrayBuffer();
+  const { response } = got;
+  if (!response.ok) throw new RequestError(url, response.status, got.text || response.statusText);
+  return /** @type {ArrayBuffer} */ (got.body);
 }
 
 /**

@@ -28,6 +28,8 @@ export const CSS = Object.freeze({
   filterInvalid: 'ld-filter-invalid',
   filterMessage: 'ld-filter-message',
   list: 'ld-list',
+  listSpacer: 'ld-list-spacer',
+  listWindow: 'ld-list-window',
   runRow: 'ld-run-row',
   layerRow: 'ld-layer-row',
   chip: 'ld-chip',
