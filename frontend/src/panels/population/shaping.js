@@ -142,7 +142,7 @@ export function populationLabel(p) {
  *   ramp's start.
  * @param {Uint8ClampedArray} table
  * @param {readonly [number, number, number]} missing colour of an undefined cell.
- * @returns {Uint8ClampedArray}
+ * @returns {Uint8ClampedArray<ArrayBuffer>}
  */
 export function matrixPixels(matrix, n, order, max, table, missing) {
   const pixels = new Uint8ClampedArray(n * n * 4);
