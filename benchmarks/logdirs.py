@@ -179,9 +179,39 @@ def population_metrics(weights, grads):
     return values.astype(np.float32)
 
 
+# Values of a simulated layer: what its sketch holds (the weights of a layer this size would be
+# sketched to this many values by the tracker).
+POPULATION_SKETCH = 64
+
+
+def _sketch_content():
+    """The sketches layout of the population's layers, or ``None`` where this checkout's format
+    package has no sketches yet."""
+    try:
+        from tb_layerdyn.format import sketches
+    except ImportError:
+        return None
+    # nn.Linear's parameters: weight (out, in), bias (out,).
+    shapes = {
+        name: [(f"{name}.weight", (100, inputs)), (f"{name}.bias", (100,))]
+        for name, inputs in zip(POPULATION_LAYERS, (784, 100, 100))
+    }
+    return sketches, sketches.layout(
+        layers=list(POPULATION_LAYERS),
+        param_counts=list(POPULATION_PARAMS),
+        dims=[POPULATION_SKETCH] * len(POPULATION_LAYERS),
+        seeds=[sketches.layer_seed(name, shapes[name]) for name in POPULATION_LAYERS],
+    )
+
+
 def write_population(logdir, models=1000, steps=30, configs=10, seed=0):
     """A logdir of ``models`` runs (``population_run_names``) of ``steps`` calls each of the
     3-layer population, one event per call, written with the format package.
+
+    The weights are simulated (``simulate_population``), ``POPULATION_SKETCH`` values a layer; the
+    metrics are computed from them as the tracker would, and, where the format package has
+    sketches, each call also writes the layers' sketches: the simulated values themselves, under
+    the layout of the real layers' sizes (so distances between runs are those of the simulation).
 
     Returns:
         The run names.
@@ -198,7 +228,12 @@ def write_population(logdir, models=1000, steps=30, configs=10, seed=0):
         descriptions=["Linear 784→100", "Linear 100→100", "Linear 100→100"],
     )
     tag = layer_metrics.tag(content)
-    weights, grads = simulate_population(models, steps, configs=configs, seed=seed)
+    weights, grads = simulate_population(models, steps, dim=POPULATION_SKETCH, configs=configs, seed=seed)
+    sketched = _sketch_content()
+    if sketched is not None:
+        sketches, sketch_content = sketched
+        sketch_tag = sketches.tag(sketch_content)
+        flat = weights[1:].reshape(steps, models, -1).astype(np.float32)
     values = population_metrics(weights, grads)
     wall = time.time()
     version = _frame([event_pb2.Event(wall_time=wall, file_version="brain.Event:2").SerializeToString()])
@@ -210,6 +245,9 @@ def write_population(logdir, models=1000, steps=30, configs=10, seed=0):
             summary = layer_metrics.summary(values[step, m], content, with_metadata=step == 0, tag_name=tag)
             event = event_pb2.Event(step=step, wall_time=wall + step, summary=summary)
             records.append(event.SerializeToString())
+            if sketched is not None:
+                summary = sketches.summary(flat[step, m], sketch_content, with_metadata=step == 0, tag_name=sketch_tag)
+                records.append(event_pb2.Event(step=step, wall_time=wall + step, summary=summary).SerializeToString())
         path = os.path.join(run_dir, f"events.out.tfevents.{int(wall)}.population.{os.getpid()}.0")
         with open(path, "wb") as f:
             f.write(version + _frame(records))
