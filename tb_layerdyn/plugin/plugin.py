@@ -17,7 +17,7 @@ from tb_layerdyn.format import envelope
 from tb_layerdyn.format import pictures as picture_format
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.plugin import data as plugin_data
-from tb_layerdyn.plugin import params, payloads, responses, static
+from tb_layerdyn.plugin import params, payloads, population, responses, static
 from tb_layerdyn.reading import models, pictures, sweep_index
 
 DEFAULT_MAX_POINTS = 10000
@@ -48,6 +48,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         """
         self._data = plugin_data.PluginData(context.flags, cache_dir)
         self._pictures = pictures.Listings()
+        self._populations = population.Populations(self._data)
         self._static_dir = static_dir
 
     def get_plugin_apps(self):
@@ -61,6 +62,9 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             "/sweep": self.sweep_route,
             "/pictures": self.pictures_route,
             "/frame": self.frame_route,
+            "/sketches": self.sketches_route,
+            "/distances": self.distances_route,
+            "/trajectories": self.trajectories_route,
         }
         apps.update(static.static_apps(self._static_dir))
         return apps
@@ -243,6 +247,52 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
                 "from their event file"
             )
         return payloads.picture_frame(run, model, listed, row, found)
+
+    # distances between runs (population.py)
+
+    @wrappers.Request.application
+    def sketches_route(self, request):
+        model = params.optional(request, "model")
+        return _respond_json(request, self.sketches_impl(model, "model" in request.args))
+
+    def sketches_impl(self, model=None, filtered=False):
+        """The body of ``sketches``: every population (of ``model`` when ``filtered``)."""
+        self._data.refresh_for_request()
+        return population.listing(self._populations.all(), model, filtered, self._data.loading)
+
+    @wrappers.Request.application
+    def distances_route(self, request):
+        model, architecture, layer, runs = population.query(request)
+        step = population.step_param(request)
+        order = params.choice(request, "order", population.ORDERS, "cluster")
+        encoding_format = params.choice(request, "format", FORMATS, "json")
+        header, matrix = self.distances_impl(step, model, architecture, layer, runs, order)
+        if encoding_format == "binary":
+            body = population.binary(header, len(matrix), [matrix])
+            return http_util.Respond(request, body, "application/octet-stream")
+        return _respond_json(request, population.distances_json(header, matrix))
+
+    def distances_impl(self, step, model=None, architecture=None, layer=None, runs=None, order="cluster"):
+        """The header and matrix of ``distances``: run x run distances at ``step``."""
+        found = self._populations.pick(model, architecture)
+        members = population.chosen(found, layer, runs)
+        return population.distances(found, step, layer, members, order)
+
+    @wrappers.Request.application
+    def trajectories_route(self, request):
+        model, architecture, layer, runs = population.query(request)
+        encoding_format = params.choice(request, "format", FORMATS, "json")
+        header, x, y = self.trajectories_impl(model, architecture, layer, runs)
+        if encoding_format == "binary":
+            body = population.binary(header, len(header["steps"]), [x, y])
+            return http_util.Respond(request, body, "application/octet-stream")
+        return _respond_json(request, population.trajectories_json(header, x, y))
+
+    def trajectories_impl(self, model=None, architecture=None, layer=None, runs=None):
+        """The header and coordinates of ``trajectories``."""
+        found = self._populations.pick(model, architecture)
+        members = population.chosen(found, layer, runs)
+        return population.trajectories(found, layer, members)
 
     # shared lookups
 
