@@ -181,7 +181,7 @@ def population_metrics(weights, grads):
 
 # Values of a simulated layer: what its sketch holds (the weights of a layer this size would be
 # sketched to this many values by the tracker).
-POPULATION_SKETCH = 64
+POPULATION_SKETCH = 128
 
 
 def _sketch_content():

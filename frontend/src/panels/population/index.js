@@ -55,6 +55,9 @@ const POP_CSS = Object.freeze({
 const MATRIX_SIDE_MAX = 520;
 const STRIP_WIDTH = 6;
 const TRAJECTORY_HEIGHT = 420;
+/** Narrowest a figure gets beside the other; the gap between them (style.css has the same). */
+const FIGURE_MIN_WIDTH = 380;
+const FIGURE_GAP = 24;
 /** Opacity of a run's whole path; its point at the chosen step is drawn opaque. */
 const PATH_ALPHA = 0.28;
 const POINT_RADIUS = 2.5;
@@ -127,9 +130,10 @@ export function createPopulationPanel(context) {
     plot = null;
   }
 
+  /** The width of each figure: half the panel each when it is wide enough for two. */
   function figureWidth() {
     const width = shell.body.clientWidth || 900;
-    return width > 1000 ? Math.floor((width - 24) / 2) : width;
+    return width >= 2 * FIGURE_MIN_WIDTH + FIGURE_GAP ? Math.floor((width - FIGURE_GAP) / 2) - 1 : width;
   }
 
   /**
@@ -185,6 +189,9 @@ export function createPopulationPanel(context) {
       el('span', { text: '0' }), ramp, el('span', { text: formatValue(d.max) }),
       d.missing.length ? el('span', { text: `· ${d.missing.length} run${d.missing.length === 1 ? '' : 's'} without a sketch at this step` }) : null,
     ]);
+    // What the cursor pointed at belonged to the step drawn before.
+    matrixReadout.textContent = '';
+    matrixBox.style.width = `${figureWidth()}px`;
     matrixBox.replaceChildren(caption, scale, el('div', { className: POP_CSS.matrix }, [strip, canvas]), matrixReadout);
   }
 
@@ -234,6 +241,7 @@ export function createPopulationPanel(context) {
       pathReadout.textContent = '';
     });
     const spread = t.mean_distance === null ? '' : ` · mean distance from the centre ${formatValue(t.mean_distance)}`;
+    pathBox.style.width = `${figureWidth()}px`;
     pathBox.replaceChildren(
       el('div', { className: POP_CSS.caption, text: `${t.runs.length} runs over ${t.points} steps${spread}` }),
       element, pathReadout,
