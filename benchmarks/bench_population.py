@@ -110,7 +110,8 @@ def _use_the_tab(browser, base, names, quick):
     if has_matrix:
         # The matrix, or a message saying why there is none (no sketches route in this checkout).
         frame.wait_for_function(
-            "(sel) => document.querySelector(sel) || document.querySelector('[data-panel=population] .ld-state')",
+            "(sel) => document.querySelector(sel)"
+            " || document.querySelector('[data-panel=population] :is(.ld-state-error, .ld-state-empty)')",
             arg=MATRIX, timeout=180000, polling=50,
         )
         if frame.query_selector(MATRIX):

@@ -334,7 +334,8 @@ export function createPopulationPanel(context) {
   }
 
   /**
-   * Fetches the matrix and the trajectories together and draws both.
+   * Fetches the matrix and the trajectories together, and draws each as it comes: the matrix of
+   * one step is usually ready well before the paths of every step.
    * @param {number} ticket
    */
   async function showAll(ticket) {
@@ -348,24 +349,42 @@ export function createPopulationPanel(context) {
     stepLabel.textContent = String(step);
     const stepTicket = stepGuard.next();
     shell.setBusy(true);
-    let d;
-    let t;
-    try {
-      [d, t] = await Promise.all([distances(context.model, choice, step), trajectories(context.model, choice)]);
-    } catch (e) {
+    paths = null;
+    column = -1;
+    destroyPlot();
+    const pending = [distances(context.model, choice, step), trajectories(context.model, choice)];
+    // Neither failure is left unhandled while the other is awaited.
+    for (const p of pending) p.catch(() => {});
+    const failed = (/** @type {unknown} */ e) => {
       if (!guard.isCurrent(ticket)) return;
       destroyPlot();
       shell.showError(e);
+    };
+    let d;
+    try {
+      d = await pending[0];
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    await yieldToBrowser();
+    if (!guard.isCurrent(ticket)) return;
+    if (shell.body.firstChild !== content) shell.show([content]);
+    pathBox.replaceChildren(stateMessage('loading', 'Projecting every run’s path…'));
+    if (stepGuard.isCurrent(stepTicket)) drawMatrix(/** @type {Distances} */ (d));
+    let t;
+    try {
+      t = /** @type {Trajectories} */ (await pending[1]);
+    } catch (e) {
+      failed(e);
       return;
     }
     await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
-    if (shell.body.firstChild !== content) shell.show([content]);
     paths = t;
-    column = t.steps.indexOf(step);
+    column = t.steps.indexOf(/** @type {number} */ (local.step));
     drawTrajectories(t);
-    if (stepGuard.isCurrent(stepTicket)) drawMatrix(d);
   }
 
   populationSelect.addEventListener('change', () => {
