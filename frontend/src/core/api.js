@@ -213,6 +213,131 @@ export function routeUrl(route, params) {
   return `./${route}${text ? `?${text}` : ''}`;
 }
 
+/**
+ * Entries asked for together before their series go out in `series_batch` requests; fewer go out
+ * one `series` request each, as a tab of a few runs always did.
+ */
+export const BATCH_MIN = 8;
+
+/** Most entries in one `series_batch` request (the route takes up to 256). */
+export const BATCH_SIZE = 100;
+
+/**
+ * The parts of a `series_batch` answer (http_api.md): a uint32 count, then per entry a uint32
+ * length and the entry's binary `series` answer, each copied into a buffer of its own (so its
+ * float64 steps stay aligned).
+ * @param {ArrayBuffer} buffer
+ * @returns {ArrayBuffer[]}
+ */
+export function splitBatch(buffer) {
+  const view = new DataView(buffer);
+  if (buffer.byteLength < 4) throw new Error('the batch answer is shorter than its count');
+  const count = view.getUint32(0, true);
+  const parts = [];
+  let offset = 4;
+  for (let i = 0; i < count; i++) {
+    if (offset + 4 > buffer.byteLength) throw new Error('the batch answer is shorter than its parts');
+    const length = view.getUint32(offset, true);
+    if (offset + 4 + length > buffer.byteLength) throw new Error('the batch answer is shorter than its parts');
+    parts.push(buffer.slice(offset + 4, offset + 4 + length));
+    offset += 4 + length;
+  }
+  return parts;
+}
+
+/**
+ * Series requests made in one task, gathered: when `flush` runs (after the task), those that share
+ * every parameter but the entry go out together, `BATCH_SIZE` entries a request.
+ * @typedef {{params: Record<string, string>, resolve: (p: SeriesPayload) => void,
+ *            reject: (e: unknown) => void}} PendingSeries
+ */
+export class SeriesBatcher {
+  /**
+   * @param {(url: string) => Promise<ArrayBuffer>} load fetches a binary answer.
+   */
+  constructor(load = fetchBinary) {
+    this.load = load;
+    /** @type {Map<string, {query: Record<string, string | number | undefined>, items: PendingSeries[]}>} */
+    this.pending = new Map();
+    this.scheduled = false;
+  }
+
+  /**
+   * One entry's series, batched with others asked for in the same task.
+   * @param {Record<string, string>} params the entry's `run` and `model`.
+   * @param {Record<string, string | number | undefined>} query the other parameters.
+   * @returns {Promise<SeriesPayload>}
+   */
+  series(params, query) {
+    const key = JSON.stringify(query);
+    let group = this.pending.get(key);
+    if (!group) {
+      group = { query, items: [] };
+      this.pending.set(key, group);
+    }
+    const items = group.items;
+    const promise = new Promise((resolve, reject) => items.push({ params, resolve, reject }));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => this.flush(), 0);
+    }
+    return /** @type {Promise<SeriesPayload>} */ (promise);
+  }
+
+  /** Sends what was gathered. */
+  flush() {
+    this.scheduled = false;
+    const groups = [...this.pending.values()];
+    this.pending.clear();
+    for (const { query, items } of groups) {
+      if (items.length < BATCH_MIN) {
+        for (const item of items) this.single(item, query);
+        continue;
+      }
+      for (let i = 0; i < items.length; i += BATCH_SIZE) this.batch(items.slice(i, i + BATCH_SIZE), query);
+    }
+  }
+
+  /**
+   * @param {PendingSeries} item
+   * @param {Record<string, string | number | undefined>} query
+   */
+  single(item, query) {
+    this.load(routeUrl('series', { ...item.params, ...query, format: 'binary' }))
+      .then((buffer) => item.resolve(decodeSeries(buffer)), item.reject);
+  }
+
+  /**
+   * One `series_batch` request; when it fails, each entry is asked on its own, so an entry the
+   * server refuses gets its own message and the others still draw.
+   * @param {PendingSeries[]} items
+   * @param {Record<string, string | number | undefined>} query
+   */
+  async batch(items, query) {
+    const search = new URLSearchParams();
+    for (const item of items) search.append('run', item.params.run);
+    if (items.some((item) => item.params.model !== undefined)) {
+      for (const item of items) search.append('model', item.params.model ?? '');
+    }
+    for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== null) search.set(key, String(value));
+    let parts;
+    try {
+      parts = splitBatch(await this.load(`./series_batch?${search}`));
+      if (parts.length !== items.length) throw new Error('the batch answer holds another number of entries');
+    } catch (e) {
+      for (const item of items) this.single(item, query);
+      return;
+    }
+    items.forEach((item, k) => {
+      try {
+        item.resolve(decodeSeries(parts[k]));
+      } catch (e) {
+        item.reject(e);
+      }
+    });
+  }
+}
+
 /** Route client with a per-URL cache of in-flight and finished requests. */
 export class Model {
   constructor() {
@@ -220,6 +345,7 @@ export class Model {
     this.cache = new Map();
     /** @type {Map<string, {run: string, model: string | null}>} entry name -> route parameters */
     this.entries = new Map();
+    this.batcher = new SeriesBatcher();
   }
 
   /**
@@ -283,11 +409,11 @@ export class Model {
    * @returns {Promise<SeriesPayload>}
    */
   series(run, metric, target, maxPoints, range = {}) {
-    const url = routeUrl('series', {
-      ...this.entryParams(run), metric, target, max_points: maxPoints, start: range.start, end: range.end,
-      format: 'binary',
-    });
-    return this.get(url, async (u) => decodeSeries(await fetchBinary(u)));
+    const params = this.entryParams(run);
+    const query = { metric, target, max_points: maxPoints, start: range.start, end: range.end };
+    const url = routeUrl('series', { ...params, ...query, format: 'binary' });
+    // Cached under the entry's own URL; asked, with the others of the same task, in batches.
+    return this.get(url, () => this.batcher.series(params, query));
   }
 
   /**
