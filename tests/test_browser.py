@@ -897,9 +897,17 @@ def test_population_tab(population_tensorboard, population_logdir, browser):
     problems = []
     page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    series_requests = []
+    page.on("request", lambda r: series_requests.append(r.url) if "/layer_dynamics/series" in r.url else None)
     page.goto(base + "/#layer_dynamics", wait_until="networkidle")
     frame = page.wait_for_selector(IFRAME, timeout=20000).content_frame()
     frame.wait_for_selector("[data-list=runs] [data-run]", timeout=20000)
+    frame.wait_for_function(
+        "(n) => document.querySelector('[data-panel=layer-curves] [data-legend=runs]')?.dataset.runs === n",
+        arg=str(len(names)), timeout=30000)
+    # Every run's curves came in a few batches, not one request a run.
+    assert series_requests and all("/series_batch?" in url for url in series_requests)
+    assert len(series_requests) <= 2 * -(-len(names) // 100), len(series_requests)
 
     # Every run listed, few rendered: the first ones, in the list's order.
     assert frame.text_content("[data-panel=picker] .ld-count") == f"{len(names)} of {len(names)}"
@@ -946,6 +954,7 @@ def test_population_tab(population_tensorboard, population_logdir, browser):
     last = _canvas_stats(frame, POPULATION_MATRIX)
     assert len(last) == 1 and last[0]["coloured"] > 5000 and last[0]["distinct"] > 50
     assert matrix.get_attribute("data-step") == str(POPULATION_STEPS - 1)
+    frame.wait_for_selector(POPULATION_PATHS, timeout=30000)
     paths = _canvas_stats(frame, POPULATION_PATHS)
     assert len(paths) == 1 and paths[0]["coloured"] > 1000
 
