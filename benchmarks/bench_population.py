@@ -17,6 +17,11 @@ session, the times taken by the page's own clock where the work is the page's.
 ``scroll frame ms``  the median frame while scrolling the run list from top to bottom, a screen
                      per frame (``longest frame ms``: the longest);
 ``rows in DOM``      the most run rows in the DOM at any point of the scroll (of ``runs``);
+``series one by one s``  every run's curves fetched by the page one ``series`` request a run,
+                     six in flight (as the tab did before ``series_batch``);
+``series_batch s``   the same in ``series_batch`` requests of 100 runs, six in flight (as the tab
+                     does), the two alternated (three times each in a full run);
+``batch speed-up``   the median of the paired ratios of the two;
 ``averaged s``       from choosing "averaged over seeds" to a chart per seed group drawn;
 ``settling s``       from the same moment to the settling table with a column per seed group;
 ``matrix s``         from opening the tab's URL to the population panel's matrix drawn
@@ -55,6 +60,35 @@ async (text) => {
   const handled = performance.now();
   await new Promise((resolve) => requestAnimationFrame(resolve));
   return {ms: performance.now() - started, handler: handled - started, count: Number(list.dataset.count || 0)};
+}
+"""
+
+# Fetches every run's curves as the tab did before batching (one ``series`` request a run, six in
+# flight) or as it does now (``series_batch``, 100 runs a request, six in flight); resolves with
+# the seconds taken. ``tag`` keeps the browser's cache out of it.
+_FETCH_JS = """
+async ([runs, batched, tag]) => {
+  const started = performance.now();
+  const urls = [];
+  const q = `metric=grad_norm&target=layers&max_points=2000&_=${tag}`;
+  if (batched) {
+    for (let i = 0; i < runs.length; i += 100) {
+      const chosen = runs.slice(i, i + 100).map((r) => 'run=' + encodeURIComponent(r));
+      urls.push('./series_batch?' + chosen.join('&') + '&' + q);
+    }
+  } else {
+    for (const r of runs) urls.push('./series?run=' + encodeURIComponent(r) + '&format=binary&' + q);
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < urls.length) {
+      const response = await fetch(urls[next++]);
+      if (!response.ok) throw new Error(`${response.status} ${response.url}`);
+      await response.arrayBuffer();
+    }
+  };
+  await Promise.all(Array.from({length: 6}, worker));
+  return (performance.now() - started) / 1000;
 }
 """
 
@@ -137,6 +171,13 @@ def _use_the_tab(browser, base, names, quick):
     if scroll["bottom"] != names[-1]:
         raise AssertionError(f"the list scrolled to {scroll['bottom']!r}, not the last run {names[-1]!r}")
 
+    # Every run's curves, one request a run beside 100 runs a request, in alternation.
+    singles, batches = [], []
+    for rep in range(1 if quick else 3):
+        singles.append(frame.evaluate(_FETCH_JS, [names, False, f"s{rep}"]))
+        batches.append(frame.evaluate(_FETCH_JS, [names, True, f"b{rep}"]))
+    ratios = [a / b for a, b in zip(singles, batches)]
+
     groups = len({n.split("/")[0] for n in names})
     started = time.monotonic()
     frame.select_option("[data-control=layout]", "averaged")
@@ -175,6 +216,9 @@ def _use_the_tab(browser, base, names, quick):
         "scroll frame ms": scroll["median"],
         "longest frame ms": scroll["longest"],
         "rows in DOM": scroll["rows"],
+        "series one by one s": statistics.median(singles),
+        "series_batch s": statistics.median(batches),
+        "batch speed-up": statistics.median(ratios),
         "averaged s": averaged,
         "settling s": settling,
         "matrix s": matrix if matrix is not None else "n/a",
