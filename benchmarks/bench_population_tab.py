@@ -1,4 +1,5 @@
-"""A population in the tab: the slides' 1,000 models x 30 iterations x 3 layers (003).
+"""A population in the tab: the slides' 1,000 models x 30 iterations x 3 layers (003); the
+reading side of the same shape is ``bench_population.py``.
 
 The logdir is written at run time (``logdirs.write_population``: simulated weights, the tracker's
 metrics computed from them, and their sketches where the format package has them), served by a
@@ -29,7 +30,7 @@ session, the times taken by the page's own clock where the work is the page's.
 ``matrix step s``    median from moving the step slider to the matrix of that step drawn.
 
 Needs Debian's Chromium and Playwright's Python driver (``bash scripts/setup.sh --test``). Run
-alone with ``python -m benchmarks population [--quick]``.
+alone with ``python -m benchmarks population_tab [--quick]``.
 """
 
 import os
