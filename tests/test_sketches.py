@@ -436,3 +436,22 @@ def test_a_model_name_keeps_its_own_population(tmp_path):
     with pytest.raises(ValueError, match="several models"):
         runs.distances(0)
     assert runs.distances(0, model="ema").names == ["a \u00b7 ema"]
+
+
+@pytest.mark.parametrize("shape", [(9000, 20), (50, 300)])
+def test_projection_of_many_points_matches_an_svd(shape):
+    """``_project``: the chunked float64 covariance (more points than values, chunks of 4,096
+    rows) and the Gram path (fewer), against an SVD of the centred points."""
+    rng = np.random.default_rng(4)
+    rows, width = shape
+    points = (rng.normal(size=(rows, width)) * np.linspace(3, 0.5, width) + 7.0).astype(np.float32)
+    coords, variances, total, mean_distance = populations._project(points, 2)
+    centred = points.astype(np.float64) - points.astype(np.float64).mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    for j in range(2):
+        reference = centred @ vt[j]
+        sign = np.sign(reference @ coords[:, j])
+        np.testing.assert_allclose(coords[:, j], sign * reference, rtol=1e-6, atol=1e-7)
+        assert variances[j] == pytest.approx(singular[j] ** 2, rel=1e-9)
+    assert total == pytest.approx((centred ** 2).sum(), rel=1e-9)
+    assert mean_distance == pytest.approx(np.sqrt((centred ** 2).sum(axis=1)).mean(), rel=1e-9)

@@ -279,6 +279,21 @@ def summary(values, content, *, with_metadata=True, tag_name=None):
     return summary_pb2.Summary(value=[value])
 
 
+def single_call_bytes(parsed: Layout, value):
+    """The little-endian float32 bytes of a value that holds one call exactly as the layout says
+    (every record the tracker writes); ``None`` for anything else, which ``decode`` then reads or
+    refuses. Readers use it as they use ``layer_metrics.single_call_bytes``."""
+    tensor = value.tensor
+    if tensor.dtype != types_pb2.DT_FLOAT:
+        return None
+    dims = tensor.tensor_shape.dim
+    width = parsed.shape[1]
+    if len(dims) != 1 or dims[0].size != width:
+        return None
+    content = tensor.tensor_content
+    return content if len(content) == 4 * width else None
+
+
 def check(parsed: Layout, value) -> None:
     """Raises ``envelope.FormatError`` unless ``value`` holds one call's sketches of ``parsed``."""
     decode(parsed, value, 0)

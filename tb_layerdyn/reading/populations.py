@@ -30,6 +30,8 @@ from tb_layerdyn.reading import columns
 _ITERATIONS = 8
 _OVERSAMPLE = 8
 _DIRECTION_SEED = 20240311  # a local generator's seed: never the global RNG streams
+# Widths up to which principal directions are computed exactly (an eigendecomposition).
+_EXACT_LIMIT = 2048
 
 
 @dataclasses.dataclass
@@ -227,16 +229,13 @@ class Population:
                 points[i, has] = member.rows(steps[has])[:, span]
         flat = points.reshape(-1, width)
         valid = np.isfinite(flat).all(axis=1)
-        x = np.full(len(flat), np.nan)
-        y = np.full(len(flat), np.nan)
+        usable = flat[valid]  # float32, compacted
+        del points, flat
+        x = np.full(len(valid), np.nan)
+        y = np.full(len(valid), np.nan)
         explained, mean_distance = (np.nan, np.nan), 0.0
-        if valid.any():
-            usable = flat[valid].astype(np.float64)
-            centre = usable.mean(axis=0)
-            usable -= centre
-            directions, variances = principal_directions(usable, 2)
-            total = float((usable * usable).sum())
-            coords = usable @ directions.T
+        if len(usable):
+            coords, variances, total, mean_distance = _project(usable, 2)
             # Sign: the points of the latest step that has some lie on the positive side.
             step_of_point = np.tile(np.arange(len(steps)), len(chosen))[valid]
             latest = step_of_point == step_of_point.max()
@@ -245,12 +244,54 @@ class Population:
             x[valid], y[valid] = coords[:, 0], coords[:, 1]
             if total > 0:
                 explained = tuple(float(v / total) for v in variances)
-            mean_distance = float(np.sqrt((usable * usable).sum(axis=1)).mean())
         shape = (len(chosen), len(steps))
         return Trajectories(
             names=[m.run for m in chosen], steps=steps, x=x.reshape(shape), y=y.reshape(shape),
             explained=explained, mean_distance=mean_distance, layer=layer,
         )
+
+
+# Rows converted to float64 at a time by ``_project``.
+_CHUNK = 4096
+
+
+def _project(points: np.ndarray, count: int):
+    """Centres float32 ``points`` and projects them on their ``count`` principal directions.
+
+    Where the covariance is small (width at most ``_EXACT_LIMIT`` and not above the number of
+    points), it is summed in float64 a chunk of rows at a time, so memory stays about the
+    float32 points themselves; otherwise ``principal_directions`` works on a float64 copy.
+
+    Returns:
+        ``(coords (points, count), variances (count,), total sum of squares, mean distance of
+        the points from their centre)``.
+    """
+    rows, width = points.shape
+    chunks = [slice(start, min(rows, start + _CHUNK)) for start in range(0, rows, _CHUNK)]
+    centre = np.zeros(width)
+    for chunk in chunks:
+        centre += points[chunk].sum(axis=0, dtype=np.float64)
+    centre /= rows
+    if width <= min(rows, _EXACT_LIMIT):
+        covariance = np.zeros((width, width))
+        for chunk in chunks:
+            block = points[chunk] - centre
+            covariance += block.T @ block
+        values, vectors = np.linalg.eigh(covariance)
+        directions, variances = _leading(values, vectors.T, count)
+        total = float(np.trace(covariance))
+    else:
+        centred = points - centre
+        directions, variances = principal_directions(centred, count, _EXACT_LIMIT)
+        total = float(np.einsum("ij,ij->", centred, centred))
+        del centred
+    coords = np.empty((rows, count))
+    distance_sum = 0.0
+    for chunk in chunks:
+        block = points[chunk] - centre
+        coords[chunk] = block @ directions.T
+        distance_sum += float(np.sqrt(np.einsum("ij,ij->i", block, block)).sum())
+    return coords, variances, total, distance_sum / rows
 
 
 def _has(steps: np.ndarray, step: int) -> bool:
@@ -349,7 +390,8 @@ def cluster_order(matrix: np.ndarray) -> List[int]:
     return order + tail
 
 
-def principal_directions(centred: np.ndarray, count: int = 2, exact_limit: int = 2048) -> Tuple[np.ndarray, np.ndarray]:
+def principal_directions(centred: np.ndarray, count: int = 2,
+                         exact_limit: int = _EXACT_LIMIT) -> Tuple[np.ndarray, np.ndarray]:
     """The ``count`` leading principal directions of centred rows, and the variance (sum of
     squares) along each: ``(count, width)`` unit rows (zero rows beyond the rank) and ``(count,)``.
 
@@ -381,6 +423,15 @@ def principal_directions(centred: np.ndarray, count: int = 2, exact_limit: int =
         projected = centred @ basis
         values, vectors = np.linalg.eigh(projected.T @ projected)
         candidates = (basis @ vectors).T
+    return _leading(values, candidates, count)
+
+
+def _leading(values, candidates, count):
+    """The unit rows of ``candidates`` with the ``count`` largest ``values``, and those values
+    (zero where a value is not positive); each with its largest component positive."""
+    width = candidates.shape[1]
+    directions = np.zeros((count, width))
+    variances = np.zeros(count)
     picked = np.argsort(values)[::-1][:count]
     for j, column in enumerate(picked):
         value = float(max(values[column], 0.0))
@@ -388,7 +439,6 @@ def principal_directions(centred: np.ndarray, count: int = 2, exact_limit: int =
         if value <= 1e-300 or norm == 0:
             continue
         direction = candidates[column] / norm
-        # A fixed sign before the caller's: the largest component positive.
         if direction[int(np.argmax(np.abs(direction)))] < 0:
             direction = -direction
         directions[j] = direction

@@ -23,6 +23,10 @@ from tb_layerdyn.format import sketches as payload
 from tb_layerdyn.tracking import guards
 
 
+# Parameter elements hashed at a time when a projection is built (its temporaries: ~40 bytes each).
+_HASH_CHUNK = 1 << 20
+
+
 def checked_size(size):
     """``sketch_size`` checked: an int from 1 to ``payload.MAX_SIZE``."""
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= payload.MAX_SIZE:
@@ -114,15 +118,18 @@ class SketchCapture:
             start = 0
             for _, param in lay.params:
                 count = param.numel()
-                if exact:
-                    index = np.arange(offset + start, offset + start + count, dtype=np.int64)
-                else:
-                    buckets, minus = payload.buckets_and_signs(seed, start, count, dim)
-                    index = offset + buckets + total * minus
-                start += count
                 if count:
-                    index = torch.from_numpy(index.astype(np.int32)).to(param.device)
-                    per_device.setdefault(param.device, []).append((index, param))
+                    index = torch.empty(count, dtype=torch.int32)
+                    for first in range(0, count, _HASH_CHUNK):  # bounded temporaries
+                        size = min(_HASH_CHUNK, count - first)
+                        if exact:
+                            part = np.arange(offset + start + first, offset + start + first + size)
+                        else:
+                            buckets, minus = payload.buckets_and_signs(seed, start + first, size, dim)
+                            part = offset + buckets + total * minus
+                        index[first:first + size] = torch.from_numpy(part.astype(np.int32))
+                    per_device.setdefault(param.device, []).append((index.to(param.device), param))
+                start += count
         self._plans = [
             (torch.zeros(2 * total, dtype=torch.float32, device=device), total, entries)
             for device, entries in per_device.items()
