@@ -93,3 +93,17 @@ test('named models are sent once per run; a refused batch falls back to one requ
   assert.deepEqual(batch.getAll('model'), entries.map((e) => e.model ?? ''));
   assert.equal(asked.filter((u) => u.startsWith('./series?')).length, BATCH_MIN);
 });
+
+test('long answers of many series go in several batches, by their estimated size', async () => {
+  const { BATCH_VALUES } = await import('../src/core/api.js');
+  const { asked, load } = server();
+  const batcher = new SeriesBatcher(load);
+  // Twenty runs of 200 layers at 2,000 points: 400,000 values each, two a request.
+  const weight = 200 * 2000;
+  const perRequest = Math.floor(BATCH_VALUES / weight);
+  const runs = Array.from({ length: 20 }, (_, i) => `long${i}`);
+  const payloads = await Promise.all(runs.map((run) => batcher.series({ run }, { metric: 'rwc' }, weight)));
+  assert.deepEqual(payloads.map((p) => p.run), runs);
+  assert.equal(asked.length, Math.ceil(20 / perRequest));
+  assert.ok(asked.every((u) => new URLSearchParams(u.split('?')[1]).getAll('run').length <= perRequest));
+});

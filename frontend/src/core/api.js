@@ -223,6 +223,13 @@ export const BATCH_MIN = 8;
 export const BATCH_SIZE = 100;
 
 /**
+ * Most values (points × series, estimated) in one `series_batch` request: past that, answers of
+ * long runs of many layers go in several requests, so that they are built on several of the
+ * server's threads and arrive in parts.
+ */
+export const BATCH_VALUES = 1_000_000;
+
+/**
  * The parts of a `series_batch` answer (http_api.md): a uint32 count, then per entry a uint32
  * length and the entry's binary `series` answer, each copied into a buffer of its own (so its
  * float64 steps stay aligned).
@@ -248,8 +255,9 @@ export function splitBatch(buffer) {
 /**
  * Series requests made in one task, gathered: when `flush` runs (after the task), those that share
  * every parameter but the entry go out together, `BATCH_SIZE` entries a request.
- * @typedef {{params: Record<string, string>, resolve: (p: SeriesPayload) => void,
- *            reject: (e: unknown) => void}} PendingSeries
+ * @typedef {{params: Record<string, string>, weight: number, resolve: (p: SeriesPayload) => void,
+ *            reject: (e: unknown) => void}} PendingSeries `weight`: the values its answer holds at
+ *   most, estimated.
  */
 export class SeriesBatcher {
   /**
@@ -266,9 +274,10 @@ export class SeriesBatcher {
    * One entry's series, batched with others asked for in the same task.
    * @param {Record<string, string>} params the entry's `run` and `model`.
    * @param {Record<string, string | number | undefined>} query the other parameters.
+   * @param {number} [weight] how many values its answer may hold (points × series), estimated.
    * @returns {Promise<SeriesPayload>}
    */
-  series(params, query) {
+  series(params, query, weight = 0) {
     const key = JSON.stringify(query);
     let group = this.pending.get(key);
     if (!group) {
@@ -276,7 +285,7 @@ export class SeriesBatcher {
       this.pending.set(key, group);
     }
     const items = group.items;
-    const promise = new Promise((resolve, reject) => items.push({ params, resolve, reject }));
+    const promise = new Promise((resolve, reject) => items.push({ params, weight, resolve, reject }));
     if (!this.scheduled) {
       this.scheduled = true;
       setTimeout(() => this.flush(), 0);
@@ -294,8 +303,28 @@ export class SeriesBatcher {
         for (const item of items) this.single(item, query);
         continue;
       }
-      for (let i = 0; i < items.length; i += BATCH_SIZE) this.batch(items.slice(i, i + BATCH_SIZE), query);
+      let chunk = [];
+      let values = 0;
+      for (const item of items) {
+        if (chunk.length && (chunk.length >= BATCH_SIZE || values + item.weight > BATCH_VALUES)) {
+          this.send(chunk, query);
+          chunk = [];
+          values = 0;
+        }
+        chunk.push(item);
+        values += item.weight;
+      }
+      this.send(chunk, query);
     }
+  }
+
+  /**
+   * @param {PendingSeries[]} chunk
+   * @param {Record<string, string | number | undefined>} query
+   */
+  send(chunk, query) {
+    if (chunk.length === 1) this.single(chunk[0], query);
+    else this.batch(chunk, query);
   }
 
   /**
@@ -345,6 +374,8 @@ export class Model {
     this.cache = new Map();
     /** @type {Map<string, {run: string, model: string | null}>} entry name -> route parameters */
     this.entries = new Map();
+    /** @type {Map<string, {layers: number, groups: number}>} entry name -> how many series */
+    this.widths = new Map();
     this.batcher = new SeriesBatcher();
   }
 
@@ -391,6 +422,7 @@ export class Model {
       const model = entry.model ?? null;
       const name = entryName(entry.run, model);
       this.entries.set(name, { run: entry.run, model });
+      this.widths.set(name, { layers: (entry.layers ?? []).length, groups: (entry.groups ?? []).length });
       return {
         ...entry, run: name, model, descriptions: entry.descriptions ?? null, pictures: entry.pictures ?? [],
         source: { run: entry.run, model },
@@ -413,7 +445,8 @@ export class Model {
     const query = { metric, target, max_points: maxPoints, start: range.start, end: range.end };
     const url = routeUrl('series', { ...params, ...query, format: 'binary' });
     // Cached under the entry's own URL; asked, with the others of the same task, in batches.
-    return this.get(url, () => this.batcher.series(params, query));
+    const width = this.widths.get(run)?.[target] ?? 0;
+    return this.get(url, () => this.batcher.series(params, query, width * maxPoints));
   }
 
   /**
