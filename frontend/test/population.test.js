@@ -134,3 +134,34 @@ test('the slider index of a step, and the nearest trajectory point', () => {
   assert.deepEqual(paddedRange(new Float32Array([2, 2])), [1, 3]);
   assert.deepEqual(paddedRange(new Float32Array([NaN])), [-1, 1]);
 });
+
+test('a choice too long to name is cut from the whole answer, keeping the clustering order', async () => {
+  const { subsetDistances, subsetTrajectories, runQueryLength, RUN_QUERY_BUDGET } = await import('../src/panels/population/shaping.js');
+  // Four runs, order [3, 1, 0, 2]; keep runs 0, 2, 3.
+  const n = 4;
+  const matrix = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) matrix[i * n + j] = i === j ? 0 : 10 * Math.max(i, j) + Math.min(i, j);
+  const d = { runs: ['a', 'b', 'c', 'd'], points: n, matrix, order: [3, 1, 0, 2], max: 32, missing: ['e'], step: 1 };
+  const cut = subsetDistances(d, new Set(['a', 'c', 'd']));
+  assert.deepEqual(cut.runs, ['a', 'c', 'd']);
+  assert.equal(cut.points, 3);
+  // Server order 3, 1, 0, 2 without 1: d, a, c -> indices 2, 0, 1 of the cut.
+  assert.deepEqual(cut.order, [2, 0, 1]);
+  for (const [a, i] of [[0, 0], [1, 2], [2, 3]]) {
+    for (const [b, j] of [[0, 0], [1, 2], [2, 3]]) assert.equal(cut.matrix[a * 3 + b], matrix[i * n + j]);
+  }
+  assert.equal(cut.max, 32);
+  assert.deepEqual(cut.missing, []);
+  assert.equal(subsetDistances(d, new Set(['a', 'b'])).max, 10);
+
+  const t = decodeTrajectories(FIXTURE.trajectories);
+  const one = subsetTrajectories(t, new Set(['pop/run0001']));
+  assert.deepEqual(one.runs, ['pop/run0001']);
+  assert.deepEqual([...one.x].map(String), [...t.x.slice(3, 6)].map(String));
+  assert.deepEqual([...one.y].map(String), [...t.y.slice(3, 6)].map(String));
+
+  const names = Array.from({ length: 2000 }, (_, i) => `a/long/run/name/number/${i}`);
+  assert.ok(runQueryLength(names) > RUN_QUERY_BUDGET);
+  assert.ok(runQueryLength(names.slice(0, 100)) < RUN_QUERY_BUDGET);
+  assert.equal(runQueryLength(['a/b']), 'run=a%2Fb&'.length);
+});

@@ -23,7 +23,8 @@ import { formatValue } from '../../core/scales.js';
 import { activeRuns } from '../../core/selection.js';
 import { distances, sketches, trajectories } from './api.js';
 import {
-  cellAt, chosenRuns, entryNames, matrixPixels, nearestPoint, paddedRange, populationLabel, stepIndex,
+  RUN_QUERY_BUDGET, cellAt, chosenRuns, entryNames, matrixPixels, nearestPoint, paddedRange, populationLabel,
+  runQueryLength, stepIndex, subsetDistances, subsetTrajectories,
 } from './shaping.js';
 import './style.css';
 
@@ -115,8 +116,17 @@ export function createPopulationPanel(context) {
    * @type {{key: string | null, layer: string | null, step: number | null}}
    */
   const local = { key: null, layer: null, step: null };
-  /** @type {{populations: Population[], choice: Choice, runs: string[]} | null} */
+  /**
+   * What is shown: the request's choice, the runs chosen, and `keep` when they were too many to
+   * name in a request (the whole population is asked for and cut down here).
+   * @type {{populations: Population[], choice: Choice, runs: string[], keep: Set<string> | null} | null}
+   */
   let current = null;
+
+  /** @param {Distances} d */
+  const cutDistances = (d) => (current?.keep ? subsetDistances(d, current.keep) : d);
+  /** @param {Trajectories} t */
+  const cutTrajectories = (t) => (current?.keep ? subsetTrajectories(t, current.keep) : t);
   /** @type {Trajectories | null} */
   let paths = null;
   /** @type {uPlot | null} */
@@ -325,7 +335,7 @@ export function createPopulationPanel(context) {
       const d = await distances(context.model, current.choice, step);
       if (!stepGuard.isCurrent(ticket)) return;
       shell.setBusy(false);
-      drawMatrix(d);
+      drawMatrix(cutDistances(d));
     } catch (e) {
       if (!stepGuard.isCurrent(ticket)) return;
       shell.setBusy(false);
@@ -371,7 +381,7 @@ export function createPopulationPanel(context) {
     if (!guard.isCurrent(ticket)) return;
     if (shell.body.firstChild !== content) shell.show([content]);
     pathBox.replaceChildren(stateMessage('loading', 'Projecting every run’s path…'));
-    if (stepGuard.isCurrent(stepTicket)) drawMatrix(/** @type {Distances} */ (d));
+    if (stepGuard.isCurrent(stepTicket)) drawMatrix(cutDistances(/** @type {Distances} */ (d)));
     let t;
     try {
       t = /** @type {Trajectories} */ (await pending[1]);
@@ -382,9 +392,9 @@ export function createPopulationPanel(context) {
     await yieldToBrowser();
     if (!guard.isCurrent(ticket)) return;
     shell.setBusy(false);
-    paths = t;
-    column = t.steps.indexOf(/** @type {number} */ (local.step));
-    drawTrajectories(t);
+    paths = cutTrajectories(t);
+    column = paths.steps.indexOf(/** @type {number} */ (local.step));
+    drawTrajectories(paths);
   }
 
   populationSelect.addEventListener('change', () => {
@@ -445,12 +455,19 @@ export function createPopulationPanel(context) {
       ...population.layers.map((name) => el('option', { text: name, attrs: { value: name } })),
     );
     layerSelect.value = layer ?? '';
-    const runs = chosenRuns(population, names);
-    const count = runs === null ? population.runs.length : runs.length;
-    notes.replaceChildren(...(count < population.runs.length
-      ? [el('p', { className: CSS.panelHint, text: `${count} of the population’s ${population.runs.length} runs are ticked.` })]
-      : []));
-    current = { populations, choice: { population, layer, runs }, runs: runs ?? population.runs };
+    const chosen = chosenRuns(population, names);
+    const count = chosen === null ? population.runs.length : chosen.length;
+    // Too many to name in one request: ask for them all and keep the chosen ones here.
+    const tooLong = chosen !== null && runQueryLength(chosen) > RUN_QUERY_BUDGET;
+    const runs = tooLong ? null : chosen;
+    const said = [];
+    if (count < population.runs.length) said.push(`${count} of the population’s ${population.runs.length} runs are ticked.`);
+    if (tooLong) said.push('The paths are projected on the principal directions of all of them.');
+    notes.replaceChildren(...(said.length ? [el('p', { className: CSS.panelHint, text: said.join(' ') })] : []));
+    current = {
+      populations, choice: { population, layer, runs }, runs: chosen ?? population.runs,
+      keep: tooLong ? new Set(/** @type {string[]} */ (chosen)) : null,
+    };
     await showAll(ticket);
   }
 

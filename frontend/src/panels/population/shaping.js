@@ -249,3 +249,68 @@ export function paddedRange(values) {
   const pad = (hi - lo) / 20;
   return [lo - pad, hi + pad];
 }
+
+/**
+ * Longest query the tab sends naming runs one by one: Python's HTTP server, under TensorBoard,
+ * refuses request lines over 64 KiB (414), so a longer choice asks for the whole population and
+ * keeps the chosen runs here (`subsetDistances`, `subsetTrajectories`).
+ */
+export const RUN_QUERY_BUDGET = 32_000;
+
+/**
+ * The length the `run` parameters of some runs take in a query.
+ * @param {readonly string[]} runs
+ */
+export function runQueryLength(runs) {
+  let n = 0;
+  for (const run of runs) n += 5 + encodeURIComponent(run).length;
+  return n;
+}
+
+/**
+ * A matrix answer cut down to some of its runs: their rows and columns, in the answer's own
+ * (clustering) order with the others left out, and the scale's top over what is left.
+ * @param {Distances} d
+ * @param {ReadonlySet<string>} keep server run names.
+ * @returns {Distances}
+ */
+export function subsetDistances(d, keep) {
+  const n = d.points;
+  const kept = [];
+  for (let i = 0; i < n; i++) if (keep.has(d.runs[i])) kept.push(i);
+  const m = kept.length;
+  const at = new Map(kept.map((i, k) => [i, k]));
+  const matrix = new Float32Array(m * m);
+  let max = null;
+  for (let a = 0; a < m; a++) {
+    for (let b = 0; b < m; b++) {
+      const v = d.matrix[kept[a] * n + kept[b]];
+      matrix[a * m + b] = v;
+      if (!Number.isNaN(v) && (max === null || v > max)) max = v;
+    }
+  }
+  const order = d.order.filter((i) => at.has(i)).map((i) => /** @type {number} */ (at.get(i)));
+  return {
+    ...d, runs: kept.map((i) => d.runs[i]), points: m, matrix, order, max,
+    missing: d.missing.filter((run) => keep.has(run)),
+  };
+}
+
+/**
+ * A trajectories answer cut down to some of its runs (their coordinates stay those of the
+ * directions of every run asked for).
+ * @param {Trajectories} t
+ * @param {ReadonlySet<string>} keep server run names.
+ * @returns {Trajectories}
+ */
+export function subsetTrajectories(t, keep) {
+  const kept = [];
+  for (let r = 0; r < t.runs.length; r++) if (keep.has(t.runs[r])) kept.push(r);
+  const x = new Float32Array(kept.length * t.points);
+  const y = new Float32Array(kept.length * t.points);
+  kept.forEach((r, k) => {
+    x.set(t.x.subarray(r * t.points, (r + 1) * t.points), k * t.points);
+    y.set(t.y.subarray(r * t.points, (r + 1) * t.points), k * t.points);
+  });
+  return { ...t, runs: kept.map((r) => t.runs[r]), x, y };
+}
