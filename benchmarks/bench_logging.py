@@ -10,7 +10,10 @@ hook counts its own calls, so its steps and its histogram cadence do not depend 
 ``plain``      the SGD step alone (forward, backward, step, zero_grad);
 ``ours``       the step, then ``log_layer_dynamics(writer, model, step)`` every step, with its
                defaults (so TensorBoard histograms of weights and gradients every 100 steps);
-``ours, no histograms`` the same with ``histogram_every=None``: the per-layer metrics alone;
+``ours, no histograms`` the same with ``histogram_every=None``: the per-layer metrics and the
+               weight sketches (``sketches=True``, the default; distances between runs);
+``ours, no sketches`` the same with ``sketches=False`` too: the per-layer metrics alone, side by
+               side with the previous one, for what the sketches cost;
 ``histograms`` the step, then the usual practice: ``add_histogram`` of every parameter and every
                gradient every step;
 ``naive``      the step, then the same metrics computed layer by layer with one ``.item()`` per
@@ -27,7 +30,10 @@ hook counts its own calls, so its steps and its histogram cadence do not depend 
 Columns: ``<variant> %`` is the extra wall time of the whole loop over ``plain`` (median of paired
 repetitions) and ``<variant> CPU %`` the same in this process's CPU time, which leaves out the time
 other processes held the cores; ``call ms`` is the median time of one metrics-only call measured
-inside its loop; ``bound ms`` is the memory-traffic bound of one call; ``histograms/ours`` is the
+inside its loop (metrics and sketches, no histograms); ``no sketches call ms`` the same without
+sketches, and ``sketch ratio`` the first over the second (the cost of a call with sketches
+relative to the call without, both timed in the same interleaved repetitions); ``bound ms`` is the
+memory-traffic bound of one call; ``histograms/ours`` is the
 extra time per step of the histogram practice over ours (ours counted as at least one call's time).
 
 Each model is measured with one torch thread and with torch's default count (``threads``): on a
@@ -68,7 +74,8 @@ BOUND_TARGET = {"ResNet-18": 2.0}
 HISTOGRAM_TARGET = 20.0
 
 # The training loops timed side by side; see the module docstring.
-LOOPS = ("plain", "ours", "ours, no histograms", "histograms", "naive", "one scalar")
+NO_SKETCHES = "ours, no sketches"
+LOOPS = ("plain", "ours", "ours, no histograms", NO_SKETCHES, "histograms", "naive", "one scalar")
 # Models also timed with fused=True (compiling costs seconds, worth it only for large tensors).
 FUSED_MODELS = ("ResNet-18",)
 FUSED = "ours, fused"
@@ -178,11 +185,11 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     trainer = Trainer(factory, input_shape)
     writers = {
         key: SummaryWriter(f"{logdir}/{name}-{key}")
-        for key in ("ours", "ours, no histograms", "histograms", "one scalar", FUSED)
+        for key in ("ours", "ours, no histograms", NO_SKETCHES, "histograms", "one scalar", FUSED)
         if key in loops
     }
     stream = StreamingOp(trainer.model)
-    call_seconds = {"ours": [], "ours, no histograms": [], FUSED: []}
+    call_seconds = {"ours": [], "ours, no histograms": [], NO_SKETCHES: [], FUSED: []}
     stream_seconds = []
 
     def logging_hook(key, **options):
@@ -199,6 +206,7 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         "plain": None,
         "ours": own_steps(logging_hook("ours")),
         "ours, no histograms": own_steps(logging_hook("ours, no histograms", histogram_every=None)),
+        NO_SKETCHES: own_steps(logging_hook(NO_SKETCHES, histogram_every=None, sketches=False)),
         "histograms": own_steps(histogram_hook(trainer, writers["histograms"])),
         "naive": own_steps(naive_hook(trainer)),
         "one scalar": own_steps(lambda step: writers["one scalar"].add_scalar("loss", 0.5, step)),
@@ -255,12 +263,15 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         "tensors": len(stream.tensors),
         "step ms": 1e3 * step_s,
     }
-    for key in ("ours", "ours, no histograms", "histograms", "naive", "one scalar"):
+    for key in ("ours", "ours, no histograms", NO_SKETCHES, "histograms", "naive", "one scalar"):
         row[f"{key} %"] = timing.overhead_percent(seconds[key], seconds["plain"])
     for key in ("ours", "ours, no histograms"):
         row[f"{key} CPU %"] = timing.overhead_percent(cpu_seconds[key], cpu_seconds["plain"])
+    no_sketch_s = timing.median(call_seconds[NO_SKETCHES])
     row.update({
         "call ms": 1e3 * call_s,
+        "no sketches call ms": 1e3 * no_sketch_s,
+        "sketch ratio": call_s / no_sketch_s,
         "call/step": call_s / step_s,
         "bound ms": 1e3 * bound_s,
         "call/bound": call_s / bound_s,

@@ -13,7 +13,7 @@ from tensorboard.util import grpc_util, tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import Zoo, train_step, zoo_batch
-from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.format import layer_metrics, sketches
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope as metadata
 
@@ -43,7 +43,7 @@ def raw_events(run_dir):
     for path in sorted(run_dir.iterdir()):
         for event in event_file_loader.EventFileLoader(str(path)).Load():
             for value in event.summary.value:
-                if value.tag.startswith(layer_metrics.TAG_PREFIX):
+                if value.tag.startswith(metadata.TAG_PREFIX):  # metrics and weight sketches
                     found.setdefault(value.tag, {})[event.step] = tensor_util.make_ndarray(value.tensor)
     return found
 
@@ -73,14 +73,18 @@ def check_exact(raw, served):
 
 def test_python_loader_reads_exact_values(logdir):
     raw = raw_events(logdir / "run")
-    assert sum(len(v) for v in raw.values()) == STEPS
+    for kind in (layer_metrics, sketches):
+        assert sum(len(v) for t, v in raw.items() if t.startswith(kind.TAG_PREFIX)) == STEPS
     multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
     multiplexer.AddRunsFromDirectory(str(logdir))
     multiplexer.Reload()
     served, contents = provider_tensors(MultiplexerDataProvider(multiplexer, str(logdir)))
     check_exact(raw, served)
     for content in contents.values():
-        assert content["metrics"][0] == "rwc" and content["rwc"] == "both"
+        if content["kind"] == layer_metrics.KIND:
+            assert content["metrics"][0] == "rwc" and content["rwc"] == "both"
+        else:
+            assert content["kind"] == sketches.KIND and content["scheme"] == sketches.SCHEME
     assert "loss" in multiplexer.Runs()["run"]["tensors"]  # the user's own scalar is untouched
 
 
@@ -97,4 +101,5 @@ def test_rust_loader_reads_exact_values(logdir):
     served, contents = provider_tensors(ingester.data_provider)
     check_exact(raw_events(logdir / "run"), served)
     for tag, content in contents.items():
-        assert tag == layer_metrics.tag({k: v for k, v in content.items() if k not in ("kind", "version")})
+        kind = layer_metrics if content["kind"] == layer_metrics.KIND else sketches
+        assert tag == kind.tag({k: v for k, v in content.items() if k not in ("kind", "version")})

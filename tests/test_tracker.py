@@ -136,12 +136,12 @@ def test_metadata_only_on_the_first_event_of_a_tag(tmp_path):
         tracker.log(step)
     writer.close()
     (path,) = tmp_path.iterdir()
-    with_metadata = [
-        value.HasField("metadata")
-        for event in event_file_loader.EventFileLoader(str(path)).Load()
-        for value in event.summary.value
-    ]
-    assert with_metadata == [True, False, False]
+    with_metadata = {}
+    for event in event_file_loader.EventFileLoader(str(path)).Load():
+        for value in event.summary.value:
+            with_metadata.setdefault(value.tag.split("/")[1], []).append(value.HasField("metadata"))
+    # Per tag (the metrics, and the weight sketches written beside them).
+    assert with_metadata == {"metrics": [True, False, False], "sketches": [True, False, False]}
 
 
 def test_unwraps_compiled_modules(tmp_path):

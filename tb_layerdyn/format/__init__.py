@@ -5,10 +5,10 @@ one module per payload kind owns that kind's tag, content, tensor and the rules 
 and decode them; ``framing`` splits event files into records. Nothing here imports torch.
 """
 
-from tb_layerdyn.format import layer_metrics, pictures, sweeps
+from tb_layerdyn.format import layer_metrics, pictures, sketches, sweeps
 
 # Every payload kind, by the tag prefix its module owns.
-KINDS = (layer_metrics, sweeps, pictures)
+KINDS = (layer_metrics, sweeps, pictures, sketches)
 
 
 def kind_of(tag):

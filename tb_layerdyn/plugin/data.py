@@ -115,6 +115,18 @@ class PluginData:
                     found.append(Entry(name, model, tables.get(model), count))
         return sorted(found, key=lambda e: e.key)
 
+    def sources(self):
+        """``(served run name, RunData)`` of every run read so far, sorted by name (for the
+        population routes, ``reading.populations.build``)."""
+        found = []
+        for group, store in self._stores:
+            for run_name in store.run_names():
+                run = store.run(run_name)
+                if run is not None:
+                    name = run_name if group is None else f"{group}/{run_name}" if run_name != "." else group
+                    found.append((name, run))
+        return sorted(found, key=lambda item: item[0])
+
     def find(self, run: str, model: Optional[str]):
         """``(RunData, ModelTable or None)`` of one entry, or ``None`` when the run is unknown."""
         for index, (group, store) in enumerate(self._stores):

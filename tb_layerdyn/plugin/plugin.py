@@ -17,7 +17,7 @@ from tb_layerdyn.format import envelope
 from tb_layerdyn.format import pictures as picture_format
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.plugin import data as plugin_data
-from tb_layerdyn.plugin import params, payloads, responses, static
+from tb_layerdyn.plugin import params, payloads, population, responses, static
 from tb_layerdyn.reading import models, pictures, sweep_index
 
 DEFAULT_MAX_POINTS = 10000
@@ -26,6 +26,8 @@ DEFAULT_MAX_STEPS = 2000
 MAX_MAX_STEPS = 20000
 MAX_STEP = 2**63 - 1  # event steps are int64
 FORMATS = ("json", "binary")
+# Most entries one ``series_batch`` request may ask for.
+MAX_BATCH = 256
 
 
 def _respond_json(request, body):
@@ -48,6 +50,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         """
         self._data = plugin_data.PluginData(context.flags, cache_dir)
         self._pictures = pictures.Listings()
+        self._populations = population.Populations(self._data)
         self._static_dir = static_dir
 
     def get_plugin_apps(self):
@@ -55,12 +58,16 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         apps = {
             "/runs": self.runs_route,
             "/series": self.series_route,
+            "/series_batch": self.series_batch_route,
             "/heatmap": self.heatmap_route,
             "/summary": self.summary_route,
             "/sweeps": self.sweeps_route,
             "/sweep": self.sweep_route,
             "/pictures": self.pictures_route,
             "/frame": self.frame_route,
+            "/sketches": self.sketches_route,
+            "/distances": self.distances_route,
+            "/trajectories": self.trajectories_route,
         }
         apps.update(static.static_apps(self._static_dir))
         return apps
@@ -115,6 +122,38 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         ``models.Series`` of at most ``max_points`` points."""
         entry = self._metric_entry(run, model, metric)
         return entry, entry.table.series(metric, target, max_points // 2, start, end)
+
+    @wrappers.Request.application
+    def series_batch_route(self, request):
+        runs = request.args.getlist("run")
+        names = request.args.getlist("model")
+        if not runs:
+            raise errors.InvalidArgumentError("query parameter 'run' is required (once per entry)")
+        if len(runs) > MAX_BATCH:
+            raise errors.InvalidArgumentError(f"at most {MAX_BATCH} entries a request; got {len(runs)}")
+        if any(run == "" for run in runs):
+            raise errors.InvalidArgumentError("query parameter 'run' is empty")
+        if names and len(names) != len(runs):
+            raise errors.InvalidArgumentError(
+                f"query parameter 'model' must be given once per 'run' ({len(runs)} times) or not at all; "
+                f"got {len(names)}"
+            )
+        names = [m or None for m in names] if names else [None] * len(runs)
+        metric = params.required(request, "metric")
+        target = params.choice(request, "target", models.TARGETS, "layers")
+        max_points = params.integer(request, "max_points", DEFAULT_MAX_POINTS, 2, MAX_MAX_POINTS)
+        start, end = _step_range(request)
+        body = self.series_batch_impl(list(zip(runs, names)), metric, target, max_points, start, end)
+        return http_util.Respond(request, body, "application/octet-stream")
+
+    def series_batch_impl(self, entries, metric, target, max_points, start=None, end=None):
+        """The binary ``series`` answers of several ``(run, model)`` entries, in their order, in
+        one body: a ``uint32`` count, then per entry a ``uint32`` length and that many bytes."""
+        parts = []
+        for run, model in entries:
+            entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
+            parts.append(payloads.series_binary(entry, found, metric, target, len(entry.table.steps)))
+        return payloads.concatenated(parts)
 
     # heatmap
 
@@ -243,6 +282,52 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
                 "from their event file"
             )
         return payloads.picture_frame(run, model, listed, row, found)
+
+    # distances between runs (population.py)
+
+    @wrappers.Request.application
+    def sketches_route(self, request):
+        model = params.optional(request, "model")
+        return _respond_json(request, self.sketches_impl(model, "model" in request.args))
+
+    def sketches_impl(self, model=None, filtered=False):
+        """The body of ``sketches``: every population (of ``model`` when ``filtered``)."""
+        self._data.refresh_for_request()
+        return population.listing(self._populations.all(), model, filtered, self._data.loading)
+
+    @wrappers.Request.application
+    def distances_route(self, request):
+        model, architecture, layer, runs = population.query(request)
+        step = population.step_param(request)
+        order = params.choice(request, "order", population.ORDERS, "cluster")
+        encoding_format = params.choice(request, "format", FORMATS, "json")
+        header, matrix = self.distances_impl(step, model, architecture, layer, runs, order)
+        if encoding_format == "binary":
+            body = population.binary(header, len(matrix), [matrix])
+            return http_util.Respond(request, body, "application/octet-stream")
+        return _respond_json(request, population.distances_json(header, matrix))
+
+    def distances_impl(self, step, model=None, architecture=None, layer=None, runs=None, order="cluster"):
+        """The header and matrix of ``distances``: run x run distances at ``step``."""
+        found = self._populations.pick(model, architecture)
+        members = population.chosen(found, layer, runs)
+        return population.distances(found, step, layer, members, order)
+
+    @wrappers.Request.application
+    def trajectories_route(self, request):
+        model, architecture, layer, runs = population.query(request)
+        encoding_format = params.choice(request, "format", FORMATS, "json")
+        header, x, y = self.trajectories_impl(model, architecture, layer, runs)
+        if encoding_format == "binary":
+            body = population.binary(header, len(header["steps"]), [x, y])
+            return http_util.Respond(request, body, "application/octet-stream")
+        return _respond_json(request, population.trajectories_json(header, x, y))
+
+    def trajectories_impl(self, model=None, architecture=None, layer=None, runs=None):
+        """The header and coordinates of ``trajectories``."""
+        found = self._populations.pick(model, architecture)
+        members = population.chosen(found, layer, runs)
+        return population.trajectories(found, layer, members)
 
     # shared lookups
 

@@ -23,9 +23,15 @@ from google.protobuf import message
 from tensorboard.compat.proto import event_pb2
 
 from tb_layerdyn import format as payload_format
-from tb_layerdyn.format import envelope, layer_metrics
+from tb_layerdyn.format import envelope, layer_metrics, sketches
 
 logger = logging.getLogger(__name__)
+
+# Column kinds whose one-call records are kept as their raw float32 bytes on a first read.
+_SINGLE_CALL = {
+    layer_metrics.KIND: layer_metrics.single_call_bytes,
+    sketches.KIND: sketches.single_call_bytes,
+}
 
 
 @dataclasses.dataclass
@@ -112,9 +118,10 @@ class Collector:
         for value in values:
             tag = value.tag
             state = self._tags.get(tag)
-            if state is not None and state.kind == layer_metrics.KIND and state.error is None:
+            single = _SINGLE_CALL.get(state.kind) if state is not None else None
+            if single is not None and state.error is None:
                 # The common record of a first read: one call, as its layout says.
-                content = layer_metrics.single_call_bytes(state.layout, value)
+                content = single(state.layout, value)
                 if content is not None and len(values) == 1:
                     self._sink.metrics_one(self._ids[tag], event.step, content, file_index)
                     continue

@@ -14,6 +14,8 @@ step of each (no sampling, no server) and returns step x layer arrays per metric
     run.sweeps                   # interpolation sweeps and robustness tables, by step and scope
     run.settling().order         # layers by the step they settle at, as in the tab (``settling``)
     runs.settling()["lenet"]     # a seed group: each run's settling, rho's spread over seeds
+    names, matrix = runs.distances(100)        # run x run distances of the weights at step 100
+    runs.trajectories().x        # each run's path on the two principal directions of all runs
     run.images["weights"]["fc1"].rgb(-1)   # the last picture of fc1's weights, as the tab draws it
 
 Reading goes through the same on-disk store as the TensorBoard plugin (``store``): the first read
@@ -31,6 +33,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from tb_layerdyn.reading import files, models, pictures, sweep_index, sweep_records
+from tb_layerdyn.reading import populations as population_mod
 from tb_layerdyn.reading import settling as settling_rule
 from tb_layerdyn.reading.store import Store
 
@@ -203,6 +206,127 @@ class Runs(dict):
     """``entry_key(run, model)`` -> ``Run``, sorted, as ``read`` returns it: the run's name, or
     ``"run · model"`` for each model logged with ``name=`` into one run."""
 
+    _sources = ()
+    _steps = (None, None)
+    _populations = None
+
+    def populations(self) -> List[population_mod.Population]:
+        """The groups of runs whose weight sketches are comparable (``sketches=True``, the
+        default): one per tracker name and architecture (the same layers with the same parameter
+        counts and sketch sizes), sorted by model, then by decreasing size. Members are named by
+        run (see ``reading.populations``); ``distances`` and ``trajectories`` pick one."""
+        if self._populations is None:
+            self._populations = population_mod.build(self._sources)
+        return self._populations
+
+    def population(self, model=..., architecture: Optional[str] = None) -> population_mod.Population:
+        """The population of ``model`` (a tracker's ``name=``, ``None`` for unnamed trackers;
+        left out: the only model with sketches) and ``architecture`` (left out: the only one of
+        that model).
+
+        Raises:
+            ValueError: no run has sketches, or the choice is ambiguous or matches none; the
+                message lists the populations.
+        """
+        found = self.populations()
+        if not found:
+            raise ValueError("no run has weight sketches (log with sketches=True, the default)")
+        if model is ...:
+            models_ = sorted({p.model for p in found}, key=lambda m: (m is not None, m or ""))
+            if len(models_) > 1:
+                raise ValueError(f"runs hold sketches of several models {models_}; pass model=")
+            model = models_[0]
+        chosen = [p for p in found if p.model == model
+                  and (architecture is None or p.architecture == architecture)]
+        listing = ", ".join(
+            f"{p.architecture} (model {p.model!r}, {len(p.members)} runs, layers {p.layers})" for p in found
+        )
+        if not chosen:
+            raise ValueError(f"no population of model {model!r} and architecture {architecture!r}; "
+                             f"there are: {listing}")
+        if len(chosen) > 1:
+            raise ValueError(f"model {model!r} has sketches of several architectures; pass "
+                             f"architecture= one of: {listing}")
+        return chosen[0]
+
+    def distances(self, step: int, layer: Optional[str] = None, *, model=..., architecture=None,
+                  runs: Optional[Iterable[str]] = None) -> population_mod.Distances:
+        """The run x run Euclidean distances between the weights at ``step``, estimated from the
+        runs' weight sketches: the whole model (the root of the sum of the layers' squared
+        distances) or one ``layer``.
+
+        Only the runs of one population are compared (``population``: one tracker name and one
+        architecture; other architectures are not comparable). Runs without a sketch at ``step``
+        are left out of the matrix and listed in ``.missing``. The estimate of a squared
+        distance is unbiased, with a relative standard deviation of at most ``sqrt(2 / k)``
+        (``.rms``; 0.125 for the default ``sketch_size=128``) and, for each pair with probability
+        95%, a relative error of at most ``sqrt(40 / k)`` (``.bound_95``); layers of at most
+        ``k`` parameters are exact (``tb_layerdyn.format.sketches`` derives it).
+
+        Args:
+            step: the logged step.
+            layer: a layer name, or ``None`` for the whole model.
+            model, architecture: which population (see ``population``).
+            runs: only these keys of ``Runs`` (all the population's by default).
+
+        Returns:
+            A ``Distances``: ``names, matrix = result`` (keys of ``Runs``; float64, NaN for a run
+            whose weights were not finite), with ``.order`` (an average-linkage clustering order
+            of the matrix), ``.missing``, ``.rms`` and ``.bound_95``.
+
+        Raises:
+            ValueError: as ``population``, or ``layer`` is not one of its layers, or no run of
+                the choice has a sketch at ``step``.
+        """
+        found = self.population(model, architecture)
+        chosen = self._chosen(found, runs)
+        try:
+            result = found.distances(int(step), layer, chosen)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        if not result.names:
+            steps = found.steps(found.choose(chosen))
+            raise ValueError(f"no run of the population has a sketch at step {step}; they have "
+                             f"steps {steps[:5].tolist()} .. {steps[-3:].tolist()}")
+        key = found.model
+        return dataclasses.replace(
+            result, names=[entry_key(n, key) for n in result.names],
+            missing=[entry_key(n, key) for n in result.missing],
+        )
+
+    def trajectories(self, layer: Optional[str] = None, *, model=..., architecture=None,
+                     runs: Optional[Iterable[str]] = None) -> population_mod.Trajectories:
+        """Each run's weight sketches over training projected on the two principal directions
+        of all the runs' sketches pooled (every run and step, centred): the runs' paths through
+        weight space on one plane (the steps ``read(steps=...)`` kept).
+
+        Args:
+            layer, model, architecture, runs: as for ``distances``.
+
+        Returns:
+            A ``Trajectories``: ``.names``, ``.steps``, ``.x`` and ``.y`` (runs x steps, NaN where
+            a run has no sketch), ``.explained`` (the variance fraction of each direction) and
+            ``.mean_distance``.
+        """
+        found = self.population(model, architecture)
+        chosen = self._chosen(found, runs)
+        try:
+            result = found.trajectories(layer, chosen, *self._steps)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        return dataclasses.replace(result, names=[entry_key(n, found.model) for n in result.names])
+
+    def _chosen(self, found, runs):
+        if runs is None:
+            return None
+        keys = [runs] if isinstance(runs, str) else list(runs)
+        by_key = {entry_key(m.run, found.model): m.run for m in found.members}
+        unknown = [k for k in keys if k not in by_key]
+        if unknown:
+            raise ValueError(f"runs {unknown[:5]} are not in the population of model "
+                             f"{found.model!r}, architecture {found.architecture}")
+        return [by_key[k] for k in keys]
+
     def to_dataframe(self, *, groups: bool = False):
         """Every run's values in one long-format ``pandas.DataFrame`` (see ``Run.to_dataframe``)."""
         pd = _import_pandas()
@@ -323,15 +447,20 @@ def read(
     found = [name for name in store.discover() if _run_selected(name, runs)]
     store.refresh(found)
     result = {}
+    sources = []
     for name in found:
         run_data = store.run(name)
         if run_data is None:
             continue
+        sources.append((name, run_data))
         for warning in run_data.warnings:
             logger.warning("%s", warning)
         for entry in _read_run(run_data, wanted_metrics, first, last):
             result[entry_key(entry.name, entry.model)] = entry
-    return Runs(sorted(result.items()))
+    runs_found = Runs(sorted(result.items()))
+    runs_found._sources = sources
+    runs_found._steps = (first, last)
+    return runs_found
 
 
 def _metric_filter(metrics):

@@ -20,6 +20,7 @@ from tb_layerdyn.tracking import metrics
 from tb_layerdyn.tracking.attach import Attachment
 from tb_layerdyn.tracking.computed import ComputedWeights
 from tb_layerdyn.tracking import pictures
+from tb_layerdyn.tracking import sketch
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
 from tb_layerdyn.tracking.sink import EventSink
@@ -86,6 +87,18 @@ class LayerDynamics:
         probe: the input whose activations are drawn (a tensor, or a tuple of tensors), passed
             once; only its first element is drawn.
         probe_layers: names of the modules whose outputs are drawn; ``None`` for every layer's.
+        sketches: write, at every call, a fixed-size sketch of each layer's weights (on by
+            default), from which ``read(logdir).distances(step)`` and the tab's population panels
+            estimate the Euclidean distances between runs of one architecture. The projection is
+            a CountSketch fixed by each layer's name and parameter shapes, never drawn from an
+            RNG, so every run shares it. It costs one ``index_add_`` per parameter, one int32 per
+            scalar parameter of memory and ``4 * sum(k)`` bytes per event; on by default because
+            distances cannot be recovered afterwards and the cost is small (see README).
+        sketch_size: a layer's sketch size ``k`` (128 by default; a layer with at most ``k``
+            parameters is kept exactly). A squared distance is estimated without bias, with a
+            relative standard deviation of at most ``sqrt(2 / k)`` (0.125 for 128) and, with
+            probability 95%, a relative error of at most ``sqrt(40 / k)``; see
+            ``tb_layerdyn.format.sketches``.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -110,6 +123,8 @@ class LayerDynamics:
         images=None,
         probe=None,
         probe_layers=None,
+        sketches=True,
+        sketch_size=128,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -170,6 +185,9 @@ class LayerDynamics:
             )
         elif images is not None or probe is not None or probe_layers is not None:
             raise ValueError("images, probe and probe_layers need images_every=N (pictures every N steps)")
+        if not isinstance(sketches, bool):
+            raise ValueError(f"sketches must be True or False, got {sketches!r}")
+        self._sketches = sketch.SketchCapture(sketch_size, name) if sketches else None
         self._reducer = Reducer(
             snapshot_device=snapshot_device,
             elementwise=rwc in ("elementwise", "both"),
@@ -318,6 +336,8 @@ class LayerDynamics:
                     self._warned_sharded_histograms = True
             else:
                 self._sink.write_histograms(found, step)
+        if self._sketches is not None:
+            self._sketches.log(self._sink, found, sharded, step)
         if self._pictures is not None and self._pictures.due(step):
             model = self._model()
             if model is not None:
