@@ -14,15 +14,20 @@ Rows (``what``):
                    time (``ms``), as a multiple of the training step (``x step``), and its bytes.
 ``call <kinds>``   one picture call of those kinds for every layer, encoding and building the
                    event but not writing it (the probe's forward included for activations);
-                   ``bytes`` is the event's size and ``writer CRC ms`` what TensorBoard's writer
-                   thread then spends checksumming it (its CRC-32C is pure Python), measured.
+                   ``bytes`` is the event's size, ``writer CRC ms`` what TensorBoard's writer
+                   thread then spends checksumming it with the CRC-32C tb_layerdyn gives it
+                   (``tracking/writer_crc.py``) and ``TensorBoard's CRC ms`` with its own
+                   pure-Python one.
 ``loop <kinds>``   a training loop that logs the metrics every step and pictures of those kinds
                    every 10 steps, beside the same loop without pictures: ``overhead %`` is the
                    extra wall time (median of paired repetitions), ``CPU %`` the same in this
                    process's CPU time (the writer thread included); ``target met`` compares
-                   LeNet-5's overhead with issue 10's 5%.
+                   LeNet-5's overhead with issue 10's 5%. ``default, TensorBoard's CRC`` is the
+                   default kinds with TensorBoard's own checksum put back for that loop.
 
-Every loop trains the same model copy in turns (as ``bench_logging`` does) and flushes its writer
+The process's heap thresholds are fixed first (``timing.steady_heap``): with glibc's moving
+ones, a LeNet-5 step alone took 8.2 or 10.7 ms of CPU depending on the process. Every loop trains
+the same model copy in turns (as ``bench_logging`` does) and flushes its writer
 inside the timed region, so the writer thread's work is counted; each tracker counts its own
 calls, so each draws pictures at its own first call and every tenth after.
 """
@@ -39,11 +44,15 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from benchmarks import timing
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import pictures as payload
+from tb_layerdyn.format.framing import masked_crc32c_of
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import picture_layouts
 from tb_layerdyn.tracking import pictures as capture
+from tb_layerdyn.tracking import writer_crc
 
 EVERY = 10
+# The default kinds again, with TensorBoard's own pure-Python checksum in its writer.
+PURE_CRC = "default, TensorBoard's CRC"
 TARGET_PERCENT = {"LeNet-5": 5.0}
 KIND_SETS = {
     "weights": ("weights",),
@@ -183,10 +192,12 @@ def measure_calls(name, trainer, step_s, calls):
         trainer.steps(calls, timed)
         call_s = timing.median(seconds)
         last = sink.records[-len(kinds):]
-        crc_s = min(_median_time(lambda: [masked_crc32c(r) for r in last], 1) for _ in range(7))
+        crc_s = min(_median_time(lambda: [masked_crc32c_of(r) for r in last], 1) for _ in range(7))
+        pure_s = min(_median_time(lambda: [masked_crc32c(r) for r in last], 1) for _ in range(7))
         rows.append({
             "model": name, "what": f"call {label}", "ms": 1e3 * call_s, "x step": call_s / step_s,
             "bytes": round(sink.bytes / calls), "writer CRC ms": 1e3 * crc_s,
+            "TensorBoard's CRC ms": 1e3 * pure_s,
         })
     return rows
 
@@ -197,6 +208,7 @@ def measure_loops(name, trainer, steps, repetitions, logdir):
         label: dict(images_every=EVERY, images=kinds, probe=trainer.probe if "activations" in kinds else None)
         for label, kinds in KIND_SETS.items()
     })
+    variants[PURE_CRC] = variants["default"]
     writers = {label: SummaryWriter(f"{logdir}/{name}-{label}") for label in variants}
     trackers = {
         label: LayerDynamics(trainer.model, writers[label], histogram_every=None, **options)
@@ -217,9 +229,14 @@ def measure_loops(name, trainer, steps, repetitions, logdir):
 
     def loop(label):
         def run():
-            trainer.steps(steps, hooks[label])
-            if label in writers:
-                writers[label].flush()
+            if label == PURE_CRC:
+                writer_crc.uninstall()
+            try:
+                trainer.steps(steps, hooks[label])
+                if label in writers:
+                    writers[label].flush()  # the writer thread's checksums happen in here
+            finally:
+                writer_crc.install()
 
         return run
 
@@ -235,7 +252,7 @@ def measure_loops(name, trainer, steps, repetitions, logdir):
         "overhead %": timing.overhead_percent(seconds["no pictures"], seconds["plain"]),
         "CPU %": timing.overhead_percent(cpu["no pictures"], cpu["plain"]),
     }]
-    for label in KIND_SETS:
+    for label in list(KIND_SETS) + [PURE_CRC]:
         overhead = timing.overhead_percent(seconds[label], seconds["no pictures"])
         target = TARGET_PERCENT.get(name)
         rows.append({
@@ -249,6 +266,7 @@ def measure_loops(name, trainer, steps, repetitions, logdir):
 
 def run(quick):
     (steps, repetitions), calls = PLANS[bool(quick)]
+    timing.steady_heap()  # else page faults of the plain step outweigh what is measured
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []

@@ -56,8 +56,9 @@ _WATCH_CURVES = """
     const canvas = document.querySelector('[data-panel=layer-curves] .u-wrap canvas');
     if (!canvas || seen.has(canvas)) return;
     seen.add(canvas);
-    const legend = document.querySelectorAll(
-      '[data-panel=layer-curves] [data-legend=runs] .ld-legend-entry').length;
+    // The legend names its first runs and counts them all in data-runs.
+    const legend = Number(document.querySelector(
+      '[data-panel=layer-curves] [data-legend=runs]')?.dataset.runs || 0);
     window.__ldCurves.push({time: Date.now(), legend});
   };
   const start = () => new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
@@ -184,7 +185,7 @@ def _wait_for_curves(frame, runs, before=None, timeout=120):
     while time.monotonic() - started < timeout:
         stats = frame.evaluate(_CANVAS_HASH, CURVES)
         legend = frame.eval_on_selector_all(
-            "[data-panel=layer-curves] [data-legend=runs] .ld-legend-entry", "n => n.length")
+            "[data-panel=layer-curves] [data-legend=runs]", "n => n.length ? Number(n[0].dataset.runs) : 0")
         drawn = stats and stats[0]["coloured"] > 500 and (runs == 1 or legend == runs)
         if drawn and (before is None or stats[0]["hash"] != before):
             return time.monotonic() - started, stats[0]["hash"]

@@ -837,3 +837,153 @@ def test_filmstrip(tensorboard, browser, logdir):
     assert frames_fetched and len(frames_fetched) == len(set(frames_fetched)), sorted(frames_fetched)
     assert problems == []
     page.close()
+
+
+# ---------------------------------------------------------------- a population of runs
+
+POPULATION_MODELS = 300
+POPULATION_STEPS = 12
+POPULATION_MATRIX = "[data-panel=population] canvas.ld-pop-canvas"
+POPULATION_PATHS = "[data-panel=population] [data-figure=trajectories] .u-wrap canvas"
+# Rows a virtualized list may hold: what 38% of a 1000-pixel viewport shows, and the overscan.
+ROWS_BOUND = 60
+
+
+@pytest.fixture(scope="module")
+def population_logdir(tmp_path_factory):
+    """Hundreds of runs of one 3-layer architecture in ten configurations, with weight sketches:
+    the benchmark's population (``benchmarks.logdirs.write_population``) at a test's size."""
+    from benchmarks import logdirs
+
+    root = tmp_path_factory.mktemp("population_logdir")
+    names = logdirs.write_population(str(root), models=POPULATION_MODELS, steps=POPULATION_STEPS)
+    return root, names
+
+
+@pytest.fixture(scope="module")
+def population_tensorboard(bundle, population_logdir, tmp_path_factory):
+    root, names = population_logdir
+    base = next(_serve(root, tmp_path_factory, (names[-1],)))
+    # The first pass may still be reading: wait for every run and for the sketches.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = _route(base, "runs")
+        pops = _route(base, "sketches")["populations"]
+        if not runs["loading"] and len(runs["runs"]) == len(names) and pops and len(pops[0]["runs"]) == len(names):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("TensorBoard did not finish reading the population")
+    return base
+
+
+def _run_rows(frame):
+    return frame.eval_on_selector_all("[data-list=runs] [data-run]", "rows => rows.map(r => r.dataset.run)")
+
+
+def _scroll_list(frame, top):
+    """Scrolls the run list and waits for the frame that renders its rows there."""
+    frame.eval_on_selector("[data-list=runs]", "(list, top) => { list.scrollTop = top; }", top)
+    frame.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def test_population_tab(population_tensorboard, population_logdir, browser):
+    """Hundreds of runs: the run list keeps a bounded number of rows in the DOM while it filters
+    and scrolls, keeps ticks and colours, and the population panel draws the distance matrix in
+    the server's clustering order and the trajectories, redrawn when the step changes."""
+    base = population_tensorboard
+    _, names = population_logdir
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = []
+    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    series_requests = []
+    page.on("request", lambda r: series_requests.append(r.url) if "/layer_dynamics/series" in r.url else None)
+    page.goto(base + "/#layer_dynamics", wait_until="networkidle")
+    frame = page.wait_for_selector(IFRAME, timeout=20000).content_frame()
+    frame.wait_for_selector("[data-list=runs] [data-run]", timeout=20000)
+    frame.wait_for_function(
+        "(n) => document.querySelector('[data-panel=layer-curves] [data-legend=runs]')?.dataset.runs === n",
+        arg=str(len(names)), timeout=30000)
+    # Every run's curves came in a few batches, not one request a run.
+    assert series_requests and all("/series_batch?" in url for url in series_requests)
+    assert len(series_requests) <= 2 * -(-len(names) // 100), len(series_requests)
+
+    # Every run listed, few rendered: the first ones, in the list's order.
+    assert frame.text_content("[data-panel=picker] .ld-count") == f"{len(names)} of {len(names)}"
+    assert frame.eval_on_selector("[data-list=runs]", "l => l.dataset.count") == str(len(names))
+    shown = _run_rows(frame)
+    assert 10 <= len(shown) <= ROWS_BOUND
+    assert shown == names[: len(shown)]
+    height = frame.eval_on_selector("[data-list=runs]", "l => l.scrollHeight")
+    assert height >= len(names) * 22
+
+    # A row far down: scrolled to, it is rendered with its colour; the first rows are gone.
+    _scroll_list(frame, 150 * 22)
+    shown = _run_rows(frame)
+    assert names[150] in shown and names[0] not in shown and len(shown) <= ROWS_BOUND
+    colour = frame.eval_on_selector(f"[data-list=runs] [data-run='{names[150]}'] .ld-chip", "c => c.style.background")
+    _scroll_list(frame, height)
+    shown = _run_rows(frame)
+    assert shown[-1] == names[-1] and len(shown) <= ROWS_BOUND
+
+    # Unticking the last run: the count says so, and the tick survives scrolling away and back.
+    frame.click(f"[data-list=runs] [data-run='{names[-1]}'] input")
+    assert frame.text_content("[data-panel=picker] .ld-count") == f"{len(names) - 1} of {len(names)}"
+    _scroll_list(frame, 0)
+    assert names[-1] not in _run_rows(frame)
+    _scroll_list(frame, height)
+    assert frame.eval_on_selector(f"[data-list=runs] [data-run='{names[-1]}'] input", "b => b.checked") is False
+
+    # Filtering: only matches listed, from the top, each keeping its colour.
+    frame.fill("[data-panel=picker] input[type=search]", "cfg5/seed00")
+    frame.wait_for_function("() => document.querySelector('[data-list=runs]').dataset.count === '10'")
+    expected = [n for n in names if "cfg5/seed00" in n]
+    assert _run_rows(frame) == expected
+    assert frame.text_content("[data-panel=picker] .ld-count") == f"10 of {len(names)}"
+    assert colour == frame.eval_on_selector(
+        f"[data-list=runs] [data-run='{names[150]}'] .ld-chip", "c => c.style.background")
+    frame.fill("[data-panel=picker] input[type=search]", "")
+    frame.wait_for_function(
+        "(n) => document.querySelector('[data-list=runs]').dataset.count === n", arg=str(len(names)))
+    assert len(_run_rows(frame)) <= ROWS_BOUND
+
+    # The population panel: the ticked runs' matrix at the last step, and their paths.
+    matrix = frame.wait_for_selector(f"{POPULATION_MATRIX}[data-runs='{len(names) - 1}']", timeout=30000)
+    frame.query_selector("[data-panel=population]").scroll_into_view_if_needed()
+    last = _canvas_stats(frame, POPULATION_MATRIX)
+    assert len(last) == 1 and last[0]["coloured"] > 5000 and last[0]["distinct"] > 50
+    assert matrix.get_attribute("data-step") == str(POPULATION_STEPS - 1)
+    frame.wait_for_selector(POPULATION_PATHS, timeout=30000)
+    paths = _canvas_stats(frame, POPULATION_PATHS)
+    assert len(paths) == 1 and paths[0]["coloured"] > 1000
+
+    # Hovering a cell names its two runs and the distance the route gives, in clustering order.
+    query = urllib.parse.urlencode({"step": POPULATION_STEPS - 1, "run": names[:-1]}, doseq=True)
+    answer = json.loads(_get(f"{base}/data/plugin/layer_dynamics/distances?{query}"))
+    box = matrix.bounding_box()
+    n = len(answer["runs"])
+    a, b = int(n * 0.3), int(n * 0.7)
+    page.mouse.move(box["x"] + (b + 0.5) * box["width"] / n, box["y"] + (a + 0.5) * box["height"] / n)
+    readout = frame.wait_for_selector("[data-readout=matrix][data-row]")
+    row, column = answer["runs"][answer["order"][a]], answer["runs"][answer["order"][b]]
+    assert (readout.get_attribute("data-row"), readout.get_attribute("data-column")) == (row, column)
+    expected_distance = answer["matrix"][answer["order"][a]][answer["order"][b]]
+    assert float(readout.get_attribute("data-distance")) == pytest.approx(expected_distance, rel=1e-5)
+    assert f"{row} × {column}" in readout.text_content()
+
+    # The first step: another matrix and the dots elsewhere on the paths.
+    frame.eval_on_selector(
+        "[data-control=population-step]",
+        "s => { s.value = '0'; s.dispatchEvent(new Event('input', {bubbles: true})); }",
+    )
+    frame.wait_for_selector(f"{POPULATION_MATRIX}[data-step='0']", timeout=20000)
+    first = _canvas_stats(frame, POPULATION_MATRIX)
+    assert first[0]["coloured"] > 5000 and first[0]["hash"] != last[0]["hash"]
+    assert _canvas_stats(frame, POPULATION_PATHS)[0]["hash"] != paths[0]["hash"]
+
+    # One layer: its own matrix.
+    frame.select_option("[data-control=population-layer]", "fc1")
+    _wait_for_redraw(frame, POPULATION_MATRIX, first)
+    assert problems == []
+    page.close()

@@ -49,7 +49,10 @@ def run_reducer(fused, elementwise, steps=3):
     found = layers_mod.find_layers(model)
     reducer = Reducer(elementwise=elementwise, fused=fused)
     reducer.prepare(found, [True] * len(found))
-    snap = lambda: {n: p.detach().clone() for layer in found for n, p in layer.params}
+
+    def snap():
+        return {n: p.detach().clone() for layer in found for n, p in layer.params}
+
     init, got, want = snap(), [], []
     for _ in range(steps):
         prev = snap()

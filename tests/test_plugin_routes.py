@@ -346,6 +346,50 @@ def test_binary_series_holds_the_json_series(served):
         np.testing.assert_array_equal(values, np.array(want, dtype=np.float32))
 
 
+def _batch(client, runs, models=None, **query):
+    pairs = [("run", r) for r in runs] + [("model", m) for m in (models or [])] + list(query.items())
+    return client.get(PREFIX + "series_batch?" + urllib.parse.urlencode(pairs))
+
+
+def _split_batch(raw):
+    """The parts of a ``series_batch`` body, read plainly."""
+    (count,) = np.frombuffer(raw[:4], dtype="<u4")
+    parts, offset = [], 4
+    for _ in range(int(count)):
+        (length,) = np.frombuffer(raw[offset : offset + 4], dtype="<u4")
+        parts.append(raw[offset + 4 : offset + 4 + int(length)])
+        offset += 4 + int(length)
+    assert offset == len(raw)
+    return parts
+
+
+def test_series_batch_holds_each_binary_series_in_order(served):
+    client = served[0]
+    runs = ["grown", "lenet/seed0", HOSTILE_RUNS[0], "grown"]
+    for query in ({"metric": "rwc"}, {"metric": "rwc", "max_points": 50, "start": 3, "end": 400}):
+        response = _batch(client, runs, **query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        parts = _split_batch(response.get_data())
+        singles = [_get(client, "series", run=run, format="binary", **query).get_data() for run in runs]
+        assert parts == singles
+    # Models given once per run, empty for a tracker without a name: the same answers.
+    named = _split_batch(_batch(client, runs[:2], ["", ""], metric="rwc").get_data())
+    assert named == [_get(client, "series", run=run, metric="rwc", format="binary").get_data() for run in runs[:2]]
+
+
+def test_series_batch_refuses_what_series_refuses(served):
+    client = served[0]
+    unknown = _batch(client, ["grown", "no such run"], metric="rwc")
+    assert unknown.status_code == 404 and "no such run" in unknown.get_data(as_text=True)
+    missing = _batch(client, ["grown"], metric="grad_norm")
+    assert missing.status_code == 404 and "grad_norm" in missing.get_data(as_text=True)
+    assert _batch(client, [], metric="rwc").status_code == 400
+    assert _batch(client, ["grown", "grown"], [""], metric="rwc").status_code == 400
+    assert _batch(client, ["grown"] * 257, metric="rwc").status_code == 400
+    assert _batch(client, ["grown"], metric="rwc", max_points=1).status_code == 400
+
+
 def test_heatmap_bins_are_means_of_defined_values(served, logged):
     client = served[0]
     _, written = logged

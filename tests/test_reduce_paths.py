@@ -36,7 +36,10 @@ def test_sums_match_reference_on_every_path(flat_max_numel):
         model[1].weight[:3] = 0.0  # zero previous weights: counted, left out of the ratio
     reducer = Reducer(elementwise=True, chunk=20_000, flat_max_numel=flat_max_numel)
     reducer.prepare(found, [True] * len(found))
-    snapshot = lambda: {name: p.detach().clone() for layer in found for name, p in layer.params}
+
+    def snapshot():
+        return {name: p.detach().clone() for layer in found for name, p in layer.params}
+
     init = prev = snapshot()
     gen = torch.Generator().manual_seed(1)
     for step in range(3):
@@ -98,7 +101,10 @@ def test_gradients_in_any_layout_are_measured(flat_max_numel):
     assert not model["proj"].weight.grad.is_contiguous()
     model["proj"].bias.grad = torch.randn(6)
     logged = reducer.layer_sums(reducer.to_host(reducer.reduce()))
-    square = lambda grad: float((grad.to_dense().double() ** 2).sum())
+
+    def square(grad):
+        return float((grad.to_dense().double() ** 2).sum())
+
     expected = [
         square(model["embed"].weight.grad),
         square(model["proj"].weight.grad) + square(model["proj"].bias.grad),

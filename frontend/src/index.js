@@ -19,6 +19,7 @@ import { createFilmstripPanel } from './panels/filmstrip/index.js';
 import { createHeatmapPanel } from './panels/heatmap/index.js';
 import { createLayerCurvesPanel } from './panels/curves/layers.js';
 import { createPickerPanel } from './panels/picker/index.js';
+import { createPopulationPanel } from './panels/population/index.js';
 import { createSettlingPanel } from './panels/settling/index.js';
 import { createSummaryPanel } from './panels/summary/index.js';
 import { createSweepsPanel } from './panels/sweeps/index.js';
@@ -32,6 +33,7 @@ const PANELS = [
   createLayerCurvesPanel,
   createHeatmapPanel,
   createSettlingPanel,
+  createPopulationPanel,
   createSummaryPanel,
   createGroupCurvesPanel,
   createSweepsPanel,

@@ -56,3 +56,27 @@ test('only the newest request may draw', () => {
   assert.ok(!guard.isCurrent(first));
   assert.ok(guard.isCurrent(second));
 });
+
+test('the request limiter runs at most its limit at once, in queue order, and passes failures on', async () => {
+  const { createLimiter } = await import('../src/core/api.js');
+  const limit = createLimiter(2);
+  let running = 0;
+  let most = 0;
+  const started = [];
+  const task = (i, fail = false) => () => new Promise((resolve, reject) => {
+    started.push(i);
+    running++;
+    most = Math.max(most, running);
+    setTimeout(() => {
+      running--;
+      if (fail) reject(new Error(`task ${i}`));
+      else resolve(i);
+    }, 5 + (i % 3) * 3);
+  });
+  const results = await Promise.allSettled([0, 1, 2, 3, 4, 5, 6].map((i) => limit(task(i, i === 3))));
+  assert.equal(most, 2);
+  assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+  assert.equal(/** @type {any} */ (results[3]).reason.message, 'task 3');
+  assert.equal(running, 0);
+});

@@ -186,3 +186,12 @@ test('changes read with their sign', () => {
   assert.equal(formatChange(0), '0');
   assert.equal(formatChange(null), '–');
 });
+
+test('a population without sweeps is named by a few runs and counted', async () => {
+  const { chooseSweeps: choose } = await import('../src/panels/sweeps/shaping.js');
+  const lists = Array.from({ length: 1000 }, (_, i) => ({ run: `run${i}`, sweeps: [] }));
+  const { sweeps, notes } = choose(lists, 'latest');
+  assert.equal(sweeps.length, 0);
+  assert.deepEqual(notes, ['No sweeps logged in runs run0, run1, run2, run3, run4 and 995 more.']);
+  assert.deepEqual(choose(lists.slice(0, 2), 'latest').notes, ['No sweeps logged in runs run0, run1.']);
+});

@@ -107,6 +107,86 @@ def masked_crc32c(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarr
     return result
 
 
+# One long record (a picture event, tens of kB) is checked as many lanes at once; below
+# ``_LANES_FROM`` bytes a plain byte loop is faster than the vector set-up.
+_LANES_FROM = 1024
+
+
+def _advance_table(byte_steps: int) -> np.ndarray:
+    """(4, 256) tables of the linear map that runs a raw CRC state through ``byte_steps`` zero
+    bytes: the state ``s`` becomes ``t[0][s & 255] ^ t[1][(s >> 8) & 255] ^ t[2][..] ^ t[3][..]``."""
+    state = np.uint32(1) << np.arange(32, dtype=np.uint32)  # one lane per basis bit
+    for _ in range(byte_steps):
+        state = _BYTE[state & 0xFF] ^ (state >> 8)
+    bits = (np.arange(256, dtype=np.uint32)[:, None] >> np.arange(8, dtype=np.uint32)) & 1
+    tables = np.zeros((4, 256), dtype=np.uint32)
+    for j in range(4):
+        columns = state[8 * j : 8 * j + 8]
+        tables[j] = np.bitwise_xor.reduce(np.where(bits == 1, columns[None, :], 0), axis=1)
+    return tables
+
+
+_BYTE_LIST = _BYTE.tolist()
+_ACROSS_LANE = {}  # lane bytes -> its _advance_table, as lists (indexed from Python ints)
+
+
+def _lane_bytes(n: int) -> int:
+    """The lane length that balances the vector steps (one per word of a lane, a few µs each)
+    against chaining the lanes (one Python step per lane): about sqrt(0.4 n), a power of two."""
+    lane = 64
+    while lane < 1024 and lane * lane < 0.4 * n:
+        lane *= 2
+    return lane
+
+
+def _crc_bytes(crc: int, data) -> int:
+    """A raw (unmasked, unfinalised) CRC-32C state advanced through ``data``, byte by byte."""
+    table = _BYTE_LIST
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def masked_crc32c_of(data) -> int:
+    """The masked CRC-32C of one bytes-like record, as a TFRecord frame stores it.
+
+    Equal to TensorBoard's pure-Python ``masked_crc32c`` for every input, and for records of tens
+    of kilobytes about ten times faster: the record is cut into lanes of 64 to 1,024 bytes whose CRCs are
+    computed side by side (each from a zero state, one vector step per four bytes), then chained,
+    since a CRC is linear: the state after lanes ``a`` then ``b`` is ``b``'s own state xor ``a``'s
+    state run through as many zero bytes as ``b`` holds.
+    """
+    view = memoryview(data).cast("B")
+    n = len(view)
+    if n < _LANES_FROM:
+        crc = _crc_bytes(0xFFFFFFFF, view)
+    else:
+        lane_bytes = _lane_bytes(n)
+        if lane_bytes not in _ACROSS_LANE:
+            _ACROSS_LANE[lane_bytes] = _advance_table(lane_bytes).tolist()
+        lanes = n // lane_bytes
+        block = np.frombuffer(view, dtype=np.uint8, count=lanes * lane_bytes).reshape(lanes, lane_bytes)
+        words = block.view("<u4").T.copy()  # row j: word j of every lane
+        state = np.zeros(lanes, dtype=np.uint32)
+        state[0] = 0xFFFFFFFF
+        low = np.empty(lanes, dtype=np.uint32)
+        high = np.empty(lanes, dtype=np.uint32)
+        halves = state.view(np.uint16)
+        low_half, high_half = halves[_HALVES[0] :: 2], halves[_HALVES[1] :: 2]
+        for row in words:
+            state ^= row
+            np.take(_WORD_LOW, low_half, out=low)
+            np.take(_WORD_HIGH, high_half, out=high)
+            np.bitwise_xor(low, high, out=state)
+        t0, t1, t2, t3 = _ACROSS_LANE[lane_bytes]
+        crc = 0
+        for lane in state.tolist():
+            crc = t0[crc & 0xFF] ^ t1[(crc >> 8) & 0xFF] ^ t2[(crc >> 16) & 0xFF] ^ t3[crc >> 24] ^ lane
+        crc = _crc_bytes(crc, view[lanes * lane_bytes :])
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
 @dataclasses.dataclass(frozen=True)
 class Frames:
     """The intact records found at the start of a buffer.

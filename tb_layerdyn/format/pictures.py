@@ -285,6 +285,23 @@ def metadata(content):
 # ----------------------------------------------------------------------------- levels
 
 
+def _order_statistics(values, ranks) -> Tuple[float, ...]:
+    """The values of ascending ``ranks`` in ``values`` sorted, exactly. One selection per rank,
+    each in the part left below the previous one: numpy's partition with several ranks at once
+    took 5 to 10 times as long (150 µs against 26 µs on a 96x100 picture)."""
+    found = []
+    part = values
+    for rank in sorted(ranks, reverse=True):
+        part = np.partition(part, rank)
+        found.append(float(part[rank]))
+        part = part[: rank + 1]
+    order = sorted(range(len(ranks)), key=lambda i: ranks[i], reverse=True)
+    result = [0.0] * len(ranks)
+    for value, i in zip(found, order):
+        result[i] = value
+    return tuple(result)
+
+
 def quantize(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.ndarray, Plane]:
     """Gray levels of a picture's values, and the facts that come with them.
 
@@ -320,8 +337,7 @@ def quantize(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.
         low = -high
     n = finite.size
     ranks = [int(math.floor(q * (n - 1))) for q in quantiles]
-    ordered = np.partition(finite, ranks)
-    stats = (float(ordered[ranks[0]]), float(ordered[ranks[1]]))
+    stats = _order_statistics(finite, ranks)
     if high > low:
         shifted = values - low if all_finite else np.where(finite_mask, values, low) - low
         shifted /= high - low
@@ -345,10 +361,11 @@ def dequantize(levels, interval, bits=8) -> np.ndarray:
     return values
 
 
-def encode(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Plane:
-    """A ``Plane`` of a 2-D array of values: its PNG, interval and quantiles (see ``quantize``)."""
+def encode(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES, compress=True) -> Plane:
+    """A ``Plane`` of a 2-D array of values: its PNG, interval and quantiles (see ``quantize``);
+    ``compress`` as ``png.encode``'s."""
     levels, plane = quantize(values, map_name, bits, quantiles)
-    return dataclasses.replace(plane, png=png.encode(levels))
+    return dataclasses.replace(plane, png=png.encode(levels, compress))
 
 
 # ----------------------------------------------------------------------------- events

@@ -126,6 +126,16 @@ def series_binary(entry, found, metric, target, total_steps):
     return _binary(header, found.steps, found.values)
 
 
+def concatenated(parts):
+    """Binary bodies in one: a little-endian ``uint32`` count, then each body after its ``uint32``
+    length (``series_batch`` in ``http_api.md``)."""
+    out = [struct.pack("<I", len(parts))]
+    for part in parts:
+        out.append(struct.pack("<I", len(part)))
+        out.append(part)
+    return b"".join(out)
+
+
 def heatmap(entry, found, metric, target):
     """The body of the ``heatmap`` route from a ``models.Series`` of bin means."""
     values = np.asarray(found.values, dtype=np.float64)

@@ -26,6 +26,8 @@ DEFAULT_MAX_STEPS = 2000
 MAX_MAX_STEPS = 20000
 MAX_STEP = 2**63 - 1  # event steps are int64
 FORMATS = ("json", "binary")
+# Most entries one ``series_batch`` request may ask for.
+MAX_BATCH = 256
 
 
 def _respond_json(request, body):
@@ -56,6 +58,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         apps = {
             "/runs": self.runs_route,
             "/series": self.series_route,
+            "/series_batch": self.series_batch_route,
             "/heatmap": self.heatmap_route,
             "/summary": self.summary_route,
             "/sweeps": self.sweeps_route,
@@ -119,6 +122,38 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         ``models.Series`` of at most ``max_points`` points."""
         entry = self._metric_entry(run, model, metric)
         return entry, entry.table.series(metric, target, max_points // 2, start, end)
+
+    @wrappers.Request.application
+    def series_batch_route(self, request):
+        runs = request.args.getlist("run")
+        names = request.args.getlist("model")
+        if not runs:
+            raise errors.InvalidArgumentError("query parameter 'run' is required (once per entry)")
+        if len(runs) > MAX_BATCH:
+            raise errors.InvalidArgumentError(f"at most {MAX_BATCH} entries a request; got {len(runs)}")
+        if any(run == "" for run in runs):
+            raise errors.InvalidArgumentError("query parameter 'run' is empty")
+        if names and len(names) != len(runs):
+            raise errors.InvalidArgumentError(
+                f"query parameter 'model' must be given once per 'run' ({len(runs)} times) or not at all; "
+                f"got {len(names)}"
+            )
+        names = [m or None for m in names] if names else [None] * len(runs)
+        metric = params.required(request, "metric")
+        target = params.choice(request, "target", models.TARGETS, "layers")
+        max_points = params.integer(request, "max_points", DEFAULT_MAX_POINTS, 2, MAX_MAX_POINTS)
+        start, end = _step_range(request)
+        body = self.series_batch_impl(list(zip(runs, names)), metric, target, max_points, start, end)
+        return http_util.Respond(request, body, "application/octet-stream")
+
+    def series_batch_impl(self, entries, metric, target, max_points, start=None, end=None):
+        """The binary ``series`` answers of several ``(run, model)`` entries, in their order, in
+        one body: a ``uint32`` count, then per entry a ``uint32`` length and that many bytes."""
+        parts = []
+        for run, model in entries:
+            entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
+            parts.append(payloads.series_binary(entry, found, metric, target, len(entry.table.steps)))
+        return payloads.concatenated(parts)
 
     # heatmap
 

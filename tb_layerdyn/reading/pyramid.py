@@ -52,14 +52,10 @@ def nodes_from_rows(rows):
     with np.errstate(invalid="ignore", divide="ignore"):
         sums = np.where(undefined, np.float32(0), block).sum(axis=1, dtype=np.float64)
         out["mean"] = np.where(counts > 0, sums / counts, np.nan)
-    # Where each extreme first occurs, from the last row back so that the first row found wins
-    # (NaN equals nothing: only defined values are found).
-    low_at = np.full((count, series), BASE, dtype=np.int8)
-    high_at = np.full((count, series), BASE, dtype=np.int8)
-    for r in range(BASE - 1, -1, -1):
-        row = block[:, r, :]
-        np.copyto(low_at, np.int8(r), where=row == low)
-        np.copyto(high_at, np.int8(r), where=row == high)
+    # Where each extreme first occurs: the first row equal to it (NaN equals nothing, so only
+    # defined values are found; a node without any finds row 0 for both).
+    low_at = np.argmax(block == low[:, None, :], axis=1)
+    high_at = np.argmax(block == high[:, None, :], axis=1)
     out["min_first"] = low_at <= high_at
     return out
 

@@ -100,15 +100,18 @@ class StepOrder:
 class GradientCheck:
     """Warns once when a plain call finds no gradient, or only zeros, on every trainable layer.
 
-    It fires at the first call (the model has trainable parameters, so the call should follow a
-    backward pass) or after earlier calls saw real gradients: both mean the call sits after
-    ``zero_grad()``.
+    Both mean the call sits after ``zero_grad()`` when earlier calls saw real gradients, or when the
+    first call already sees only zeros (a gradient exists, so a backward pass ran, and was zeroed).
+    A first call that finds no gradient at all is the initial weights being recorded before
+    training (``tracker.log(0)`` before the loop); it warns only if the next call finds none
+    either, as it does when ``zero_grad(set_to_none=True)`` runs before every call.
     """
 
     def __init__(self):
         self._seen_real = False
         self._calls = 0
         self._warned = False
+        self._first_had_none = False
 
     def check(self, has_grad, grad_squares, trainable) -> None:
         """
@@ -124,7 +127,10 @@ class GradientCheck:
         if real[trainable].any():
             self._seen_real = True
             return
-        if self._calls > 1 and not self._seen_real:
+        if self._calls == 1 and not has_grad[trainable].any():
+            self._first_had_none = True  # before training: wait for the next call
+            return
+        if self._calls > 1 and not self._seen_real and not (self._calls == 2 and self._first_had_none):
             return
         self._warned = True
         what = "no gradient" if not has_grad[trainable].any() else "only zero gradients"

@@ -87,20 +87,43 @@ def mosaic(tensors, plan: picture_layouts.Plan) -> List[torch.Tensor]:
             empty = rows * columns - cells
             maps = [torch.cat([m, m.new_full((empty, pooled_h, pooled_w), float("nan"))]) for m in maps]
         return [
-            m.reshape(rows, columns, pooled_h, pooled_w).permute(0, 2, 1, 3).reshape(rows * pooled_h, columns * pooled_w)
+            m.reshape(rows, columns, pooled_h, pooled_w)
+            .permute(0, 2, 1, 3)
+            .reshape(rows * pooled_h, columns * pooled_w)
             for m in maps
         ]
+    return [m[0] for m in mosaic_batch([t[None] for t in tensors], plan)]
+
+
+def mosaic_batch(tensors, plan: picture_layouts.Plan) -> List[torch.Tensor]:
+    """``mosaic`` of a weight ``plan`` for a batch: tensors of shape ``(B, *plan.shape)``, each of
+    the B pictures pooled by its own elements of the first tensor. One set of ops draws several
+    kinds of one layer at once (weights, gradients, updates and travel share a geometry).
+
+    Returns:
+        One float32 tensor of shape ``(B, *plan.picture_shape)`` per input.
+    """
+    if plan.channels:
+        raise ValueError("mosaic_batch draws weight plans; activations go through mosaic")
+    batch = tensors[0].shape[0]
+    tensors = [t.detach().float() for t in tensors]
+    tile_h, tile_w = plan.tile
+    pooled_h, pooled_w = plan.pooled_tile
     rows, columns = plan.grid
     # Kernels (or the one matrix tile) pooled inside, then (out, in) pairs pooled across, with the
     # kernel positions as channels.
-    tiles = _pool([t.reshape(rows * columns, tile_h, tile_w) for t in tensors], plan.tile_block)
+    tiles = _pool([t.reshape(batch * rows * columns, tile_h, tile_w) for t in tensors], plan.tile_block)
     if plan.grid_block > 1:
         k = plan.grid_block
-        across = _pool([t.reshape(rows, columns, pooled_h * pooled_w).permute(2, 0, 1) for t in tiles], (k, k))
+        across = _pool(
+            [t.reshape(batch, rows, columns, pooled_h * pooled_w).permute(0, 3, 1, 2) for t in tiles], (k, k)
+        )
         rows, columns = plan.pooled_grid
-        tiles = [t.permute(1, 2, 0) for t in across]
+        tiles = [t.permute(0, 2, 3, 1) for t in across]
     return [
-        t.reshape(rows, columns, pooled_h, pooled_w).permute(0, 2, 1, 3).reshape(rows * pooled_h, columns * pooled_w)
+        t.reshape(batch, rows, columns, pooled_h, pooled_w)
+        .permute(0, 1, 3, 2, 4)
+        .reshape(batch, rows * pooled_h, columns * pooled_w)
         for t in tiles
     ]
 
@@ -193,36 +216,65 @@ class PictureCapture:
         drawn = [entry for entry in drawn if entry[2].numel()]
         initial = reducer.initial_weights() if "travel" in self.kinds else {}
         with torch.no_grad():
+            drawn_kinds = [k for k in self.kinds if k != "activations"]
+            by_kind = self._parameters(drawn_kinds, drawn, initial) if drawn_kinds else {}
             for kind in self.kinds:
                 if kind == "activations":
                     names, planes = self._activations(model, layers)
                 else:
-                    names, planes = self._parameters(kind, drawn, initial)
+                    names, planes = by_kind[kind]
                 if any(p is not None for p in planes):
                     self._write(sink, kind, names, planes, step)
             if "updates" in self.kinds:
                 self._snapshot(drawn)
 
-    def _parameters(self, kind, drawn, initial):
-        names, pictures = [], []
+    def _sources(self, kind, param_name, weight, initial):
+        """The tensors ``weights``, ``updates`` or ``travel`` draws of a parameter (the first one
+        keys the pooling), or ``None`` when it has no picture at this call."""
+        if kind == "weights":
+            return [weight]
+        if kind == "updates":
+            previous = self._previous.get(param_name)
+            if previous is None or previous.shape != weight.shape:
+                return None
+            return [weight.float() - previous.to(weight.device).float()]
+        start = initial.get(param_name)
+        if start is None or start.shape != weight.shape:
+            return None
+        return [(weight.float() - start.to(weight.device).float()).abs(), weight]
+
+    def _parameters(self, kinds, drawn, initial):
+        """``{kind: (names, pictures)}`` for the parameter kinds: per layer, every kind is pooled
+        in one batch (they share the layer's geometry), each picture by its own first tensor."""
+        found = {kind: ([], []) for kind in kinds}
         for layer_name, param_name, param in drawn:
             weight = param.detach()
-            if kind == "weights":
-                sources = [weight]
-            elif kind == "gradients":
-                grad = param.grad
-                sources = None if grad is None or grad.is_sparse else [grad]
-            elif kind == "updates":
-                previous = self._previous.get(param_name)
-                ok = previous is not None and previous.shape == weight.shape
-                sources = [weight.float() - previous.to(weight.device).float()] if ok else None
-            else:
-                start = initial.get(param_name)
-                ok = start is not None and start.shape == weight.shape
-                sources = [(weight.float() - start.to(weight.device).float()).abs(), weight] if ok else None
-            names.append((layer_name, param_name, tuple(weight.shape)))
-            pictures.append(None if sources is None else mosaic(sources, self._plan(kind, param_name, weight.shape)))
-        return names, pictures
+            sources = {}
+            for kind in kinds:
+                if kind == "gradients":
+                    grad = param.grad
+                    sources[kind] = None if grad is None or grad.is_sparse else [grad]
+                else:
+                    sources[kind] = self._sources(kind, param_name, weight, initial)
+            present = [kind for kind in kinds if sources[kind] is not None]
+            drawn_planes = {}
+            if present:
+                plan = self._plan(present[0], param_name, weight.shape)
+                keys = torch.stack([sources[kind][0].float() for kind in present])
+                # The second plane (travel's weight) where a kind has one; its own first otherwise.
+                seconds = torch.stack([sources[kind][-1].float() for kind in present])
+                two = any(len(sources[kind]) > 1 for kind in present)
+                pooled = mosaic_batch([keys, seconds] if two else [keys], plan)
+                for i, kind in enumerate(present):
+                    planes = [pooled[0][i]]
+                    if len(sources[kind]) > 1:
+                        planes.append(pooled[1][i])
+                    drawn_planes[kind] = planes
+            for kind in kinds:
+                names, pictures = found[kind]
+                names.append((layer_name, param_name, tuple(weight.shape)))
+                pictures.append(drawn_planes.get(kind))
+        return found
 
     def _activations(self, model, layers):
         wanted = self._probe_layers
@@ -273,13 +325,18 @@ class PictureCapture:
     def _write(self, sink, kind, names, pictures, step):
         content, tag = self._layout(kind, names)
         maps = content["maps"]
+        # Only activations compress well enough to pay for it (png.py says what was measured).
+        compress = kind == "activations"
         encoded = []
         for planes in pictures:
             if planes is None:
                 encoded.append(None)
                 continue
             host = [p.cpu().numpy() for p in planes]
-            encoded.append([payload.encode(values, map_name, BITS) for values, map_name in zip(host, maps)])
+            encoded.append([
+                payload.encode(values, map_name, BITS, compress=compress)
+                for values, map_name in zip(host, maps)
+            ])
         proto = payload.summary(encoded, content, with_metadata=sink.needs_metadata(tag), tag_name=tag)
         sink.write_summary(proto, step)
 

@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking import guards
+from tb_layerdyn.tracking import writer_crc
 
 # Tags of TensorBoard's own histogram plugin, per qualified parameter name.
 WEIGHT_HISTOGRAM_PREFIX = "weights/"
@@ -111,6 +112,7 @@ class EventSink:
     _tagged = weakref.WeakKeyDictionary()
 
     def __init__(self, writer):
+        writer_crc.install()  # the same checksums, computed faster (writer_crc.py says how)
         self.failed = None
         self._writer = None
         if isinstance(writer, SummaryWriter):

@@ -51,26 +51,75 @@ export class RequestError extends Error {
 }
 
 /**
+ * Requests in flight at once. A browser holds six connections to a host and queues the rest; a
+ * population of a thousand runs would queue thousands of requests, which Chromium refuses past a
+ * few hundred (`net::ERR_INSUFFICIENT_RESOURCES`). Requests wait here instead, in order.
+ */
+export const MAX_REQUESTS_IN_FLIGHT = 6;
+
+/**
+ * Runs async tasks at most `limit` at a time, in the order they were queued.
+ * @param {number} limit
+ * @returns {<T>(task: () => Promise<T>) => Promise<T>}
+ */
+export function createLimiter(limit) {
+  let running = 0;
+  /** @type {Array<() => void>} */
+  const queue = [];
+  const next = () => {
+    if (running >= limit || queue.length === 0) return;
+    running++;
+    /** @type {() => void} */ (queue.shift())();
+  };
+  return (task) => new Promise((resolve, reject) => {
+    queue.push(() => {
+      task().then(resolve, reject).finally(() => {
+        running--;
+        next();
+      });
+    });
+    next();
+  });
+}
+
+const limited = createLimiter(MAX_REQUESTS_IN_FLIGHT);
+
+/**
+ * `fetch` under the limit of requests in flight; the body is read before the slot is given back.
+ * @template T
+ * @param {string} url
+ * @param {string} accept
+ * @param {(response: Response) => Promise<T>} read
+ * @returns {Promise<T>}
+ */
+function limitedFetch(url, accept, read) {
+  return limited(async () => read(await fetch(url, { headers: { Accept: accept } })));
+}
+
+/**
  * Fetches a route and parses its JSON.
  * @param {string} url relative URL.
  * @returns {Promise<any>}
  */
 async function fetchJson(url) {
-  let response;
+  /** @type {{response: Response, text: string | null, body: any, bad: boolean}} */
+  let got;
   try {
-    response = await fetch(url, { headers: { Accept: 'application/json' } });
+    got = await limitedFetch(url, 'application/json', async (response) => {
+      if (!response.ok) return { response, text: (await response.text()).trim(), body: null, bad: false };
+      try {
+        return { response, text: null, body: await response.json(), bad: false };
+      } catch (e) {
+        return { response, text: null, body: null, bad: true };
+      }
+    });
   } catch (e) {
     throw new RequestError(url, null, e instanceof Error ? e.message : String(e));
   }
-  if (!response.ok) {
-    const text = (await response.text()).trim();
-    throw new RequestError(url, response.status, text || response.statusText);
-  }
-  try {
-    return await response.json();
-  } catch (e) {
-    throw new RequestError(url, response.status, 'the answer is not valid JSON');
-  }
+  const { response } = got;
+  if (!response.ok) throw new RequestError(url, response.status, got.text || response.statusText);
+  if (got.bad) throw new RequestError(url, response.status, 'the answer is not valid JSON');
+  return got.body;
 }
 
 /**
@@ -79,17 +128,18 @@ async function fetchJson(url) {
  * @returns {Promise<ArrayBuffer>}
  */
 export async function fetchBinary(url) {
-  let response;
+  /** @type {{response: Response, text: string | null, body: ArrayBuffer | null}} */
+  let got;
   try {
-    response = await fetch(url, { headers: { Accept: 'application/octet-stream' } });
+    got = await limitedFetch(url, 'application/octet-stream', async (response) => (response.ok
+      ? { response, text: null, body: await response.arrayBuffer() }
+      : { response, text: (await response.text()).trim(), body: null }));
   } catch (e) {
     throw new RequestError(url, null, e instanceof Error ? e.message : String(e));
   }
-  if (!response.ok) {
-    const text = (await response.text()).trim();
-    throw new RequestError(url, response.status, text || response.statusText);
-  }
-  return response.arrayBuffer();
+  const { response } = got;
+  if (!response.ok) throw new RequestError(url, response.status, got.text || response.statusText);
+  return /** @type {ArrayBuffer} */ (got.body);
 }
 
 /**
@@ -163,6 +213,160 @@ export function routeUrl(route, params) {
   return `./${route}${text ? `?${text}` : ''}`;
 }
 
+/**
+ * Entries asked for together before their series go out in `series_batch` requests; fewer go out
+ * one `series` request each, as a tab of a few runs always did.
+ */
+export const BATCH_MIN = 8;
+
+/** Most entries in one `series_batch` request (the route takes up to 256). */
+export const BATCH_SIZE = 100;
+
+/**
+ * Most values (points × series, estimated) in one `series_batch` request: past that, answers of
+ * long runs of many layers go in several requests, so that they are built on several of the
+ * server's threads and arrive in parts.
+ */
+export const BATCH_VALUES = 1_000_000;
+
+/**
+ * The parts of a `series_batch` answer (http_api.md): a uint32 count, then per entry a uint32
+ * length and the entry's binary `series` answer, each copied into a buffer of its own (so its
+ * float64 steps stay aligned).
+ * @param {ArrayBuffer} buffer
+ * @returns {ArrayBuffer[]}
+ */
+export function splitBatch(buffer) {
+  const view = new DataView(buffer);
+  if (buffer.byteLength < 4) throw new Error('the batch answer is shorter than its count');
+  const count = view.getUint32(0, true);
+  const parts = [];
+  let offset = 4;
+  for (let i = 0; i < count; i++) {
+    if (offset + 4 > buffer.byteLength) throw new Error('the batch answer is shorter than its parts');
+    const length = view.getUint32(offset, true);
+    if (offset + 4 + length > buffer.byteLength) throw new Error('the batch answer is shorter than its parts');
+    parts.push(buffer.slice(offset + 4, offset + 4 + length));
+    offset += 4 + length;
+  }
+  return parts;
+}
+
+/**
+ * Series requests made in one task, gathered: when `flush` runs (after the task), those that share
+ * every parameter but the entry go out together, `BATCH_SIZE` entries a request.
+ * @typedef {{params: Record<string, string>, weight: number, resolve: (p: SeriesPayload) => void,
+ *            reject: (e: unknown) => void}} PendingSeries `weight`: the values its answer holds at
+ *   most, estimated.
+ */
+export class SeriesBatcher {
+  /**
+   * @param {(url: string) => Promise<ArrayBuffer>} load fetches a binary answer.
+   */
+  constructor(load = fetchBinary) {
+    this.load = load;
+    /** @type {Map<string, {query: Record<string, string | number | undefined>, items: PendingSeries[]}>} */
+    this.pending = new Map();
+    this.scheduled = false;
+  }
+
+  /**
+   * One entry's series, batched with others asked for in the same task.
+   * @param {Record<string, string>} params the entry's `run` and `model`.
+   * @param {Record<string, string | number | undefined>} query the other parameters.
+   * @param {number} [weight] how many values its answer may hold (points × series), estimated.
+   * @returns {Promise<SeriesPayload>}
+   */
+  series(params, query, weight = 0) {
+    const key = JSON.stringify(query);
+    let group = this.pending.get(key);
+    if (!group) {
+      group = { query, items: [] };
+      this.pending.set(key, group);
+    }
+    const items = group.items;
+    const promise = new Promise((resolve, reject) => items.push({ params, weight, resolve, reject }));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => this.flush(), 0);
+    }
+    return /** @type {Promise<SeriesPayload>} */ (promise);
+  }
+
+  /** Sends what was gathered. */
+  flush() {
+    this.scheduled = false;
+    const groups = [...this.pending.values()];
+    this.pending.clear();
+    for (const { query, items } of groups) {
+      if (items.length < BATCH_MIN) {
+        for (const item of items) this.single(item, query);
+        continue;
+      }
+      let chunk = [];
+      let values = 0;
+      for (const item of items) {
+        if (chunk.length && (chunk.length >= BATCH_SIZE || values + item.weight > BATCH_VALUES)) {
+          this.send(chunk, query);
+          chunk = [];
+          values = 0;
+        }
+        chunk.push(item);
+        values += item.weight;
+      }
+      this.send(chunk, query);
+    }
+  }
+
+  /**
+   * @param {PendingSeries[]} chunk
+   * @param {Record<string, string | number | undefined>} query
+   */
+  send(chunk, query) {
+    if (chunk.length === 1) this.single(chunk[0], query);
+    else this.batch(chunk, query);
+  }
+
+  /**
+   * @param {PendingSeries} item
+   * @param {Record<string, string | number | undefined>} query
+   */
+  single(item, query) {
+    this.load(routeUrl('series', { ...item.params, ...query, format: 'binary' }))
+      .then((buffer) => item.resolve(decodeSeries(buffer)), item.reject);
+  }
+
+  /**
+   * One `series_batch` request; when it fails, each entry is asked on its own, so an entry the
+   * server refuses gets its own message and the others still draw.
+   * @param {PendingSeries[]} items
+   * @param {Record<string, string | number | undefined>} query
+   */
+  async batch(items, query) {
+    const search = new URLSearchParams();
+    for (const item of items) search.append('run', item.params.run);
+    if (items.some((item) => item.params.model !== undefined)) {
+      for (const item of items) search.append('model', item.params.model ?? '');
+    }
+    for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== null) search.set(key, String(value));
+    let parts;
+    try {
+      parts = splitBatch(await this.load(`./series_batch?${search}`));
+      if (parts.length !== items.length) throw new Error('the batch answer holds another number of entries');
+    } catch (e) {
+      for (const item of items) this.single(item, query);
+      return;
+    }
+    items.forEach((item, k) => {
+      try {
+        item.resolve(decodeSeries(parts[k]));
+      } catch (e) {
+        item.reject(e);
+      }
+    });
+  }
+}
+
 /** Route client with a per-URL cache of in-flight and finished requests. */
 export class Model {
   constructor() {
@@ -170,6 +374,9 @@ export class Model {
     this.cache = new Map();
     /** @type {Map<string, {run: string, model: string | null}>} entry name -> route parameters */
     this.entries = new Map();
+    /** @type {Map<string, {layers: number, groups: number}>} entry name -> how many series */
+    this.widths = new Map();
+    this.batcher = new SeriesBatcher();
   }
 
   /**
@@ -215,6 +422,7 @@ export class Model {
       const model = entry.model ?? null;
       const name = entryName(entry.run, model);
       this.entries.set(name, { run: entry.run, model });
+      this.widths.set(name, { layers: (entry.layers ?? []).length, groups: (entry.groups ?? []).length });
       return {
         ...entry, run: name, model, descriptions: entry.descriptions ?? null, pictures: entry.pictures ?? [],
         source: { run: entry.run, model },
@@ -233,11 +441,12 @@ export class Model {
    * @returns {Promise<SeriesPayload>}
    */
   series(run, metric, target, maxPoints, range = {}) {
-    const url = routeUrl('series', {
-      ...this.entryParams(run), metric, target, max_points: maxPoints, start: range.start, end: range.end,
-      format: 'binary',
-    });
-    return this.get(url, async (u) => decodeSeries(await fetchBinary(u)));
+    const params = this.entryParams(run);
+    const query = { metric, target, max_points: maxPoints, start: range.start, end: range.end };
+    const url = routeUrl('series', { ...params, ...query, format: 'binary' });
+    // Cached under the entry's own URL; asked, with the others of the same task, in batches.
+    const width = this.widths.get(run)?.[target] ?? 0;
+    return this.get(url, () => this.batcher.series(params, query, width * maxPoints));
   }
 
   /**

@@ -28,6 +28,8 @@ export const CSS = Object.freeze({
   filterInvalid: 'ld-filter-invalid',
   filterMessage: 'ld-filter-message',
   list: 'ld-list',
+  listSpacer: 'ld-list-spacer',
+  listWindow: 'ld-list-window',
   runRow: 'ld-run-row',
   layerRow: 'ld-layer-row',
   chip: 'ld-chip',
@@ -41,6 +43,7 @@ export const CSS = Object.freeze({
   legend: 'ld-legend',
   legendRamp: 'ld-legend-ramp',
   legendEntry: 'ld-legend-entry',
+  legendMore: 'ld-legend-more',
   legendEnds: 'ld-legend-ends',
   legendSwatch: 'ld-legend-swatch',
   dash: 'ld-dash',
@@ -127,6 +130,13 @@ export const LABEL_MIN_SPACING = 12;
 
 /** Layers listed one by one in the curve legend; deeper models show the ramp and its ends only. */
 export const LEGEND_MAX_ENTRIES = 24;
+
+/**
+ * Most runs a panel that draws one picture per run (the heatmap, the summary's bars, the small
+ * multiples) draws at once; a population of a thousand ticked runs draws the first ones and says
+ * so. The overlaid and averaged curves, the settling table and the population panel take every run.
+ */
+export const RUNS_DRAWN_MAX = 12;
 
 /** Chart heights in CSS pixels. */
 export const CHART_HEIGHT = 320;

@@ -3,7 +3,9 @@
  * @file Legends: the depth ramp of per-layer lines, run line styles, the heatmap colour scale.
  */
 
-import { CSS, DEPTH_RAMP, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ZERO, LEGEND_MAX_ENTRIES } from './constants.js';
+import {
+  CSS, DEPTH_RAMP, HEATMAP_MISSING, HEATMAP_RAMP, HEATMAP_ZERO, LEGEND_MAX_ENTRIES, RUNS_DRAWN_MAX,
+} from './constants.js';
 import { rampGradient } from './colors.js';
 import { chip, el, hiDpiCanvas } from './dom.js';
 import { shortNames } from './names.js';
@@ -71,16 +73,23 @@ function dashSample(dash) {
  * @returns {HTMLElement}
  */
 export function runLegend(runs) {
+  // A population lists its first runs and counts the rest: a thousand names would push the
+  // chart off the screen and name nothing a reader can find.
+  const listed = runs.length > RUNS_DRAWN_MAX ? runs.slice(0, RUNS_DRAWN_MAX) : runs;
+  const more = runs.length - listed.length;
   return el(
     'div',
-    { className: CSS.legend, attrs: { 'data-legend': 'runs' } },
-    runs.map((r) =>
-      el('span', { className: CSS.legendEntry, attrs: { 'data-run': r.run } }, [
-        dashSample(r.dash),
-        chip(r.color),
-        el('span', { text: r.run }),
-      ]),
-    ),
+    { className: CSS.legend, attrs: { 'data-legend': 'runs', 'data-runs': String(runs.length) } },
+    [
+      ...listed.map((r) =>
+        el('span', { className: CSS.legendEntry, attrs: { 'data-run': r.run } }, [
+          dashSample(r.dash),
+          chip(r.color),
+          el('span', { text: r.run }),
+        ]),
+      ),
+      more ? el('span', { className: CSS.legendMore, text: `and ${more} more runs` }) : null,
+    ],
   );
 }
 

@@ -3,7 +3,7 @@
  * @file The frame every panel shares: a titled card whose body shows content or a state message.
  */
 
-import { CSS } from './constants.js';
+import { CSS, RUNS_DRAWN_MAX } from './constants.js';
 import { el, stateMessage } from './dom.js';
 import { activeRuns } from './selection.js';
 
@@ -104,4 +104,19 @@ export function tickedRunsOrState(state, shell, { nothing, clear = () => {}, sho
     return null;
   }
   return runs;
+}
+
+/**
+ * The first runs of many that a per-run panel draws, and the note that says what was left out.
+ * @template T
+ * @param {T[]} runs
+ * @param {number} [max]
+ * @returns {{shown: T[], note: string | null}}
+ */
+export function firstRuns(runs, max = RUNS_DRAWN_MAX) {
+  if (runs.length <= max) return { shown: runs, note: null };
+  return {
+    shown: runs.slice(0, max),
+    note: `Showing the first ${max} of ${runs.length} runs: filter the run list to see others.`,
+  };
 }

@@ -15,7 +15,7 @@ import { createCurveChart } from '../../charts/curve_chart.js';
 import { el, chip, yieldToBrowser } from '../../core/dom.js';
 import { depthLegend, runLegend } from '../../core/legend.js';
 import { createRequestGuard } from '../../core/api.js';
-import { PanelShell, tickedRunsOrState } from '../../core/panel.js';
+import { PanelShell, firstRuns, tickedRunsOrState } from '../../core/panel.js';
 import { joinColumns, pickColumns, positiveOnly, unionNames } from '../../core/shaping.js';
 import { smoothSeries } from '../../core/smoothing.js';
 
@@ -185,6 +185,11 @@ export function createCurvesPanel(context, config) {
       kept.push({ run, names: indices.map((i) => payload.names[i]), columns });
     });
     if (state.layout === 'averaged') return { curves: averaged(state, kept, order, colours), notes, order, palette };
+    if (state.layout === 'multiples') {
+      const { shown, note } = firstRuns(kept);
+      if (note) notes.push(note);
+      kept.splice(shown.length);
+    }
     const lineCount = kept.reduce((n, k) => n + k.names.length, 0);
     // Dashed strokes cost many times a solid one to rasterise; past a few dozen lines they would
     // stall the page, and so many lines are told apart by run in small multiples anyway.

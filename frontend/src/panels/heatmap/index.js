@@ -12,7 +12,7 @@ import {
 import { chip, el, hiDpiCanvas, yieldToBrowser } from '../../core/dom.js';
 import { colourScaleLegend } from '../../core/legend.js';
 import { createRequestGuard } from '../../core/api.js';
-import { PanelShell } from '../../core/panel.js';
+import { PanelShell, firstRuns } from '../../core/panel.js';
 import { layerLabels, shortNames } from '../../core/names.js';
 import { formatValue, niceTicks, valueRange } from '../../core/scales.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
@@ -126,6 +126,8 @@ export function createHeatmapPanel(context) {
   /** @type {{state: State, payloads: HeatmapPayload[]} | null} */
   let last = null;
   let lastWidth = 0;
+  /** @type {string | null} what the run cap left out */
+  let capNote = null;
 
   new ResizeObserver(() => {
     const width = shell.body.clientWidth;
@@ -152,6 +154,7 @@ export function createHeatmapPanel(context) {
     const width = Math.max(200, shell.body.clientWidth - LABEL_WIDTH - 12);
     /** @type {Node[]} */
     const nodes = [colourScaleLegend(scale.min, scale.max), readout];
+    if (capNote) nodes.push(el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text: capNote, attrs: { role: 'status' } }));
     const labelOf = layerLabels(activeRuns(state));
     payloads.forEach((payload, k) => {
       const title = el('div', { className: CSS.chartTitle }, [
@@ -183,7 +186,9 @@ export function createHeatmapPanel(context) {
       shell.showError(state.error);
       return;
     }
-    const runs = activeRuns(state).filter((r) => r.metrics.includes(state.metric));
+    const withMetric = activeRuns(state).filter((r) => r.metrics.includes(state.metric));
+    const { shown: runs, note } = firstRuns(withMetric);
+    capNote = note;
     if (runs.length === 0) {
       last = null;
       shell.showState('empty', state.runs.length

@@ -2,6 +2,10 @@
 /**
  * @file Panel: the runs and layers picker. Several runs (filtered by regex, each with a colour
  * that stays its own), and the layers to draw (filtered by regex or by group).
+ *
+ * The run list is virtualized: a population of a thousand runs keeps only the rows in view (and a
+ * few either side) in the DOM, placed over a spacer as tall as the whole list, so filtering and
+ * scrolling cost the same for ten runs and for ten thousand (core/virtual_list.js).
  */
 
 import { CSS } from '../../core/constants.js';
@@ -10,6 +14,7 @@ import { chip, el, stateMessage } from '../../core/dom.js';
 import { layerLabels, shortNames } from '../../core/names.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
 import { compileFilter, unionNames } from '../../core/shaping.js';
+import { rowWindow, sameWindow } from '../../core/virtual_list.js';
 
 /**
  * @typedef {import('../../core/selection.js').State} State
@@ -17,6 +22,12 @@ import { compileFilter, unionNames } from '../../core/shaping.js';
 
 /** Characters of a name that fit the sidebar; longer ones are shortened (names.js). */
 const NAME_CHARS = 30;
+
+/** Height of a run row in CSS pixels; the stylesheet's `.ld-run-row` has the same. */
+export const RUN_ROW_HEIGHT = 22;
+
+/** Rows rendered above and below the visible ones. */
+const RUN_OVERSCAN = 8;
 
 /**
  * A text box for a regex that marks itself and says why when the text is no regex.
@@ -47,13 +58,75 @@ export function createPickerPanel(context) {
   const runFilter = regexFilter('Filter runs (regex)', 'Filter runs (regex)', (text) => selection.set({ runFilter: text }));
   const runCount = el('span', { className: CSS.count });
   const runList = el('div', { className: CSS.list, attrs: { 'data-list': 'runs' } });
+  const runSpacer = el('div', { className: CSS.listSpacer });
+  const runWindow = el('div', { className: CSS.listWindow });
+  runSpacer.append(runWindow);
+  /** The runs passing the filter, and the ticked ones, as last drawn. */
+  let listed = /** @type {import('../../core/api.js').RunInfo[]} */ ([]);
+  let ticked = new Set();
+  /** @type {import('../../core/virtual_list.js').RowWindow | null} */
+  let drawnWindow = null;
+  let scrollPending = false;
+
   /** @param {boolean} checked */
   const setShown = (checked) => {
     const { regex } = compileFilter(selection.state.runFilter);
     const shown = selection.state.runs.map((r) => r.run).filter((name) => !regex || regex.test(name));
-    const others = selection.state.checked.filter((name) => !shown.includes(name));
+    const shownSet = new Set(shown);
+    const others = selection.state.checked.filter((name) => !shownSet.has(name));
     selection.set({ checked: checked ? others.concat(shown) : others });
   };
+  // One listener for every row, present or future: rows come and go as the list scrolls.
+  runList.addEventListener('change', (event) => {
+    const box = /** @type {HTMLInputElement} */ (event.target);
+    const row = box.closest('[data-run]');
+    if (!(row instanceof HTMLElement) || box.type !== 'checkbox') return;
+    const name = /** @type {string} */ (row.dataset.run);
+    const others = selection.state.checked.filter((n) => n !== name);
+    selection.set({ checked: box.checked ? others.concat([name]) : others });
+  });
+  runList.addEventListener('scroll', () => {
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(() => {
+      scrollPending = false;
+      renderWindow(false);
+    });
+  }, { passive: true });
+
+  /**
+   * One run's row.
+   * @param {import('../../core/api.js').RunInfo} r
+   * @param {number} index its place in the filtered list.
+   */
+  function runRow(r, index) {
+    const box = el('input', { attrs: { type: 'checkbox' } });
+    box.checked = ticked.has(r.run);
+    /** @type {Record<string, string>} */
+    const attrs = { 'data-run': r.run, 'data-index': String(index) };
+    if (r.model !== null) attrs['data-model'] = r.model;
+    return el('label', { className: CSS.runRow, title: r.run, attrs }, [
+      box, chip(context.runColor(r.run)), el('span', { text: r.run }),
+    ]);
+  }
+
+  /**
+   * Renders the rows the list's viewport shows.
+   * @param {boolean} force redraw even when the same rows are in view (their ticks changed).
+   */
+  function renderWindow(force) {
+    const w = rowWindow({
+      count: listed.length, rowHeight: RUN_ROW_HEIGHT, scrollTop: runList.scrollTop,
+      viewportHeight: runList.clientHeight, overscan: RUN_OVERSCAN,
+    });
+    if (!force && sameWindow(drawnWindow, w)) return;
+    drawnWindow = w;
+    runSpacer.style.height = `${w.total}px`;
+    runWindow.style.transform = `translateY(${w.offset}px)`;
+    const rows = [];
+    for (let i = w.start; i < w.end; i++) rows.push(runRow(listed[i], i));
+    runWindow.replaceChildren(...rows);
+  }
   const allButton = el('button', { className: CSS.linkButton, text: 'all', attrs: { type: 'button' } });
   const noneButton = el('button', { className: CSS.linkButton, text: 'none', attrs: { type: 'button' } });
   allButton.addEventListener('click', () => setShown(true));
@@ -82,11 +155,13 @@ export function createPickerPanel(context) {
   /** @param {State} state */
   function drawRuns(state) {
     if (state.status === 'error') {
+      drawnWindow = null;
       runList.replaceChildren(stateMessage('error', state.error));
       runCount.textContent = '';
       return;
     }
     if (state.runs.length === 0) {
+      drawnWindow = null;
       runList.replaceChildren(
         stateMessage(state.status === 'loading' ? 'loading' : 'empty',
           state.status === 'loading' ? 'Loading runs…' : 'No run holds layer dynamics yet.'),
@@ -95,25 +170,24 @@ export function createPickerPanel(context) {
       return;
     }
     const { regex } = compileFilter(state.runFilter);
-    const checked = new Set(state.checked);
-    const rows = state.runs
-      .filter((r) => !regex || regex.test(r.run))
-      .map((r) => {
-        const box = el('input', { attrs: { type: 'checkbox' } });
-        box.checked = checked.has(r.run);
-        box.addEventListener('change', () => {
-          const others = selection.state.checked.filter((name) => name !== r.run);
-          selection.set({ checked: box.checked ? others.concat([r.run]) : others });
-        });
-        /** @type {Record<string, string>} */
-        const attrs = { 'data-run': r.run };
-        if (r.model !== null) attrs['data-model'] = r.model;
-        return el('label', { className: CSS.runRow, title: r.run, attrs }, [
-          box, chip(context.runColor(r.run)), el('span', { text: r.run }),
-        ]);
-      });
-    runList.replaceChildren(...(rows.length ? rows : [stateMessage('empty', 'No run matches the filter.')]));
-    runCount.textContent = `${activeRuns(state).length} of ${state.runs.length}`;
+    ticked = new Set(state.checked);
+    listed = state.runs.filter((r) => !regex || regex.test(r.run));
+    // Colours are handed out in list order, whichever rows scroll into view first.
+    for (const r of state.runs) context.runColor(r.run);
+    if (listed.length === 0) {
+      drawnWindow = null;
+      runList.replaceChildren(stateMessage('empty', 'No run matches the filter.'));
+    } else {
+      if (runSpacer.parentNode !== runList) {
+        drawnWindow = null;
+        runList.replaceChildren(runSpacer);
+      }
+      renderWindow(true);
+    }
+    runList.dataset.count = String(listed.length);
+    let active = 0;
+    for (const r of listed) if (ticked.has(r.run)) active++;
+    runCount.textContent = `${active} of ${state.runs.length}`;
   }
 
   /** @param {State} state */

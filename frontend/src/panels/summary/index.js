@@ -7,7 +7,7 @@
 import { CSS, SUMMARY_METRICS } from '../../core/constants.js';
 import { chip, el, yieldToBrowser } from '../../core/dom.js';
 import { createRequestGuard } from '../../core/api.js';
-import { PanelShell, tickedRunsOrState } from '../../core/panel.js';
+import { PanelShell, firstRuns, tickedRunsOrState } from '../../core/panel.js';
 import { formatValue } from '../../core/scales.js';
 import { visibleLayers } from '../../core/selection.js';
 import { unionNames } from '../../core/shaping.js';
@@ -107,8 +107,9 @@ export function createSummaryPanel(context) {
   async function update(state, changed) {
     if (!WATCHED.some((key) => changed.has(key))) return;
     const ticket = guard.next();
-    const runs = tickedRunsOrState(state, shell, { nothing: 'No layer dynamics logged yet.' });
-    if (runs === null) return;
+    const ticked = tickedRunsOrState(state, shell, { nothing: 'No layer dynamics logged yet.' });
+    if (ticked === null) return;
+    const { shown: runs, note } = firstRuns(ticked);
     shell.setBusy(true);
     await context.firstPaint.wait();
     if (!guard.isCurrent(ticket)) return;
@@ -141,6 +142,7 @@ export function createSummaryPanel(context) {
     const groupRuns = payloads.map((p) => ({ run: p.run, part: p.groups ?? { names: [] }, step: p.step }));
     shell.show([
       legend,
+      note ? el('p', { className: `${CSS.state} ${CSS.stateEmpty}`, text: note, attrs: { role: 'status' } }) : null,
       layers.length ? barTable('Layer', layers, layerRuns, context.runColor) : null,
       groups.length ? barTable('Group', groups, groupRuns, context.runColor) : null,
     ]);

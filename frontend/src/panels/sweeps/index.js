@@ -330,7 +330,10 @@ export function createSweepsPanel(context) {
     await context.firstPaint.wait();
     if (!guard.isCurrent(ticket)) return;
     try {
-      const lists = await Promise.all(runs.map((r) => sweepList(context.model, r.run)));
+      // The run list says how many sweeps each run has: a population without any asks nothing.
+      const lists = await Promise.all(runs.map((r) => (r.sweeps === 0
+        ? Promise.resolve({ run: r.run, sweeps: [] })
+        : sweepList(context.model, r.run))));
       if (!guard.isCurrent(ticket)) return;
       offerSteps(sweepSteps(lists));
       const { sweeps, notes } = chooseSweeps(lists, local.step);

@@ -43,6 +43,9 @@ export function sweepSteps(lists) {
   return [...steps].sort((a, b) => a - b);
 }
 
+/** Runs a note names one by one; past that it counts them. */
+const NOTE_RUNS_MAX = 6;
+
 /**
  * The sweeps to draw: per run its latest one, every one, or the one at a chosen step. Within a run
  * the latest comes first, so it gets the solid line and older steps the dashes.
@@ -79,7 +82,13 @@ export function chooseSweeps(lists, choice, max = SWEEPS_MAX) {
     }
     perRun.push(steps.map((step) => ({ run: list.run, step, scopes: /** @type {string[]} */ (byStep.get(step)) })));
   }
-  if (without.length) notes.push(`No sweeps logged in ${without.length === 1 ? 'run' : 'runs'} ${without.join(', ')}.`);
+  if (without.length) {
+    // A population names a few runs and counts the others.
+    const named = without.length > NOTE_RUNS_MAX ? without.slice(0, NOTE_RUNS_MAX - 1) : without;
+    const more = without.length - named.length;
+    notes.push(`No sweeps logged in ${without.length === 1 ? 'run' : 'runs'} ${named.join(', ')}`
+      + `${more ? ` and ${more} more` : ''}.`);
+  }
   // Take the newest sweep of every run, then the next newest, and so on, so a cap leaves out old
   // steps rather than whole runs.
   /** @type {Array<{run: string, step: number, scopes: string[]}>} */
