@@ -240,7 +240,10 @@ def test_exact_layers_give_exact_distances(population, runs):
 def test_estimated_distances_are_within_the_derived_bound(population, runs):
     """Every pair, layer and step: the relative error of the squared distance. By the derivation
     it exceeds ``bound_95`` with probability at most 5% per estimate (Chebyshev), so at most 5%
-    of them may; its RMS is at most ``sqrt(2 / k)`` per estimate."""
+    of them may. The mean and RMS checks after are tripwires, not the bound: the estimates share
+    runs, steps and one projection, so their errors are correlated and the sample RMS scatters
+    around ``sqrt(2 / k)`` (observed 0.10-0.14 here for 0.125); the variance itself is checked
+    over independent projections in ``test_the_variance_formula_holds_over_projections``."""
     root, _ = population
     errors = {}
     for step in range(1, helpers.STEPS):

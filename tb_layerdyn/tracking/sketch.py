@@ -11,7 +11,9 @@ Cost: built once per layout (a hash of every parameter index, on the host), then
 to the host of ``sum(k)`` floats. Memory: one int32 index per scalar parameter (the bucket, plus
 ``K`` for a minus sign, so no sign tensor and no product is needed) and a float32 buffer of
 ``2 K`` values, ``K`` the total sketch size: O(parameters). A parameter that is not float32 is
-cast for the call (a temporary copy of that parameter).
+cast for the call (a temporary copy of that parameter). On CUDA ``index_add_`` adds with atomics,
+so the last bits of a sketch may differ between two identical runs (far below the sketch's own
+error), unless ``torch.use_deterministic_algorithms(True)`` makes it deterministic.
 """
 
 import warnings
