@@ -327,7 +327,10 @@ class Reducer:
         largest = max([min(e.numel, self._chunk) for e in chunked if e.fast] or [0])
         largest_slow = max([e.numel for e in chunked if not e.fast] or [0])
         size = max(largest, largest_slow, 1)
-        scratch = lambda dtype=torch.float32: torch.empty(size, dtype=dtype, device=device)
+
+        def scratch(dtype=torch.float32):
+            return torch.empty(size, dtype=dtype, device=device)
+
         diff_all = scratch()
         ratio_all = scratch() if self._elementwise else None
         zero_all = scratch(torch.bool) if self._elementwise else None
@@ -342,7 +345,7 @@ class Reducer:
                     diff_all[:n],
                     None if ratio_all is None else (ratio_all[:n], zero_all[:n]),
                 ))
-            for r, (w, prev, init) in enumerate(self._chunk_tensors(entry)):
+            for r, (_w, _prev, init) in enumerate(self._chunk_tensors(entry)):
                 torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
             entry.fused_args = None
             if self._fused is not None and entry.fast and entry.numel >= FUSED_MIN_NUMEL:

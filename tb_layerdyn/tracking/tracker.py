@@ -421,7 +421,7 @@ class LayerDynamics:
         ):
             return set()
         signatures = {lay.name: lay.signature for lay in found}
-        same_order = self._layers is not None and [l.name for l in self._layers] == [l.name for l in found]
+        same_order = self._layers is not None and [lay.name for lay in self._layers] == [lay.name for lay in found]
         if (
             same_order
             and signatures == self._signatures
