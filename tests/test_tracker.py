@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from layerdyn_helpers import ZOO_FORWARD_ORDER, ZOO_LAYERS, Zoo, metric_events, train_step, values_by_step, zoo_batch
 from tb_layerdyn import LayerDynamics, log_layer_dynamics
 from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.format import layer_metrics
 from demo.models import resnet18
 
 
@@ -137,11 +138,13 @@ def test_metadata_only_on_the_first_event_of_a_tag(tmp_path):
     writer.close()
     (path,) = tmp_path.iterdir()
     with_metadata = [
-        value.HasField("metadata")
+        (value.tag.endswith(layer_metrics.STEPS_SUFFIX), value.HasField("metadata"))
         for event in event_file_loader.EventFileLoader(str(path)).Load()
         for value in event.summary.value
     ]
-    assert with_metadata == [True, False, False]
+    # The first call's record, then the two later calls packed: values, and their steps, whose
+    # first event carries the steps' own metadata.
+    assert with_metadata == [(False, True), (False, False), (True, True)]
 
 
 def test_unwraps_compiled_modules(tmp_path):

@@ -27,6 +27,12 @@ Version 2 may pack several calls into one event: the tensor is ``(calls, metrics
 second value in the same event, ``<tag>/steps``, holds their steps as int64, strictly ascending,
 the last one the event's step. NaN marks a value that is undefined at that step.
 
+The steps value carries metadata of its own on its first event in each file (this plugin's
+name, ``DATA_CLASS_TENSOR``, content ``{"kind": "layer_metrics_steps", "version": 2}``), so that
+TensorBoard's loaders keep and serve it as they keep the values; readers of this release find it
+by its tag beside the values and never read that content. Version 2 readers that predate it read
+such records as before (the payload itself is unchanged).
+
 Version 1 (no ``model``, ``descriptions`` or packed calls) is read as it was written.
 """
 
@@ -40,6 +46,8 @@ from tb_layerdyn.format import checks, envelope, tensors
 
 KIND = "layer_metrics"
 VERSION = 2
+# The kind named by the steps value's metadata (see the module docstring).
+STEPS_KIND = KIND + "_steps"
 TAG_PREFIX = envelope.TAG_PREFIX + "metrics/"
 # Readers keep these payloads as columns of values (``reading.columns``).
 STORAGE = "columns"
@@ -220,7 +228,12 @@ def metadata(content):
     return envelope.summary_metadata(KIND, VERSION, content)
 
 
-def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
+def steps_summary_metadata():
+    """The ``SummaryMetadata`` of a packed record's ``<tag>/steps`` value."""
+    return envelope.summary_metadata(STEPS_KIND, VERSION, {})
+
+
+def summary(values, content, *, steps=None, with_metadata=True, tag_name=None, steps_metadata=None):
     """The ``Summary`` of one logging call, or of several packed into one event.
 
     Args:
@@ -231,6 +244,8 @@ def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
         with_metadata: attach the layout. It is needed on the first event of a tag in each event
             file only; leaving it off later keeps every record small.
         tag_name: ``tag(content)`` when the caller has it already (it hashes the layout's JSON).
+        steps_metadata: attach the steps value's metadata (``None``: as ``with_metadata``); it is
+            needed on the first packed event of a tag in each event file only.
 
     Returns:
         A ``summary_pb2.Summary``: the values, plus ``<tag>/steps`` for packed calls.
@@ -256,6 +271,8 @@ def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
         extra = [summary_pb2.Summary.Value(
             tag=name + STEPS_SUFFIX, tensor=tensors.proto(steps, types_pb2.DT_INT64)
         )]
+        if with_metadata if steps_metadata is None else steps_metadata:
+            extra[0].metadata.CopyFrom(steps_summary_metadata())
     value = summary_pb2.Summary.Value(tag=name, tensor=tensors.proto(array, types_pb2.DT_FLOAT))
     if with_metadata:
         value.metadata.CopyFrom(metadata(content))

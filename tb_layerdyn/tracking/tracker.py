@@ -22,6 +22,7 @@ from tb_layerdyn.tracking.computed import ComputedWeights
 from tb_layerdyn.tracking import pictures
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.tracking.reduce import Reducer
+from tb_layerdyn.tracking import sink as sink_mod
 from tb_layerdyn.tracking.sink import EventSink
 
 _GRANULARITIES = ("layer", "parameter")
@@ -86,6 +87,11 @@ class LayerDynamics:
         probe: the input whose activations are drawn (a tensor, or a tuple of tensors), passed
             once; only its first element is drawn.
         probe_layers: names of the modules whose outputs are drawn; ``None`` for every layer's.
+        pack: calls written together as one record, at most (1: a record per call). Held calls
+            are written by ``flush()``, by the writer's own ``flush()`` and ``close()``, at exit,
+            and at the latest after the writer's ``flush_secs``; a crash loses at most the last
+            ``pack`` calls, as many events as ``SummaryWriter``'s own queue holds (its
+            ``max_queue``, 10). Read back, a packed record is the calls it holds, one per step.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -110,6 +116,7 @@ class LayerDynamics:
         images=None,
         probe=None,
         probe_layers=None,
+        pack=sink_mod.PACK,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -138,10 +145,16 @@ class LayerDynamics:
             raise ValueError(
                 f"fused must be True, False or a dict of torch.compile options, got {fused!r}"
             )
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise ValueError(f"pack must be a positive int (calls per record), got {pack!r}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be None or a non-empty str (the model's name), got {name!r}")
         # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
-        self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer)
+        self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer, pack)
+        if self._sink is not None:
+            # A tracker dropped with calls held (its model gone) writes them then, before another
+            # tracker of the run could write later steps under the same tag.
+            weakref.finalize(self, self._sink.hand_over)
         inner = layers_mod.unwrap(model)
         self._model = weakref.ref(inner)
         self._name = name
