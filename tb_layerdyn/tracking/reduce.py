@@ -50,6 +50,10 @@ BLOCK = 256
 # only add recompilations for sizes 0 and 1 and gain nothing).
 FUSED_MIN_NUMEL = 1 << 12
 
+# Pinned host buffers of the CUDA sums, used in turns: a call's sums are read at a later call once
+# their copy is done, so a host that runs this many calls ahead of the device waits for the oldest.
+HOST_DEPTH = 3
+
 # Columns the device fills; SUM_NUMEL is added on the host.
 _DEVICE_SUMS = metrics.SUM_SQ_INIT + 1
 
@@ -175,7 +179,7 @@ class Reducer:
         self._num_blocks = 0
         self._flat_state = None
         self.sums: Optional[torch.Tensor] = None
-        self._host: Optional[torch.Tensor] = None
+        self._hosts: List[torch.Tensor] = []
 
     # ----------------------------------------------------------------------------- building
 
@@ -317,12 +321,15 @@ class Reducer:
         self._blocks = self.sums[size_rows:].view(_BLOCK_ROWS, self._num_blocks)
         # A CPU buffer's numpy view, made once (the buffer is only ever written in place).
         self._sums_host = self.sums.numpy() if self.sums.device.type == "cpu" else None
-        # The one device->host copy per call lands in this buffer (pinned, so it can be async).
-        self._host = (
-            self.sums
-            if self.sums.device.type == "cpu"
-            else torch.empty(self.sums.shape, dtype=self.sums.dtype, pin_memory=True)
-        )
+        # On an accelerator the one device->host copy per call lands in one of these pinned
+        # buffers, without waiting (``start_to_host``), each with the event recorded after it.
+        self._hosts, self._events, self._next_host = [], [], 0
+        if self.sums.device.type == "cuda":
+            self._hosts = [
+                torch.empty(self.sums.shape, dtype=self.sums.dtype, pin_memory=True)
+                for _ in range(HOST_DEPTH)
+            ]
+            self._events = [torch.cuda.Event() for _ in range(HOST_DEPTH)]
 
         largest = max([min(e.numel, self._chunk) for e in chunked if e.fast] or [0])
         largest_slow = max([e.numel for e in chunked if not e.fast] or [0])
@@ -590,16 +597,34 @@ class Reducer:
 
     # ----------------------------------------------------------------------------- host side
 
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the sums come back through ``start_to_host`` (CUDA) instead of ``to_host``."""
+        return bool(self._hosts)
+
     def to_host(self, sums: torch.Tensor) -> np.ndarray:
-        """Copies a sums buffer (``self.sums`` or its all-reduced copy) to the host: the call's one
-        device->host transfer."""
+        """The host sums of a CPU sums buffer (``self.sums`` or its all-reduced copy): no copy."""
         if sums is self.sums and self._sums_host is not None:
             return self._sums_host
         if sums.device.type == "cpu":
             return sums.numpy()
-        self._host.copy_(sums, non_blocking=True)
-        torch.cuda.current_stream(sums.device).synchronize()
-        return self._host.numpy()
+        # Another accelerator than CUDA: one blocking copy.
+        return sums.cpu().numpy()
+
+    def start_to_host(self, sums: torch.Tensor):
+        """Starts the call's one device->host copy of a CUDA sums buffer, without waiting.
+
+        Returns:
+            ``(host, event)``: the pinned host tensor the sums land in and the CUDA event recorded
+            after the copy on the current stream. ``host`` is the ``HOST_DEPTH``-th buffer from
+            now: it must be read (after ``event`` completes) before ``HOST_DEPTH`` more starts.
+        """
+        i = self._next_host
+        self._next_host = (i + 1) % len(self._hosts)
+        host, event = self._hosts[i], self._events[i]
+        host.copy_(sums, non_blocking=True)
+        event.record(torch.cuda.current_stream(sums.device))
+        return host, event
 
     def layer_sums(self, host: np.ndarray) -> np.ndarray:
         """Adds the host copy of the sums buffer into ``(layers, metrics.NUM_SUMS)`` float64.

@@ -207,7 +207,10 @@ class EventSink:
         self._held = 0
         self._held_since = 0.0
         self._max_wait = float(getattr(self._writer, "flush_secs", 120) or 120)
-        if self._writer is not None and self._pack > 1:
+        # What writes the calls that are still on their way to the host (a tracker's, on CUDA),
+        # called before held calls are written: a weak method, or None.
+        self.before_hand_over = None
+        if self._writer is not None:
             _hook_writer(self._writer)
 
     def usable(self, step=None) -> bool:
@@ -311,9 +314,18 @@ class EventSink:
         file_writer.add_summary(proto, global_step=step)
         tagged.add(steps_tag)
 
+    def mark_holding(self) -> None:
+        """Says that calls for this sink are on their way (see ``before_hand_over``)."""
+        _holding.add(self)
+
     def hand_over(self) -> None:
-        """Writes the held calls to the writer now (without flushing it)."""
+        """Writes the held calls to the writer now (without flushing it), after the calls still on
+        their way to the host."""
+        complete = self.before_hand_over() if self.before_hand_over is not None else None
+        if complete is not None:
+            complete()
         if not self._held:
+            _holding.discard(self)
             return
         if self.failed is not None or self._writer.all_writers is None:
             self._held = 0  # the writer is gone: nothing can take them (warned at the failure)

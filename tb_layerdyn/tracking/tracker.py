@@ -5,6 +5,7 @@ in which order, ``reduce`` holds the snapshots and runs the pass, ``distributed`
 and writes, ``metrics`` turns sums into values, ``writer`` writes them.
 """
 
+import collections
 import os
 import warnings
 import weakref
@@ -21,7 +22,7 @@ from tb_layerdyn.tracking.attach import Attachment
 from tb_layerdyn.tracking.computed import ComputedWeights
 from tb_layerdyn.tracking import pictures
 from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.tracking.reduce import Reducer
+from tb_layerdyn.tracking.reduce import HOST_DEPTH, Reducer
 from tb_layerdyn.tracking import sink as sink_mod
 from tb_layerdyn.tracking.sink import EventSink
 
@@ -152,9 +153,9 @@ class LayerDynamics:
         # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
         self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer, pack)
         if self._sink is not None:
-            # A tracker dropped with calls held (its model gone) writes them then, before another
-            # tracker of the run could write later steps under the same tag.
-            weakref.finalize(self, self._sink.hand_over)
+            # A tracker dropped with calls held (its model gone) writes them to disk then, before
+            # another tracker of the run could write later steps under the same tag.
+            weakref.finalize(self, self._sink.flush)
         inner = layers_mod.unwrap(model)
         self._model = weakref.ref(inner)
         self._name = name
@@ -207,6 +208,11 @@ class LayerDynamics:
         self._trainable = None
         self._warned_complex = False
         self._attachments = []
+        # CUDA calls whose sums are on their way to the host: (host, event, has_previous,
+        # has_grad, step, attached), oldest first.
+        self._in_flight = collections.deque()
+        if self._sink is not None:
+            self._sink.before_hand_over = weakref.WeakMethod(self._complete_all)
 
     def log(self, step):
         """Measures the model now and writes the values at ``step``.
@@ -274,6 +280,8 @@ class LayerDynamics:
             ``(layers, sharded, writing, fresh)``, or ``None`` when this call measures nothing
             (another rank of a replicated model, or writing has failed).
         """
+        if self._in_flight:
+            self._complete_ready()
         if self._sink is not None and not self._sink.usable(step):
             return None
         model = self._model()
@@ -313,16 +321,25 @@ class LayerDynamics:
             has_previous = self._all_previous
         if not writing:
             return
-        layer_sums = self._reducer.layer_sums(self._reducer.to_host(sums))
         has_grad = self._reducer.has_grad(found)
-        if self._computed:
-            has_grad = self._computed.add_grads(layer_sums, has_grad)
-        if not attached:
-            self._gradient_check.check(
-                has_grad, layer_sums[:, metrics.SUM_SQ_GRAD], self._trainable
-            )
-        values = self._values(layer_sums, has_previous, has_grad, step)
-        if not self._sink.write_metrics(self._layout, values, step):
+        if self._reducer.asynchronous:
+            # CUDA: the sums travel to pinned host memory behind the device's work, and are turned
+            # into values and written at a later call (or flush) once their copy is done: the call
+            # never waits for the device. Computed weights read their gradients on the host now,
+            # so they wait here.
+            while len(self._in_flight) >= HOST_DEPTH:
+                self._complete_oldest(wait=True)
+            host, event = self._reducer.start_to_host(sums)
+            if self._computed:
+                event.synchronize()
+                written = self._write_values(host.numpy(), has_previous, has_grad, step, attached)
+            else:
+                self._in_flight.append((host, event, has_previous, has_grad, step, attached))
+                self._sink.mark_holding()
+                written = self._sink.usable(step)
+        else:
+            written = self._write_values(self._reducer.to_host(sums), has_previous, has_grad, step, attached)
+        if not written:
             return
         if self._histogram_every is not None and step % self._histogram_every == 0:
             if sharded:
@@ -336,10 +353,56 @@ class LayerDynamics:
             if model is not None:
                 self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
 
+    def _write_values(self, host, has_previous, has_grad, step, attached):
+        """Host side of a call: its sums into values, checked and written. Returns False when
+        nothing could be written."""
+        layer_sums = self._reducer.layer_sums(host)
+        if self._computed:
+            has_grad = self._computed.add_grads(layer_sums, has_grad)
+        if not attached:
+            self._gradient_check.check(
+                has_grad, layer_sums[:, metrics.SUM_SQ_GRAD], self._trainable
+            )
+        values = self._values(layer_sums, has_previous, has_grad, step)
+        return self._sink.write_metrics(self._layout, values, step)
+
+    def _complete_oldest(self, wait):
+        """Writes the oldest call whose sums are still on their way; with ``wait`` false only once
+        their copy is done. Returns whether it wrote it."""
+        host, event, has_previous, has_grad, step, attached = self._in_flight[0]
+        if not wait and not event.query():
+            return False
+        if wait:
+            event.synchronize()
+        self._in_flight.popleft()
+        self._write_values(host.numpy(), has_previous, has_grad, step, attached)
+        return True
+
+    def _complete_ready(self):
+        """Writes, in order, the calls whose sums have arrived (no waiting)."""
+        while self._in_flight and self._complete_oldest(wait=False):
+            pass
+
+    def _complete_all(self):
+        """Writes every call whose sums are on their way, waiting for their copies."""
+        while self._in_flight:
+            self._complete_oldest(wait=True)
+
     def flush(self):
-        """Flushes the writer's pending events to disk."""
+        """Writes every call not yet written (held for a packed record, or on CUDA still on its
+        way to the host) and flushes the writer's pending events to disk."""
+        self._complete_all()
         if self._sink is not None:
             self._sink.flush()
+
+    def __del__(self):
+        # Calls whose sums are still on their way are written when the tracker goes (its model
+        # dropped); the sink's held calls follow (``weakref.finalize`` in ``__init__``).
+        try:
+            if getattr(self, "_in_flight", None):
+                self._complete_all()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
     def initial_state_dict(self):
         """The weights recorded at the first ``log`` (a layer that changed restarts from then).
@@ -453,6 +516,8 @@ class LayerDynamics:
                     "measurements restart from the current weights under a new layout",
                     stacklevel=3,
                 )
+        # Calls still on their way are written under the layout they were measured with.
+        self._complete_all()
         self._reducer.prepare(found, [lay.name in fresh for lay in found])
         self._layers = found
         self._identity = identity
@@ -524,7 +589,7 @@ class LayerDynamics:
                 warnings.warn(
                     f"layers {newly} hold NaN or Inf weights at step {step}; their values are NaN "
                     "while that lasts (warned once per layer)",
-                    stacklevel=3,
+                    stacklevel=guards.user_stacklevel(),
                 )
         sums = self._column_sums
         num_layers = len(layer_sums)
