@@ -79,7 +79,7 @@ def expand_calls(per_tag):
             array = np.asarray(array)
             if array.ndim == 3:
                 calls = [int(s) for s in np.asarray(steps_of[step].pop(0)).reshape(-1)]
-                assert calls[-1] == step and len(calls) == len(array)
+                assert calls[0] == step and len(calls) == len(array)  # version 3: the first
                 pairs = list(zip(calls, array))
             else:
                 pairs = [(step, array)]

@@ -277,7 +277,33 @@ def test_packed_values_equal_unpacked_bit_for_bit():
     parsed = layer_metrics.parse_layout(
         envelope.parse_content(value.metadata, layer_metrics.KIND, layer_metrics.VERSION)
     )
-    steps, decoded = layer_metrics.decode(parsed, value, 9, steps_value)
+    steps, decoded = layer_metrics.decode(parsed, value, 4, steps_value)  # at the first step
     assert steps.tolist() == [4, 5, 9]
     assert decoded.tobytes() == values.tobytes()
     assert tensor_util.make_ndarray(steps_value.tensor).tolist() == [4, 5, 9]
+    with pytest.raises(envelope.FormatError, match="first"):
+        layer_metrics.decode(parsed, value, 9, steps_value)
+
+
+def test_version_2_packed_records_at_their_last_step_are_still_read(tmp_path):
+    """Version 2 allowed packed records at the last call's step: read as they were written."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    content = layer_metrics.layout(
+        metrics=["rwc", "grad_norm"], layers=["a", "b"], param_counts=[3, 4], order="forward",
+        granularity="layer", rwc="l1", groups=[],
+    )
+    rng = np.random.default_rng(1)
+    first = rng.standard_normal((2, 2)).astype(np.float32)
+    packed = rng.standard_normal((3, 2, 2)).astype(np.float32)
+    one = layer_metrics.summary(first, content)
+    one.value[0].metadata.CopyFrom(envelope.summary_metadata(layer_metrics.KIND, 2, content))
+    two = layer_metrics.summary(packed, content, steps=[1, 2, 5], with_metadata=False)
+    writer = EventFileWriter(str(tmp_path / "v2"))
+    writer.add_event(event_pb2.Event(step=0, wall_time=1.0, summary=one))
+    writer.add_event(event_pb2.Event(step=5, wall_time=2.0, summary=two))  # version 2: the last
+    writer.close()
+    run = tb_layerdyn.read(str(tmp_path), cache_dir=None)["v2"]
+    assert run.steps.tolist() == [0, 1, 2, 5]
+    np.testing.assert_array_equal(run.metrics["rwc"], np.concatenate([first[None], packed])[:, 0])

@@ -206,7 +206,7 @@ class EventSink:
         self._held_steps = np.zeros(self._pack, dtype=np.int64)
         self._held = 0
         self._held_since = 0.0
-        self._max_wait = float(getattr(self._writer, "flush_secs", 120) or 120)
+        self.max_wait = float(getattr(self._writer, "flush_secs", 120) or 120)
         # What writes the calls that are still on their way to the host (a tracker's, on CUDA),
         # called before held calls are written: a weak method, or None.
         self.before_hand_over = None
@@ -289,7 +289,7 @@ class EventSink:
         np.copyto(self._held_values[held], array, casting="unsafe")
         self._held_steps[held] = step
         self._held = held + 1
-        if self._held == self._pack or time.monotonic() - self._held_since >= self._max_wait:
+        if self._held == self._pack or time.monotonic() - self._held_since >= self.max_wait:
             self._write_held()
 
     def _write_held(self) -> None:
@@ -300,10 +300,12 @@ class EventSink:
         self._held = 0
         _holding.discard(self)
         file_writer = self._steady_writer
-        step = int(self._held_steps[held - 1])
         if held == 1:
-            self._write_steady(file_writer, self._held_values[0], step)
+            self._write_steady(file_writer, self._held_values[0], int(self._held_steps[0]))
             return
+        # At the first call's step (see ``layer_metrics``): TensorBoard's rule for steps that go
+        # back then drops what one record per call would.
+        step = int(self._held_steps[0])
         steps_tag = self._tag + layer_metrics.STEPS_SUFFIX
         tagged = self._tagged.setdefault(file_writer, set())
         proto = layer_metrics.summary(
@@ -313,6 +315,13 @@ class EventSink:
         )
         file_writer.add_summary(proto, global_step=step)
         tagged.add(steps_tag)
+
+    def write_held(self) -> None:
+        """Writes the held calls now, as one record."""
+        try:
+            self._write_held()
+        except OSError as error:
+            self._fail(error, None)
 
     def mark_holding(self) -> None:
         """Says that calls for this sink are on their way (see ``before_hand_over``)."""
