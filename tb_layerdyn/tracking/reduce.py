@@ -407,6 +407,13 @@ class Reducer:
         # Boolean-mask writes cost microseconds even when they select nothing.
         self._any_rows_empty = bool(self._rows_empty.any())
         self._any_blocks_empty = bool(self._blocks_empty.any())
+        # Where the gradients' sums of squares lie in the host copy of the sums buffer.
+        split = self._num_rows * _DEVICE_SUMS
+        self.grad_index = np.concatenate([
+            np.arange(self._num_rows, dtype=np.intp) * _DEVICE_SUMS + metrics.SUM_SQ_GRAD,
+            split + 1 * self._num_blocks + np.arange(self._num_blocks, dtype=np.intp),
+        ])
+        assert _BLOCK_COLUMNS[1] == metrics.SUM_SQ_GRAD
 
     # ----------------------------------------------------------------------------- queries
 
@@ -625,6 +632,41 @@ class Reducer:
         host.copy_(sums, non_blocking=True)
         event.record(torch.cuda.current_stream(sums.device))
         return host, event
+
+    def layer_sums_many(self, host: np.ndarray) -> np.ndarray:
+        """``layer_sums`` of several calls at once: ``(calls, sums buffer)`` float32 in,
+        ``(calls, layers, metrics.NUM_SUMS)`` float64 out (a new array), each call's the same
+        numbers ``layer_sums`` gives (the same additions in the same order)."""
+        calls = len(host)
+        num_layers = len(self._layer_out)
+        out = np.zeros((calls, num_layers, metrics.NUM_SUMS))
+        out[:, :, metrics.SUM_NUMEL] = self._numel
+        if not num_layers:
+            return out
+        split = self._num_rows * _DEVICE_SUMS
+        if self._num_rows:
+            rows = np.zeros((calls, self._num_rows + 1, _DEVICE_SUMS))
+            rows[:, :-1] = host[:, :split].reshape(calls, self._num_rows, _DEVICE_SUMS)
+            added = np.add.reduceat(rows, self._layer_rows, axis=1)
+            if self._any_rows_empty:
+                added[:, self._rows_empty] = 0.0
+            out[:, :, :_DEVICE_SUMS] = added
+        if self._num_blocks:
+            blocks = host[:, split:].reshape(calls, _BLOCK_ROWS, self._num_blocks)
+            if self._any_blocks_empty:
+                padded = np.zeros((calls, _BLOCK_ROWS, self._num_blocks + 1))
+                padded[:, :, :-1] = blocks
+                added = np.add.reduceat(padded, self._block_starts, axis=2)
+                added[:, :, self._blocks_empty] = 0.0
+            else:
+                added = np.add.reduceat(blocks, self._block_starts, axis=2, dtype=np.float64)
+            if self._num_rows:
+                out[:, :, _BLOCK_COLUMNS] += added.transpose(0, 2, 1)
+            else:
+                out[:, :, _BLOCK_COLUMNS] = added.transpose(0, 2, 1)
+            if self._elementwise:
+                out[:, :, metrics.SUM_ZERO_PREV] -= self._pads
+        return out
 
     def layer_sums(self, host: np.ndarray) -> np.ndarray:
         """Adds the host copy of the sums buffer into ``(layers, metrics.NUM_SUMS)`` float64.
