@@ -2,8 +2,9 @@
 
 Holds the only state of a measurement, the initial and previous weights of each parameter, in
 buffers allocated once. Each call fills one preallocated sums buffer on the parameters' device and
-copies it to the host in **one** transfer, where the sums of each layer are added up. No per-layer
-``.item()``.
+copies it to the host in **one** transfer, where the sums of each layer are added up (for several
+calls at once: ``layer_sums_many``). No per-layer ``.item()``. On CUDA that transfer does not wait:
+it lands in pinned memory behind the device's work (``start_to_host``), read at a later call.
 
 Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
 
