@@ -60,24 +60,57 @@ def train_step(model, opt, batch):
     opt.step()
 
 
+def expand_calls(per_tag):
+    """Packed records turned into one entry per call, the way their format says (a slow,
+    obvious reference for the readers): ``{tag: [(step, array)]}`` as a loader served them, the
+    ``<tag>/steps`` tags among them, in; ``{tag: [(step, 2-D array)]}`` of the values tags out,
+    with TensorBoard's rule applied to each record's first step (a step at or before the last
+    one kept drops the calls kept from that step on)."""
+    out = {}
+    for tag, events in per_tag.items():
+        if tag.endswith(layer_metrics.STEPS_SUFFIX):
+            continue
+        # A packed record's steps travel in the same event: pair them in the order served.
+        steps_of = {}
+        for step, steps in per_tag.get(tag + layer_metrics.STEPS_SUFFIX, []):
+            steps_of.setdefault(step, []).append(steps)
+        kept = []
+        for step, array in events:
+            array = np.asarray(array)
+            if array.ndim == 3:
+                calls = [int(s) for s in np.asarray(steps_of[step].pop(0)).reshape(-1)]
+                assert calls[0] == step and len(calls) == len(array)  # version 3: the first
+                pairs = list(zip(calls, array))
+            else:
+                pairs = [(step, array)]
+            kept = [(s, a) for s, a in kept if s < pairs[0][0]] + pairs
+        out[tag] = kept
+    return out
+
+
 def metric_events(logdir):
-    """``[(tag, content, steps, values)]`` of the metrics tags, read with the Python loader."""
+    """``[(tag, content, steps, values)]`` of the metrics tags, read with the Python loader;
+    packed records are expanded into one entry per call (``expand_calls``)."""
     acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.TENSORS: 0})
     acc.Reload()
-    found = []
+    served = {}
     for tag in sorted(acc.Tags()["tensors"]):
         if not tag.startswith(layer_metrics.TAG_PREFIX):
             continue
-        content = json.loads(acc.SummaryMetadata(tag).plugin_data.content)
-        events = acc.Tensors(tag)
-        steps = [e.step for e in events]
-        values = [
-            np.frombuffer(e.tensor_proto.tensor_content, dtype=np.float32).reshape(
-                [d.size for d in e.tensor_proto.tensor_shape.dim]
+        served[tag] = [
+            (
+                e.step,
+                np.frombuffer(
+                    e.tensor_proto.tensor_content,
+                    dtype=np.int64 if tag.endswith(layer_metrics.STEPS_SUFFIX) else np.float32,
+                ).reshape([d.size for d in e.tensor_proto.tensor_shape.dim]),
             )
-            for e in events
+            for e in acc.Tensors(tag)
         ]
-        found.append((tag, content, steps, values))
+    found = []
+    for tag, calls in sorted(expand_calls(served).items()):
+        content = json.loads(acc.SummaryMetadata(tag).plugin_data.content)
+        found.append((tag, content, [s for s, _ in calls], [a for _, a in calls]))
     return found
 
 
@@ -173,11 +206,13 @@ def multiplexer_table(multiplexer, run):
     from tensorboard.util import tensor_util
 
     layouts = []
-    for tag in multiplexer.GetAccumulator(run).Tags()["tensors"]:
-        if not tag.startswith(layer_metrics.TAG_PREFIX) or tag.endswith(layer_metrics.STEPS_SUFFIX):
-            continue
+    served = {
+        tag: [(e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in multiplexer.Tensors(run, tag)]
+        for tag in multiplexer.GetAccumulator(run).Tags()["tensors"]
+        if tag.startswith(layer_metrics.TAG_PREFIX)
+    }
+    for tag, events in expand_calls(served).items():
         content = json.loads(multiplexer.SummaryMetadata(run, tag).plugin_data.content)
-        events = [(e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in multiplexer.Tensors(run, tag)]
         layouts.append((content, events))
     assert layouts, f"no layer dynamics in run {run!r}"
     return MergedTable(layouts)

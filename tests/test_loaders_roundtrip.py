@@ -12,7 +12,7 @@ from tensorboard.data import server_ingester
 from tensorboard.util import grpc_util, tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
-from layerdyn_helpers import Zoo, train_step, zoo_batch
+from layerdyn_helpers import Zoo, expand_calls, train_step, zoo_batch
 from tb_layerdyn.format import layer_metrics, sketches
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope as metadata
@@ -38,14 +38,14 @@ def logdir(tmp_path_factory):
 
 
 def raw_events(run_dir):
-    """Tag -> {step: float32 array}, straight from the event file records."""
+    """Tag -> {step: float32 array}, one entry per call, straight from the event file records."""
     found = {}
     for path in sorted(run_dir.iterdir()):
         for event in event_file_loader.EventFileLoader(str(path)).Load():
             for value in event.summary.value:
                 if value.tag.startswith(metadata.TAG_PREFIX):  # metrics and weight sketches
-                    found.setdefault(value.tag, {})[event.step] = tensor_util.make_ndarray(value.tensor)
-    return found
+                    found.setdefault(value.tag, []).append((event.step, tensor_util.make_ndarray(value.tensor)))
+    return {tag: dict(calls) for tag, calls in expand_calls(found).items()}
 
 
 def provider_tensors(provider):
@@ -56,8 +56,13 @@ def provider_tensors(provider):
         ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000,
         run_tag_filter=None,
     )
-    out = {tag: {d.step: d.numpy for d in data["run"][tag]} for tag in tags}
-    contents = {tag: json.loads(listing["run"][tag].plugin_content) for tag in tags}
+    served = {tag: [(d.step, d.numpy) for d in data["run"][tag]] for tag in tags}
+    out = {tag: dict(calls) for tag, calls in expand_calls(served).items()}
+    contents = {
+        tag: json.loads(listing["run"][tag].plugin_content)
+        for tag in tags
+        if not tag.endswith(layer_metrics.STEPS_SUFFIX)
+    }
     return out, contents
 
 

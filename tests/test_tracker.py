@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from layerdyn_helpers import ZOO_FORWARD_ORDER, ZOO_LAYERS, Zoo, metric_events, train_step, values_by_step, zoo_batch
 from tb_layerdyn import LayerDynamics, log_layer_dynamics
 from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.format import layer_metrics
 from demo.models import resnet18
 
 
@@ -139,9 +140,15 @@ def test_metadata_only_on_the_first_event_of_a_tag(tmp_path):
     with_metadata = {}
     for event in event_file_loader.EventFileLoader(str(path)).Load():
         for value in event.summary.value:
-            with_metadata.setdefault(value.tag.split("/")[1], []).append(value.HasField("metadata"))
-    # Per tag (the metrics, and the weight sketches written beside them).
-    assert with_metadata == {"metrics": [True, False, False], "sketches": [True, False, False]}
+            key = (value.tag.split("/")[1], value.tag.endswith(layer_metrics.STEPS_SUFFIX))
+            with_metadata.setdefault(key, []).append(value.HasField("metadata"))
+    # Per tag: the metrics (the first call's record, then the two later calls packed, with their
+    # steps, whose first event carries the steps' own metadata) and the weight sketches of each call.
+    assert with_metadata == {
+        ("metrics", False): [True, False],
+        ("metrics", True): [True],
+        ("sketches", False): [True, False, False],
+    }
 
 
 def test_unwraps_compiled_modules(tmp_path):

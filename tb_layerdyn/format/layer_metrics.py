@@ -16,18 +16,31 @@ Layout (``plugin_data.content``)
 ``order``         ``"forward"`` (the order modules first ran) or ``"registration"``
 ``granularity``   ``"layer"`` (a module's parameters together) or ``"parameter"``
 ``rwc``           the RWC variants logged: ``"l1"``, ``"elementwise"`` or ``"both"``
-``model``         the tracker's name when several models share a writer, else absent (version 2)
-``descriptions``  per layer a short description such as ``"Linear 784→512"`` (optional, version 2)
+``model``         the tracker's name when several models share a writer, else absent (version 2+)
+``descriptions``  per layer a short description such as ``"Linear 784→512"`` (optional, version 2+)
 
 Tensor
 ------
 float32 of shape ``(len(metrics), len(layers) + len(groups))`` for one call at the event's step:
 row ``i`` is metric ``metrics[i]``, the first columns the layers in depth order, then the groups.
-Version 2 may pack several calls into one event: the tensor is ``(calls, metrics, columns)`` and a
-second value in the same event, ``<tag>/steps``, holds their steps as int64, strictly ascending,
-the last one the event's step. NaN marks a value that is undefined at that step.
+Several calls may be packed into one event: the tensor is ``(calls, metrics, columns)`` and a
+second value in the same event, ``<tag>/steps``, holds their steps as int64, strictly ascending.
+NaN marks a value that is undefined at that step.
 
-Version 1 (no ``model``, ``descriptions`` or packed calls) is read as it was written.
+Since version 3 the event's step is the **first** call's step. TensorBoard's loaders apply their
+rule for a step that goes back (a record at step ``s`` drops the records kept at ``s`` and later)
+to the event's step: at the first step, a packed record drops what its first call would drop,
+and a record that a later restart drops holds only calls that the restart drops too. Reading the
+kept records in order, each cutting the calls before it from its first step on, then gives the
+same calls as one record per call. (A packed record at its last step, version 2's rule, would
+drop the whole earlier record that a restart reaches into, its calls before the restart too.)
+The steps value carries metadata of its own on its first event in each file (this plugin's
+name, ``DATA_CLASS_TENSOR``, content ``{"kind": "layer_metrics_steps", "version": 3}``), so that
+TensorBoard's loaders keep and serve it as they keep the values; readers find it by its tag
+beside the values and never read that content.
+
+Version 2 may pack calls with the event at the last call's step (no writer of this project did);
+version 1 has no ``model``, ``descriptions`` or packed calls. Both are read as they were written.
 """
 
 import dataclasses
@@ -39,7 +52,9 @@ from tensorboard.compat.proto import summary_pb2, types_pb2
 from tb_layerdyn.format import checks, envelope, tensors
 
 KIND = "layer_metrics"
-VERSION = 2
+VERSION = 3
+# The kind named by the steps value's metadata (see the module docstring).
+STEPS_KIND = KIND + "_steps"
 TAG_PREFIX = envelope.TAG_PREFIX + "metrics/"
 # Readers keep these payloads as columns of values (``reading.columns``).
 STORAGE = "columns"
@@ -220,17 +235,24 @@ def metadata(content):
     return envelope.summary_metadata(KIND, VERSION, content)
 
 
-def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
+def steps_summary_metadata():
+    """The ``SummaryMetadata`` of a packed record's ``<tag>/steps`` value."""
+    return envelope.summary_metadata(STEPS_KIND, VERSION, {})
+
+
+def summary(values, content, *, steps=None, with_metadata=True, tag_name=None, steps_metadata=None):
     """The ``Summary`` of one logging call, or of several packed into one event.
 
     Args:
         values: ``(metrics, layers + groups)`` for one call, or ``(calls, metrics, layers +
             groups)`` with ``steps``; cast to float32.
         content: a dict from ``layout``.
-        steps: for packed calls, their steps, strictly ascending; write the event at the last.
+        steps: for packed calls, their steps, strictly ascending; write the event at the first.
         with_metadata: attach the layout. It is needed on the first event of a tag in each event
             file only; leaving it off later keeps every record small.
         tag_name: ``tag(content)`` when the caller has it already (it hashes the layout's JSON).
+        steps_metadata: attach the steps value's metadata (``None``: as ``with_metadata``); it is
+            needed on the first packed event of a tag in each event file only.
 
     Returns:
         A ``summary_pb2.Summary``: the values, plus ``<tag>/steps`` for packed calls.
@@ -256,6 +278,8 @@ def summary(values, content, *, steps=None, with_metadata=True, tag_name=None):
         extra = [summary_pb2.Summary.Value(
             tag=name + STEPS_SUFFIX, tensor=tensors.proto(steps, types_pb2.DT_INT64)
         )]
+        if with_metadata if steps_metadata is None else steps_metadata:
+            extra[0].metadata.CopyFrom(steps_summary_metadata())
     value = summary_pb2.Summary.Value(tag=name, tensor=tensors.proto(array, types_pb2.DT_FLOAT))
     if with_metadata:
         value.metadata.CopyFrom(metadata(content))
@@ -304,6 +328,10 @@ def decode(parsed: Layout, value, step, steps_value=None):
     steps = tensors.decode(steps_value.tensor, types_pb2.DT_INT64)
     if steps.shape != (array.shape[0],):
         raise envelope.FormatError(f"{array.shape[0]} packed calls with steps of shape {steps.shape}")
-    if np.any(np.diff(steps) <= 0) or int(steps[-1]) != step:
-        raise envelope.FormatError("packed steps are not ascending to the event's step")
+    if np.any(np.diff(steps) <= 0):
+        raise envelope.FormatError("packed steps are not ascending")
+    # Version 3 writes the event at the first call's step, version 2 at the last.
+    if int(steps[0] if parsed.version >= 3 else steps[-1]) != step:
+        which = "first" if parsed.version >= 3 else "last"
+        raise envelope.FormatError(f"packed steps do not have the event's step as their {which}")
     return steps.astype(np.int64, copy=False), array

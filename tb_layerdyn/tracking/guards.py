@@ -113,6 +113,11 @@ class GradientCheck:
         self._warned = False
         self._first_had_none = False
 
+    def saw_real(self) -> None:
+        """Counts a call known to have seen a real gradient (what ``check`` would conclude)."""
+        self._calls += 1
+        self._seen_real = True
+
     def check(self, has_grad, grad_squares, trainable) -> None:
         """
         Args:

@@ -2,8 +2,9 @@
 
 Holds the only state of a measurement, the initial and previous weights of each parameter, in
 buffers allocated once. Each call fills one preallocated sums buffer on the parameters' device and
-copies it to the host in **one** transfer, where the sums of each layer are added up. No per-layer
-``.item()``.
+copies it to the host in **one** transfer, where the sums of each layer are added up (for several
+calls at once: ``layer_sums_many``). No per-layer ``.item()``. On CUDA that transfer does not wait:
+it lands in pinned memory behind the device's work (``start_to_host``), read at a later call.
 
 Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
 
@@ -49,6 +50,10 @@ BLOCK = 256
 # Parameters from this size up take the fused kernel when it is on (smaller sharded pieces would
 # only add recompilations for sizes 0 and 1 and gain nothing).
 FUSED_MIN_NUMEL = 1 << 12
+
+# Pinned host buffers of the CUDA sums, used in turns: a call's sums are read at a later call once
+# their copy is done, so a host that runs this many calls ahead of the device waits for the oldest.
+HOST_DEPTH = 3
 
 # Columns the device fills; SUM_NUMEL is added on the host.
 _DEVICE_SUMS = metrics.SUM_SQ_INIT + 1
@@ -175,7 +180,7 @@ class Reducer:
         self._num_blocks = 0
         self._flat_state = None
         self.sums: Optional[torch.Tensor] = None
-        self._host: Optional[torch.Tensor] = None
+        self._hosts: List[torch.Tensor] = []
 
     # ----------------------------------------------------------------------------- building
 
@@ -317,17 +322,23 @@ class Reducer:
         self._blocks = self.sums[size_rows:].view(_BLOCK_ROWS, self._num_blocks)
         # A CPU buffer's numpy view, made once (the buffer is only ever written in place).
         self._sums_host = self.sums.numpy() if self.sums.device.type == "cpu" else None
-        # The one device->host copy per call lands in this buffer (pinned, so it can be async).
-        self._host = (
-            self.sums
-            if self.sums.device.type == "cpu"
-            else torch.empty(self.sums.shape, dtype=self.sums.dtype, pin_memory=True)
-        )
+        # On an accelerator the one device->host copy per call lands in one of these pinned
+        # buffers, without waiting (``start_to_host``), each with the event recorded after it.
+        self._hosts, self._events, self._next_host = [], [], 0
+        if self.sums.device.type == "cuda":
+            self._hosts = [
+                torch.empty(self.sums.shape, dtype=self.sums.dtype, pin_memory=True)
+                for _ in range(HOST_DEPTH)
+            ]
+            self._events = [torch.cuda.Event() for _ in range(HOST_DEPTH)]
 
         largest = max([min(e.numel, self._chunk) for e in chunked if e.fast] or [0])
         largest_slow = max([e.numel for e in chunked if not e.fast] or [0])
         size = max(largest, largest_slow, 1)
-        scratch = lambda dtype=torch.float32: torch.empty(size, dtype=dtype, device=device)
+
+        def scratch(dtype=torch.float32):
+            return torch.empty(size, dtype=dtype, device=device)
+
         diff_all = scratch()
         ratio_all = scratch() if self._elementwise else None
         zero_all = scratch(torch.bool) if self._elementwise else None
@@ -342,7 +353,7 @@ class Reducer:
                     diff_all[:n],
                     None if ratio_all is None else (ratio_all[:n], zero_all[:n]),
                 ))
-            for r, (w, prev, init) in enumerate(self._chunk_tensors(entry)):
+            for r, (_w, _prev, init) in enumerate(self._chunk_tensors(entry)):
                 torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
             entry.fused_args = None
             if self._fused is not None and entry.fast and entry.numel >= FUSED_MIN_NUMEL:
@@ -397,6 +408,13 @@ class Reducer:
         # Boolean-mask writes cost microseconds even when they select nothing.
         self._any_rows_empty = bool(self._rows_empty.any())
         self._any_blocks_empty = bool(self._blocks_empty.any())
+        # Where the gradients' sums of squares lie in the host copy of the sums buffer.
+        split = self._num_rows * _DEVICE_SUMS
+        self.grad_index = np.concatenate([
+            np.arange(self._num_rows, dtype=np.intp) * _DEVICE_SUMS + metrics.SUM_SQ_GRAD,
+            split + 1 * self._num_blocks + np.arange(self._num_blocks, dtype=np.intp),
+        ])
+        assert _BLOCK_COLUMNS[1] == metrics.SUM_SQ_GRAD
 
     # ----------------------------------------------------------------------------- queries
 
@@ -587,16 +605,69 @@ class Reducer:
 
     # ----------------------------------------------------------------------------- host side
 
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the sums come back through ``start_to_host`` (CUDA) instead of ``to_host``."""
+        return bool(self._hosts)
+
     def to_host(self, sums: torch.Tensor) -> np.ndarray:
-        """Copies a sums buffer (``self.sums`` or its all-reduced copy) to the host: the call's one
-        device->host transfer."""
+        """The host sums of a CPU sums buffer (``self.sums`` or its all-reduced copy): no copy."""
         if sums is self.sums and self._sums_host is not None:
             return self._sums_host
         if sums.device.type == "cpu":
             return sums.numpy()
-        self._host.copy_(sums, non_blocking=True)
-        torch.cuda.current_stream(sums.device).synchronize()
-        return self._host.numpy()
+        # Another accelerator than CUDA: one blocking copy.
+        return sums.cpu().numpy()
+
+    def start_to_host(self, sums: torch.Tensor):
+        """Starts the call's one device->host copy of a CUDA sums buffer, without waiting.
+
+        Returns:
+            ``(host, event)``: the pinned host tensor the sums land in and the CUDA event recorded
+            after the copy on the current stream. ``host`` is the ``HOST_DEPTH``-th buffer from
+            now: it must be read (after ``event`` completes) before ``HOST_DEPTH`` more starts.
+        """
+        i = self._next_host
+        self._next_host = (i + 1) % len(self._hosts)
+        host, event = self._hosts[i], self._events[i]
+        host.copy_(sums, non_blocking=True)
+        event.record(torch.cuda.current_stream(sums.device))
+        return host, event
+
+    def layer_sums_many(self, host: np.ndarray) -> np.ndarray:
+        """``layer_sums`` of several calls at once: ``(calls, sums buffer)`` float32 in,
+        ``(calls, layers, metrics.NUM_SUMS)`` float64 out (a new array), each call's the same
+        numbers ``layer_sums`` gives (the same additions in the same order)."""
+        calls = len(host)
+        num_layers = len(self._layer_out)
+        out = np.zeros((calls, num_layers, metrics.NUM_SUMS))
+        out[:, :, metrics.SUM_NUMEL] = self._numel
+        if not num_layers:
+            return out
+        split = self._num_rows * _DEVICE_SUMS
+        if self._num_rows:
+            rows = np.zeros((calls, self._num_rows + 1, _DEVICE_SUMS))
+            rows[:, :-1] = host[:, :split].reshape(calls, self._num_rows, _DEVICE_SUMS)
+            added = np.add.reduceat(rows, self._layer_rows, axis=1)
+            if self._any_rows_empty:
+                added[:, self._rows_empty] = 0.0
+            out[:, :, :_DEVICE_SUMS] = added
+        if self._num_blocks:
+            blocks = host[:, split:].reshape(calls, _BLOCK_ROWS, self._num_blocks)
+            if self._any_blocks_empty:
+                padded = np.zeros((calls, _BLOCK_ROWS, self._num_blocks + 1))
+                padded[:, :, :-1] = blocks
+                added = np.add.reduceat(padded, self._block_starts, axis=2)
+                added[:, :, self._blocks_empty] = 0.0
+            else:
+                added = np.add.reduceat(blocks, self._block_starts, axis=2, dtype=np.float64)
+            if self._num_rows:
+                out[:, :, _BLOCK_COLUMNS] += added.transpose(0, 2, 1)
+            else:
+                out[:, :, _BLOCK_COLUMNS] = added.transpose(0, 2, 1)
+            if self._elementwise:
+                out[:, :, metrics.SUM_ZERO_PREV] -= self._pads
+        return out
 
     def layer_sums(self, host: np.ndarray) -> np.ndarray:
         """Adds the host copy of the sums buffer into ``(layers, metrics.NUM_SUMS)`` float64.

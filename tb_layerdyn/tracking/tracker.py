@@ -5,7 +5,9 @@ in which order, ``reduce`` holds the snapshots and runs the pass, ``distributed`
 and writes, ``metrics`` turns sums into values, ``writer`` writes them.
 """
 
+import collections
 import os
+import time
 import warnings
 import weakref
 
@@ -22,7 +24,8 @@ from tb_layerdyn.tracking.computed import ComputedWeights
 from tb_layerdyn.tracking import pictures
 from tb_layerdyn.tracking import sketch
 from tb_layerdyn.format import layer_metrics
-from tb_layerdyn.tracking.reduce import Reducer
+from tb_layerdyn.tracking.reduce import HOST_DEPTH, Reducer
+from tb_layerdyn.tracking import sink as sink_mod
 from tb_layerdyn.tracking.sink import EventSink
 
 _GRANULARITIES = ("layer", "parameter")
@@ -100,6 +103,11 @@ class LayerDynamics:
             relative standard deviation of at most ``sqrt(2 / k)`` (0.125 for 128) and, with
             probability 95%, a relative error of at most ``sqrt(40 / k)``; see
             ``tb_layerdyn.format.sketches``.
+        pack: calls written together as one record, at most (1: a record per call). Held calls
+            are written by ``flush()``, by the writer's own ``flush()`` and ``close()``, at exit,
+            and at the latest after the writer's ``flush_secs``; a crash loses at most the last
+            ``pack`` calls, as many events as ``SummaryWriter``'s own queue holds (its
+            ``max_queue``, 10). Read back, a packed record is the calls it holds, one per step.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``writer`` is of the wrong type.
@@ -126,6 +134,7 @@ class LayerDynamics:
         probe_layers=None,
         sketches=True,
         sketch_size=128,
+        pack=sink_mod.PACK,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -154,10 +163,16 @@ class LayerDynamics:
             raise ValueError(
                 f"fused must be True, False or a dict of torch.compile options, got {fused!r}"
             )
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise ValueError(f"pack must be a positive int (calls per record), got {pack!r}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be None or a non-empty str (the model's name), got {name!r}")
         # Only rank 0 writes; on other ranks a logdir path must not even create an event file.
-        self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer)
+        self._sink = None if writer is None or distributed.rank() != 0 else EventSink(writer, pack)
+        if self._sink is not None:
+            # A tracker dropped with calls held (its model gone) writes them to disk then, before
+            # another tracker of the run could write later steps under the same tag.
+            weakref.finalize(self, self._sink.flush)
         inner = layers_mod.unwrap(model)
         self._model = weakref.ref(inner)
         self._name = name
@@ -213,6 +228,13 @@ class LayerDynamics:
         self._trainable = None
         self._warned_complex = False
         self._attachments = []
+        # CUDA calls whose sums are on their way to the host: (host, event, has_previous,
+        # has_grad, step, attached), oldest first.
+        self._in_flight = collections.deque()
+        self._batch = None
+        self._pack = pack
+        if self._sink is not None:
+            self._sink.before_hand_over = weakref.WeakMethod(self._complete_all)
 
     def log(self, step):
         """Measures the model now and writes the values at ``step``.
@@ -280,6 +302,8 @@ class LayerDynamics:
             ``(layers, sharded, writing, fresh)``, or ``None`` when this call measures nothing
             (another rank of a replicated model, or writing has failed).
         """
+        if self._in_flight:
+            self._complete_ready()
         if self._sink is not None and not self._sink.usable(step):
             return None
         model = self._model()
@@ -319,16 +343,31 @@ class LayerDynamics:
             has_previous = self._all_previous
         if not writing:
             return
-        layer_sums = self._reducer.layer_sums(self._reducer.to_host(sums))
         has_grad = self._reducer.has_grad(found)
-        if self._computed:
-            has_grad = self._computed.add_grads(layer_sums, has_grad)
-        if not attached:
-            self._gradient_check.check(
-                has_grad, layer_sums[:, metrics.SUM_SQ_GRAD], self._trainable
-            )
-        values = self._values(layer_sums, has_previous, has_grad, step)
-        if not self._sink.write_metrics(self._layout, values, step):
+        if self._reducer.asynchronous:
+            # CUDA: the sums travel to pinned host memory behind the device's work, and are turned
+            # into values and written at a later call (or flush) once their copy is done: the call
+            # never waits for the device. Computed weights read their gradients on the host now,
+            # so they wait here.
+            while len(self._in_flight) >= HOST_DEPTH:
+                self._complete_oldest(wait=True)
+            host, event = self._reducer.start_to_host(sums)
+            if self._computed:
+                event.synchronize()
+                written = self._write_values(host.numpy(), has_previous, has_grad, step, attached)
+            else:
+                self._in_flight.append((host, event, has_previous, has_grad, step, attached))
+                self._sink.mark_holding()
+                written = self._sink.usable(step)
+        else:
+            host = self._reducer.to_host(sums)
+            if self._deferrable(host, has_previous, has_grad, attached):
+                self._defer(host, step, attached)
+                written = self._sink.usable(step)
+            else:
+                self._write_batch()
+                written = self._write_values(host, has_previous, has_grad, step, attached)
+        if not written:
             return
         if self._histogram_every is not None and step % self._histogram_every == 0:
             if sharded:
@@ -344,10 +383,112 @@ class LayerDynamics:
             if model is not None:
                 self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
 
+    def _write_values(self, host, has_previous, has_grad, step, attached):
+        """Host side of a call: its sums into values, checked and written. Returns False when
+        nothing could be written."""
+        layer_sums = self._reducer.layer_sums(host)
+        if self._computed:
+            has_grad = self._computed.add_grads(layer_sums, has_grad)
+        if not attached:
+            self._gradient_check.check(
+                has_grad, layer_sums[:, metrics.SUM_SQ_GRAD], self._trainable
+            )
+        values = self._values(layer_sums, has_previous, has_grad, step)
+        return self._sink.write_metrics(self._layout, values, step)
+
+    def _deferrable(self, host, has_previous, has_grad, attached):
+        """Whether a CPU call's sums may wait to be turned into values with the next calls': a
+        steady call (same layers, every one with previous weights and a gradient) that nothing
+        would warn about (finite sums; some gradient not zero). Two numpy sums decide it."""
+        return (
+            self._batch is not None
+            and has_previous is self._all_previous
+            and has_grad is self._reducer.all_true
+            and bool(np.isfinite(host.sum()))
+            and (attached or host[self._reducer.grad_index].sum() > 0)
+        )
+
+    def _defer(self, host, step, attached):
+        """Keeps a steady call's sums (a copy) for ``_write_batch``; writes them when ``pack``
+        calls wait."""
+        raw, steps = self._batch
+        count = len(steps)
+        np.copyto(raw[count], host)
+        steps.append((step, attached))
+        if count == 0:
+            self._batch_since = time.monotonic()
+            self._sink.mark_holding()
+        if count + 1 == len(raw) or time.monotonic() - self._batch_since >= self._sink.max_wait:
+            self._write_batch()
+
+    def _write_batch(self):
+        """Turns the waiting steady calls into values all at once, and writes them in order: the
+        same numbers as one call at a time, for a fraction of the host work."""
+        if self._batch is None or not self._batch[1]:
+            return
+        raw, steps = self._batch
+        count = len(steps)
+        self._batch = (raw, [])
+        layer_sums = self._reducer.layer_sums_many(raw[:count])
+        if self._group_rows:
+            columns = np.concatenate(
+                [layer_sums, np.add.reduceat(layer_sums[:, self._member_rows], self._member_starts, axis=1)],
+                axis=1,
+            )
+        else:
+            columns = layer_sums
+        width = columns.shape[1]
+        flags = np.ones(count * width, dtype=bool)
+        values = metrics.compute(
+            columns.reshape(count * width, metrics.NUM_SUMS), has_previous=flags, has_grad=flags, rwc=self._rwc
+        )
+        values = values.reshape(len(values), count, width)
+        for i, (step, attached) in enumerate(steps):
+            if not attached:
+                self._gradient_check.saw_real()
+            self._sink.write_metrics(self._layout, values[:, i], step)
+        # Written now, so that no call waits longer than ``pack`` calls in all.
+        self._sink.write_held()
+
+    def _complete_oldest(self, wait):
+        """Writes the oldest call whose sums are still on their way; with ``wait`` false only once
+        their copy is done. Returns whether it wrote it."""
+        host, event, has_previous, has_grad, step, attached = self._in_flight[0]
+        if not wait and not event.query():
+            return False
+        if wait:
+            event.synchronize()
+        self._in_flight.popleft()
+        self._write_values(host.numpy(), has_previous, has_grad, step, attached)
+        return True
+
+    def _complete_ready(self):
+        """Writes, in order, the calls whose sums have arrived (no waiting)."""
+        while self._in_flight and self._complete_oldest(wait=False):
+            pass
+
+    def _complete_all(self):
+        """Writes every call not written yet: steady CPU calls waiting for a batch, and CUDA calls
+        whose sums are on their way (waiting for their copies)."""
+        self._write_batch()
+        while self._in_flight:
+            self._complete_oldest(wait=True)
+
     def flush(self):
-        """Flushes the writer's pending events to disk."""
+        """Writes every call not yet written (held for a packed record, or on CUDA still on its
+        way to the host) and flushes the writer's pending events to disk."""
+        self._complete_all()
         if self._sink is not None:
             self._sink.flush()
+
+    def __del__(self):
+        # Calls whose sums are still on their way are written when the tracker goes (its model
+        # dropped); the sink's held calls follow (``weakref.finalize`` in ``__init__``).
+        try:
+            if getattr(self, "_in_flight", None) or (getattr(self, "_batch", None) or (0, 0))[1]:
+                self._complete_all()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
     def initial_state_dict(self):
         """The weights recorded at the first ``log`` (a layer that changed restarts from then).
@@ -442,7 +583,7 @@ class LayerDynamics:
         ):
             return set()
         signatures = {lay.name: lay.signature for lay in found}
-        same_order = self._layers is not None and [l.name for l in self._layers] == [l.name for l in found]
+        same_order = self._layers is not None and [lay.name for lay in self._layers] == [lay.name for lay in found]
         if (
             same_order
             and signatures == self._signatures
@@ -461,12 +602,20 @@ class LayerDynamics:
                     "measurements restart from the current weights under a new layout",
                     stacklevel=3,
                 )
+        # Calls still on their way are written under the layout they were measured with.
+        self._complete_all()
         self._reducer.prepare(found, [lay.name in fresh for lay in found])
         self._layers = found
         self._identity = identity
         self._all_previous = np.ones(len(found), dtype=bool)
         self._signatures = signatures
         self._trainable = guards.trainable(found)
+        # Steady CPU calls wait here to be turned into values together (``_write_batch``): only
+        # where every layer is trainable (a frozen layer's missing gradient is no steady state)
+        # and with computed weights absent (their gradients are read on the host per call).
+        self._batch = None
+        if self._pack > 1 and self._trainable.all() and not self._computed and not self._reducer.asynchronous:
+            self._batch = (np.zeros((self._pack, self._reducer.sums.numel()), dtype=np.float32), [])
         self._build_layout(found, model)
         return fresh
 
@@ -532,7 +681,7 @@ class LayerDynamics:
                 warnings.warn(
                     f"layers {newly} hold NaN or Inf weights at step {step}; their values are NaN "
                     "while that lasts (warned once per layer)",
-                    stacklevel=3,
+                    stacklevel=guards.user_stacklevel(),
                 )
         sums = self._column_sums
         num_layers = len(layer_sums)
