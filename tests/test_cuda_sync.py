@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 import tb_layerdyn
 from layerdyn_helpers import reference_layer_sums
 from tb_layerdyn import LayerDynamics
+from tb_layerdyn.format import sketches
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
 
@@ -89,8 +90,22 @@ def test_the_call_never_synchronizes_and_every_step_is_written(tmp_path, granula
             _without_sync(lambda step=step: tracker.log(step))
     tracker.flush()
     writer.close()
-    run = tb_layerdyn.read(str(tmp_path), cache_dir=None)["run"]
+    runs = tb_layerdyn.read(str(tmp_path), cache_dir=None)
+    run = runs["run"]
     assert run.steps.tolist() == list(steps)
+    # The weight sketches travel to the host behind the device's work too: every call's is
+    # written, and the last one is the sketch of the last weights.
+    (population,) = runs.populations()
+    (member,) = population.members
+    assert member.steps.tolist() == list(steps)
+    row, start = member.rows(np.array([steps[-1]]))[0], 0
+    named = dict(model.named_parameters())
+    for layer, dim in zip(population.layers, population.dims):
+        shapes = [(n, tuple(p.shape)) for n, p in named.items() if n.startswith(layer + ".")]
+        flat = np.concatenate([named[n].detach().double().cpu().numpy().reshape(-1) for n, _ in shapes])
+        want = sketches.sketch_reference(flat, sketches.layer_seed(layer, shapes), dim)
+        np.testing.assert_allclose(row[start:start + dim], want, rtol=1e-4, atol=1e-5)
+        start += dim
     for i, step in enumerate(steps):
         order, sums = expected[step]
         values = metrics.compute(

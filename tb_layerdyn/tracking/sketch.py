@@ -11,7 +11,10 @@ Cost: built once per layout (a hash of every parameter index, on the host), then
 to the host of ``sum(k)`` floats. Memory: one int32 index per scalar parameter (the bucket, plus
 ``K`` for a minus sign, so no sign tensor and no product is needed) and a float32 buffer of
 ``2 K`` values, ``K`` the total sketch size: O(parameters). A parameter that is not float32 is
-cast for the call (a temporary copy of that parameter). On CUDA ``index_add_`` adds with atomics,
+cast for the call (a temporary copy of that parameter). On an accelerator the sketch is copied to
+pinned host memory behind the device's work and written at a later call, once its copy has landed,
+or at ``complete`` (the tracker's ``flush``, a layout change, the writer's ``flush``/``close``):
+the call itself never waits for the device. On CUDA ``index_add_`` adds with atomics,
 so the last bits of a sketch may differ between two identical runs (far below the sketch's own
 error), unless ``torch.use_deterministic_algorithms(True)`` makes it deterministic.
 """
@@ -25,6 +28,8 @@ from tb_layerdyn.format import sketches as payload
 from tb_layerdyn.tracking import guards
 
 
+# Sketches on their way to the host before a call waits for the oldest (as the metrics' sums do).
+_IN_FLIGHT = 3
 # Parameter elements hashed at a time when a projection is built (its temporaries: ~40 bytes each).
 _HASH_CHUNK = 1 << 20
 
@@ -52,23 +57,57 @@ class SketchCapture:
         self._tag = None
         self._plans = None
         self._failed = False
+        # (step, [(host values, copy event or None) per device], layout, tag) not yet written.
+        self._pending = []
+        self._free = []  # pinned buffers whose sketches are written
 
     def log(self, sink, found, sharded, step):
-        """Writes the sketches of ``found`` (the tracker's layers) at ``step``."""
+        """Writes the sketches of ``found`` (the tracker's layers) at ``step``: now on the CPU; on
+        an accelerator once their copy to pinned host memory has landed, at a later call or at
+        ``complete`` (the call never waits for the device)."""
         if self._failed:
             return
         if sharded:
             self._fail("sketches are not written for sharded (FSDP) parameters")
             return
         try:
-            values = self._sketch(found)
+            parts = self._sketch(found)
         except RuntimeError as error:  # e.g. deterministic mode refusing index_add_ on CUDA
             self._fail(f"sketching failed ({error})")
             return
-        proto = payload.summary(
-            values, self._content, with_metadata=sink.needs_metadata(self._tag), tag_name=self._tag
-        )
-        sink.write_summary(proto, step)
+        self._pending.append((step, parts, self._content, self._tag))
+        self._write_landed(sink, keep=_IN_FLIGHT)
+
+    @property
+    def pending(self) -> int:
+        """Sketches not yet written (on an accelerator, their copies still on the way)."""
+        return len(self._pending)
+
+    def complete(self, sink):
+        """Writes every sketch still on its way to the host (waiting for its copy)."""
+        self._write_landed(sink, keep=0)
+
+    def _write_landed(self, sink, keep):
+        """Writes the pending sketches in order while their copies have landed, waiting for them
+        while more than ``keep`` are pending."""
+        while self._pending:
+            step, parts, content, tag = self._pending[0]
+            if not all(event is None or event.query() for _, event in parts):
+                if len(self._pending) <= keep:
+                    return
+                for _, event in parts:
+                    if event is not None:
+                        event.synchronize()
+            self._pending.pop(0)
+            values = [host.numpy() if isinstance(host, torch.Tensor) else host for host, _ in parts]
+            values = values[0] if len(values) == 1 else np.sum(values, axis=0)
+            if sink is not None:
+                proto = payload.summary(
+                    values.astype(np.float32, copy=False), content,
+                    with_metadata=sink.needs_metadata(tag), tag_name=tag,
+                )
+                sink.write_summary(proto, step)
+            self._free.extend(host for host, event in parts if event is not None)
 
     def _fail(self, why):
         self._failed = True
@@ -93,9 +132,27 @@ class SketchCapture:
                 if flat.dtype != buffer.dtype:
                     flat = flat.to(buffer.dtype)
                 buffer.index_add_(0, index, flat)
-            parts.append((buffer[:total] - buffer[total:]).cpu().numpy())
-        values = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
-        return values.astype(np.float32, copy=False)
+            sketch = buffer[:total] - buffer[total:]
+            if buffer.device.type == "cpu":
+                parts.append((sketch.numpy(), None))
+                continue
+            host = self._pinned(total)
+            host.copy_(sketch, non_blocking=True)
+            event = torch.cuda.Event() if buffer.device.type == "cuda" else None
+            if event is not None:
+                event.record()
+            parts.append((host, event))
+        return parts
+
+    def _pinned(self, total):
+        """A page-locked host buffer of ``total`` floats, reused once its sketch is written."""
+        for i, host in enumerate(self._free):
+            if host.numel() == total:
+                return self._free.pop(i)
+        try:
+            return torch.empty(total, dtype=torch.float32, pin_memory=True)
+        except RuntimeError:  # no pinned memory on this machine: a plain copy (it waits)
+            return torch.empty(total, dtype=torch.float32)
 
     def _prepare(self, found):
         """The projection of the current layers: layout, and per device a buffer and indices."""

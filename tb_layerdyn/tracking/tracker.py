@@ -469,10 +469,12 @@ class LayerDynamics:
 
     def _complete_all(self):
         """Writes every call not written yet: steady CPU calls waiting for a batch, and CUDA calls
-        whose sums are on their way (waiting for their copies)."""
+        whose sums or weight sketches are on their way (waiting for their copies)."""
         self._write_batch()
         while self._in_flight:
             self._complete_oldest(wait=True)
+        if self._sketches is not None:
+            self._sketches.complete(self._sink)
 
     def flush(self):
         """Writes every call not yet written (held for a packed record, or on CUDA still on its
@@ -485,7 +487,12 @@ class LayerDynamics:
         # Calls whose sums are still on their way are written when the tracker goes (its model
         # dropped); the sink's held calls follow (``weakref.finalize`` in ``__init__``).
         try:
-            if getattr(self, "_in_flight", None) or (getattr(self, "_batch", None) or (0, 0))[1]:
+            sketching = getattr(self, "_sketches", None)
+            if (
+                getattr(self, "_in_flight", None)
+                or (getattr(self, "_batch", None) or (0, 0))[1]
+                or (sketching is not None and sketching.pending)
+            ):
                 self._complete_all()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
