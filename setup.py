@@ -91,7 +91,7 @@ setup(
     ],
     extras_require={
         "test": [
-            "pytest>=7", "playwright>=1.40", "pandas>=2", "pyarrow>=14", "build>=1",
+            "pytest>=7", "playwright>=1.40", "pandas>=2", "pyarrow>=14", "build>=1", "ruff>=0.6",
             "transformers>=4.40", "accelerate>=0.26", "lightning>=2.2",
         ],
         # `tb-layerdyn export --format parquet`; CSV needs nothing more.
