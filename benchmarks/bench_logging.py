@@ -10,11 +10,12 @@ hook counts its own calls, so its steps and its histogram cadence do not depend 
 ``plain``      the SGD step alone (forward, backward, step, zero_grad);
 ``ours``       the step, then ``log_layer_dynamics(writer, model, step)`` every step, with its
                defaults (so TensorBoard histograms of weights and gradients every 100 steps);
-``ours, no histograms`` the same with ``histogram_every=None``: the per-layer metrics and the
-               weight sketches (``sketches=True``, the default; distances between runs);
+``ours, no histograms`` the same with ``histogram_every=None`` and a weight sketch at every call
+               (``sketch_every=1``; the default sketches every 10th step): the per-layer
+               metrics and the sketches (distances between runs);
 ``ours, no sketches`` the same with ``sketches=False`` too: the per-layer metrics alone, side by
                side with the previous one, for what the sketches cost;
-``ours, pack=1`` as ``ours, no histograms``, with one record per call and every call's host work
+``ours, pack=1`` the metrics and the default sketches, with one record per call and every call's host work
                done in the call (``pack=1``): what the defaults' packed records and batched host
                work save;
 ``histograms`` the step, then the usual practice: ``add_histogram`` of every parameter and every
@@ -217,7 +218,7 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     hooks = {
         "plain": None,
         "ours": own_steps(logging_hook("ours")),
-        "ours, no histograms": own_steps(logging_hook("ours, no histograms", histogram_every=None)),
+        "ours, no histograms": own_steps(logging_hook("ours, no histograms", histogram_every=None, sketch_every=1)),
         NO_SKETCHES: own_steps(logging_hook(NO_SKETCHES, histogram_every=None, sketches=False)),
         PACK1: own_steps(logging_hook(PACK1, histogram_every=None, pack=1)),
         "histograms": own_steps(histogram_hook(trainer, writers["histograms"])),

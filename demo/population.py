@@ -45,7 +45,7 @@ def train(dataset, run_dir, seed, steps=STEPS):
     )
 
     with SummaryWriter(run_dir) as writer:
-        dynamics = LayerDynamics(model, writer, histogram_every=HISTOGRAM_EVERY)
+        dynamics = LayerDynamics(model, writer, histogram_every=HISTOGRAM_EVERY, sketch_every=1)
         dynamics.log(0)
         writer.add_scalar("accuracy/test", test_fn(model)["accuracy"], 0)
         for step in range(1, steps + 1):

@@ -35,7 +35,7 @@ def train(run_dir, weights_dir, seed, steps=STEPS, hidden=64, **options):
     generator = torch.Generator().manual_seed(1000 + seed)
     x = torch.randn(64, 16, generator=generator)
     y = torch.randint(0, 3, (64,), generator=generator)
-    tracker = LayerDynamics(model, run_dir, histogram_every=None, sketch_size=SKETCH_SIZE, **options)
+    tracker = LayerDynamics(model, run_dir, histogram_every=None, sketch_size=SKETCH_SIZE, sketch_every=1, **options)
     os.makedirs(weights_dir, exist_ok=True)
     for step in range(steps):
         F.cross_entropy(model(x), y).backward()

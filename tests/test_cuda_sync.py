@@ -72,7 +72,9 @@ def test_the_call_never_synchronizes_and_every_step_is_written(tmp_path, granula
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     writer = SummaryWriter(str(tmp_path / "run"))
-    tracker = LayerDynamics(model, writer, histogram_every=5, rwc="both", granularity=granularity)
+    tracker = LayerDynamics(
+        model, writer, histogram_every=5, rwc="both", granularity=granularity, sketch_every=1
+    )
     steps = range(12)
     expected = {}
     prev = init = None

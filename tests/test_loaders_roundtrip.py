@@ -29,7 +29,7 @@ def logdir(tmp_path_factory):
     gen = torch.Generator().manual_seed(0)
     writer = SummaryWriter(str(root / "run"))
     writer.add_scalar("loss", 1.5, 0)
-    tracker = LayerDynamics(model, writer, rwc="both", histogram_every=None)
+    tracker = LayerDynamics(model, writer, rwc="both", histogram_every=None, sketch_every=1)
     for step in range(STEPS):
         train_step(model, opt, zoo_batch(gen))
         tracker.log(step)

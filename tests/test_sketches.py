@@ -166,7 +166,9 @@ def test_logging_sketches_changes_no_rng_stream_model_or_optimizer(tmp_path):
     finals = {}
     for sketch in (False, True):
         model, opt, x, y = _train(sketch)
-        tracker = LayerDynamics(model, str(tmp_path / f"s{sketch}"), histogram_every=None, sketches=sketch)
+        tracker = LayerDynamics(
+            model, str(tmp_path / f"s{sketch}"), histogram_every=None, sketches=sketch, sketch_every=1
+        )
         np.random.seed(5)
         for step in range(4):
             F.cross_entropy(F.dropout(model(x), 0.2), y).backward()
@@ -187,6 +189,27 @@ def test_logging_sketches_changes_no_rng_stream_model_or_optimizer(tmp_path):
     assert [p.runs for p in tb_layerdyn.read(str(tmp_path)).populations()] == [["sTrue"]]
 
 
+def test_sketches_come_at_the_first_call_then_every_multiple_of_sketch_every(tmp_path):
+    model, opt, x, y = _train(True)
+    trackers = {
+        every: LayerDynamics(model, str(tmp_path / f"every{every}"), histogram_every=None, **options)
+        for every, options in ((10, {}), (4, {"sketch_every": 4}))
+    }
+    for step in range(3, 26):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        for tracker in trackers.values():
+            tracker.log(step)
+        opt.zero_grad()
+    for tracker in trackers.values():
+        tracker.flush()
+    runs = tb_layerdyn.read(str(tmp_path))
+    steps = {m.run: m.steps.tolist() for p in runs.populations() for m in p.members}
+    assert steps == {"every10": [3, 10, 20], "every4": [3, 4, 8, 12, 16, 20, 24]}
+    # Every call has its metrics all the same.
+    assert runs["every10"].steps.tolist() == list(range(3, 26))
+
+
 def test_sketches_off_writes_none(tmp_path):
     model, opt, x, y = _train(False)
     tracker = LayerDynamics(model, str(tmp_path / "off"), histogram_every=None, sketches=False)
@@ -197,7 +220,8 @@ def test_sketches_off_writes_none(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"sketch_size": 0}, {"sketch_size": 1.5}, {"sketch_size": True},
-                                 {"sketches": "yes"}, {"sketch_size": sketches.MAX_SIZE + 1}])
+                                 {"sketches": "yes"}, {"sketch_size": sketches.MAX_SIZE + 1},
+                                 {"sketch_every": 0}, {"sketch_every": 2.5}, {"sketch_every": True}])
 def test_bad_sketch_options_are_refused(tmp_path, bad):
     with pytest.raises(ValueError):
         LayerDynamics(helpers.mlp(), str(tmp_path), **bad)
@@ -430,7 +454,7 @@ def test_a_model_name_keeps_its_own_population(tmp_path):
     model = helpers.mlp()
     ema = nn.Sequential(*[m for m in helpers.mlp()])
     with torch.no_grad():
-        LayerDynamics(model, str(tmp_path / "a"), histogram_every=None).log(0)
+        LayerDynamics(model, str(tmp_path / "a"), histogram_every=None).log(0)  # first call: a sketch
         tracker = LayerDynamics(ema, str(tmp_path / "a"), histogram_every=None, name="ema")
         tracker.log(0)
         tracker.flush()

@@ -1,4 +1,4 @@
-"""Weight sketches at every call: a fixed CountSketch of each layer, for distances between runs.
+"""Weight sketches at sketch calls (``sketch_every``): a fixed CountSketch of each layer, for distances between runs.
 
 ``SketchCapture`` holds the projection of the tracker's current layers and writes one sketches
 event per call (payload and math: ``tb_layerdyn.format.sketches``). The projection of a layer is
@@ -47,9 +47,15 @@ class SketchCapture:
     Args:
         size: the sketch size of a layer with more parameters (``sketch_size``).
         model_name: the tracker's ``name=``, kept in the layout.
+        every: sketch at the first call, then at every call whose step is a multiple of this
+            (``sketch_every``).
     """
 
-    def __init__(self, size, model_name=None):
+    def __init__(self, size, model_name=None, every=1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"sketch_every must be a positive int, got {every!r}")
+        self.every = every
+        self._called = False
         self._size = checked_size(size)
         self._model_name = model_name
         self._key = None
@@ -61,10 +67,15 @@ class SketchCapture:
         self._pending = []
         self._free = []  # pinned buffers whose sketches are written
 
+    def due(self, step: int) -> bool:
+        """Whether ``step`` gets a sketch: the first call's, then every multiple of ``every``."""
+        return not self._called or step % self.every == 0
+
     def log(self, sink, found, sharded, step):
         """Writes the sketches of ``found`` (the tracker's layers) at ``step``: now on the CPU; on
         an accelerator once their copy to pinned host memory has landed, at a later call or at
         ``complete`` (the call never waits for the device)."""
+        self._called = True
         if self._failed:
             return
         if sharded:

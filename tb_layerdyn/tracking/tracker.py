@@ -90,14 +90,17 @@ class LayerDynamics:
         probe: the input whose activations are drawn (a tensor, or a tuple of tensors), passed
             once; only its first element is drawn.
         probe_layers: names of the modules whose outputs are drawn; ``None`` for every layer's.
-        sketches: write, at every call, a fixed-size sketch of each layer's weights (on by
-            default), from which ``read(logdir).distances(step)`` and the tab's population panels
-            estimate the Euclidean distances between runs of one architecture. The projection is
-            a CountSketch fixed by each layer's name and parameter shapes, never drawn from an
-            RNG, so every run shares it. It costs one ``index_add_`` per parameter, one int32 per
-            scalar parameter of memory and ``4 * sum(k)`` bytes per event (on CPU about 1.5-1.9x
-            the call without it, see README); on by default because distances cannot be
-            recovered once training is over.
+        sketches: write, at sketch calls (``sketch_every``), a fixed-size sketch of each layer's
+            weights (on by default), from which ``read(logdir).distances(step)`` and the tab's
+            population panels estimate the Euclidean distances between runs of one architecture.
+            The projection is a CountSketch fixed by each layer's name and parameter shapes, never
+            drawn from an RNG, so every run shares it. A sketch costs one ``index_add_`` per
+            parameter (on CPU about as much as the metrics' own pass, see README), one int32 per
+            scalar parameter of memory and ``4 * sum(k)`` bytes per event; on by default because
+            distances cannot be recovered once training is over.
+        sketch_every: sketch at the first call, then at every call whose step is a multiple of
+            this (10 by default: distances and trajectories every 10th step at a tenth of the
+            cost; 1 sketches every call).
         sketch_size: a layer's sketch size ``k`` (128 by default; a layer with at most ``k``
             parameters is kept exactly). A squared distance is estimated without bias, with a
             relative standard deviation of at most ``sqrt(2 / k)`` (0.125 for 128) and, with
@@ -134,6 +137,7 @@ class LayerDynamics:
         probe_layers=None,
         sketches=True,
         sketch_size=128,
+        sketch_every=10,
         pack=sink_mod.PACK,
     ):
         if not isinstance(model, nn.Module):
@@ -203,7 +207,7 @@ class LayerDynamics:
             raise ValueError("images, probe and probe_layers need images_every=N (pictures every N steps)")
         if not isinstance(sketches, bool):
             raise ValueError(f"sketches must be True or False, got {sketches!r}")
-        self._sketches = sketch.SketchCapture(sketch_size, name) if sketches else None
+        self._sketches = sketch.SketchCapture(sketch_size, name, sketch_every) if sketches else None
         self._reducer = Reducer(
             snapshot_device=snapshot_device,
             elementwise=rwc in ("elementwise", "both"),
@@ -376,7 +380,7 @@ class LayerDynamics:
                     self._warned_sharded_histograms = True
             else:
                 self._sink.write_histograms(found, step)
-        if self._sketches is not None:
+        if self._sketches is not None and self._sketches.due(step):
             self._sketches.log(self._sink, found, sharded, step)
         if self._pictures is not None and self._pictures.due(step):
             model = self._model()
