@@ -1,4 +1,4 @@
-"""The weight sketches payload: at every logging call, a small fixed-size sketch of each layer.
+"""The weight sketches payload: at sketch calls, a small fixed-size sketch of each layer.
 
 A sketch estimates Euclidean distances between the weights of runs of one architecture (the
 population panels: a run x run distance matrix, trajectories) without keeping the weights.
@@ -39,8 +39,9 @@ the smallest sketched ``k`` (exact layers add no error). ``error_figures`` gives
 
 Tag and layout
 --------------
-One event per logging call, under ``layer_dynamics/sketches/<digest>`` (``envelope.digest`` of
-the layout). Layout (``plugin_data.content``):
+One event per sketch call (the first logging call, then every multiple of the tracker's
+``sketch_every`` steps), under ``layer_dynamics/sketches/<digest>`` (``envelope.digest`` of the
+layout). Layout (``plugin_data.content``):
 
 ``layers``        layer names, in the tracker's depth order
 ``param_counts``  scalar parameters ``n`` of each layer
