@@ -9,6 +9,20 @@ import math
 from tb_layerdyn.format.envelope import FormatError
 
 
+def built(content, parse, kind, version):
+    """``content``, a layout a writer built, once ``parse`` accepts it as ``kind`` at ``version``.
+
+    Raises:
+        ValueError: the layout breaks its rules (the writer's arguments do); the message names the
+            key, as readers' warnings do.
+    """
+    try:
+        parse(dict(content, kind=kind, version=version))
+    except FormatError as error:
+        raise ValueError(str(error)) from None
+    return content
+
+
 def names(content, key, *, unique=True, allow_empty=False):
     """``content[key]`` as a list of strings."""
     value = content.get(key)

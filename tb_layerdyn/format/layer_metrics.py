@@ -163,11 +163,7 @@ def layout(
         content["model"] = str(model)
     if descriptions is not None:
         content["descriptions"] = [str(d) for d in descriptions]
-    try:
-        parse_layout(dict(content, kind=KIND, version=VERSION))
-    except envelope.FormatError as error:
-        raise ValueError(str(error)) from None
-    return content
+    return checks.built(content, parse_layout, KIND, VERSION)
 
 
 def parse_layout(content) -> Layout:

@@ -194,11 +194,7 @@ def layout(*, picture, layers, shapes, tiles, cells, descriptions, quantiles=DEF
     }
     if model is not None:
         content["model"] = str(model)
-    try:
-        parse_layout(dict(content, kind=KIND, version=VERSION))
-    except envelope.FormatError as error:
-        raise ValueError(str(error)) from None
-    return content
+    return checks.built(content, parse_layout, KIND, VERSION)
 
 
 def parse_layout(content) -> Layout:
