@@ -105,11 +105,7 @@ def robustness_layout(metrics, layers, threshold, label_metric, model=None):
 def _checked(layout, model):
     if model is not None:
         layout["model"] = str(model)
-    try:
-        parse_layout(dict(layout, kind=KIND, version=VERSION))
-    except envelope.FormatError as error:
-        raise ValueError(str(error)) from None
-    return layout
+    return checks.built(layout, parse_layout, KIND, VERSION)
 
 
 def parse_layout(content):
