@@ -31,7 +31,7 @@ import time
 import numpy as np
 from tensorboard.compat.proto import event_pb2
 
-from benchmarks import logdirs
+from benchmarks import logdirs, memory
 from tb_layerdyn.format import layer_metrics, sketches
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,24 +41,11 @@ LAYERS = ("fc1", "fc2", "fc3")
 PARAMS = (78500, 10100, 1010)
 SIZE = 128
 
-_SCRIPT = r"""
+_SCRIPT = memory.PEAK_SAMPLER + r"""
 import json, sys, threading, time
 import tb_layerdyn
 import tb_layerdyn.reading.reader
 from tb_layerdyn.reading import populations
-
-def rss_kb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-peak = [0]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_kb())
-        time.sleep(0.002)
 
 logdir, cache, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 before = rss_kb()

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks import logdirs
+from benchmarks import logdirs, memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_MB_PER_S = 100.0
@@ -40,25 +40,11 @@ TARGET_PEAK_RATIO = 1.5
 PLANS = {False: [(20, 10_000), (1, 100_000)], True: [(4, 5_000)]}
 LAYERS = 200
 
-_READ = r"""
+_READ = memory.PEAK_SAMPLER + r"""
 import json, os, sys, threading, time
 import numpy as np
 import tb_layerdyn
 import tb_layerdyn.reading.reader  # imported before the baseline: modules are not what read holds
-
-def rss_kb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-# The process's peak during read() alone, sampled: ru_maxrss would also count the imports' peak.
-peak = [0]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_kb())
-        time.sleep(0.002)
 
 logdir, cache, subset = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 before = rss_kb()
