@@ -8,8 +8,6 @@ references built from the event files, decoded straight from their records.
 """
 
 import copy
-import json
-import struct
 import time
 import urllib.parse
 
@@ -21,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import picture_logdir
 from conftest import LOADERS, make_layout, random_values, tensorboard_client, write_layer_metrics
+from route_helpers import ok_binary, ok_json
 from picture_helpers import LeNet
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import pictures as payload
@@ -89,25 +88,18 @@ def _get(client, route, **query):
     return client.get(PREFIX + route + "?" + urllib.parse.urlencode(query))
 
 
-def _json(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/json"
-    return json.loads(response.get_data())
+_json = ok_json
 
 
 def _frame(response):
     """``(header, [png bytes per plane of each picture, in order])`` of a ``frame`` answer."""
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/octet-stream"
-    body = response.get_data()
-    (length,) = struct.unpack("<I", body[:4])
-    header = json.loads(body[4:4 + length].decode("ascii"))
-    offset, blobs = 4 + length, []
+    header, payload, _ = ok_binary(response)
+    offset, blobs = 0, []
     for picture in header["pictures"]:
         for plane in picture["planes"] if picture else []:
-            blobs.append(body[offset:offset + plane["bytes"]])
+            blobs.append(payload[offset:offset + plane["bytes"]])
             offset += plane["bytes"]
-    assert offset == len(body)
+    assert offset == len(payload)
     return header, blobs
 
 

@@ -4,8 +4,6 @@ WSGI app, under both of its loaders, over a population logged by the tracker
 distances from the saved weights, binary against JSON, bad queries against 4xx.
 """
 
-import json
-import struct
 import time
 import urllib.parse
 
@@ -15,6 +13,7 @@ import pytest
 import population_helpers as helpers
 import tb_layerdyn
 from conftest import LOADERS, tensorboard_client
+from route_helpers import ok_binary, ok_json
 
 PREFIX = "/data/plugin/layer_dynamics/"
 POP_RUNS = [f"pop/seed{s:02d}" for s in range(helpers.SEEDS)] + ["pop/short"]
@@ -43,19 +42,13 @@ def _get(client, route, query=()):
     return client.get(PREFIX + route + ("?" + urllib.parse.urlencode(list(query)) if query else ""))
 
 
-def _json(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/json"
-    return json.loads(response.get_data())
+_json = ok_json
 
 
 def _binary(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/octet-stream"
-    body = response.get_data()
-    (length,) = struct.unpack("<I", body[:4])
+    header, payload, length = ok_binary(response)
     assert (4 + length) % 8 == 0
-    return json.loads(body[4:4 + length].decode("ascii")), np.frombuffer(body[4 + length:], dtype="<f4")
+    return header, np.frombuffer(payload, dtype="<f4")
 
 
 def _architecture(client):

@@ -26,6 +26,7 @@ from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
 from conftest import make_layout, parse_flags, random_values, write_layer_metrics
+from route_helpers import ok_json
 from tb_layerdyn.plugin import in_process
 from tb_layerdyn.format import layer_metrics
 from tb_layerdyn.format import sweeps as encoding
@@ -160,11 +161,7 @@ def _get(client, route, **query):
     return client.get(url)
 
 
-def _json(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    return json.loads(response.get_data())
+_json = ok_json
 
 
 # ---------------------------------------------------------------- references

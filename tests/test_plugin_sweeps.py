@@ -5,7 +5,6 @@ The logdir is written by ``interpolation_sweep`` and ``log_interpolation_sweep``
 float32 (the precision of the payload), with the references written out plainly below.
 """
 
-import json
 import math
 import time
 import urllib.parse
@@ -15,6 +14,7 @@ import pytest
 
 import sweep_logdir
 from conftest import LOADERS, tensorboard_client
+from route_helpers import ok_json
 from tb_layerdyn.format import sweeps as encoding
 
 PREFIX = "/data/plugin/layer_dynamics/"
@@ -44,10 +44,7 @@ def _get(client, route, **query):
     return client.get(PREFIX + route + "?" + urllib.parse.urlencode(query))
 
 
-def _json(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/json"
-    return json.loads(response.get_data())
+_json = ok_json
 
 
 # ---------------------------------------------------------------- references
