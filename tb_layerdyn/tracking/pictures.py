@@ -214,7 +214,7 @@ class PictureCapture:
         # An empty tensor has nothing to draw.
         drawn = [(layer.name, *drawn_parameter(layer)) for layer in layers]
         drawn = [entry for entry in drawn if entry[2].numel()]
-        initial = reducer.initial_weights() if "travel" in self.kinds else {}
+        initial = reducer.initial_snapshots() if "travel" in self.kinds else {}
         with torch.no_grad():
             drawn_kinds = [k for k in self.kinds if k != "activations"]
             by_kind = self._parameters(drawn_kinds, drawn, initial) if drawn_kinds else {}

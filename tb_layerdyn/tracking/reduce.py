@@ -432,7 +432,12 @@ class Reducer:
 
     def initial_weights(self) -> Dict[str, torch.Tensor]:
         """Copies of the initial-weights snapshots, by qualified parameter name."""
-        return {entry.name: entry.init.detach().clone() for entry in self._params}
+        return {name: init.clone() for name, init in self.initial_snapshots().items()}
+
+    def initial_snapshots(self) -> Dict[str, torch.Tensor]:
+        """The initial-weights snapshots themselves, by qualified parameter name, for readers that
+        only read them (pictures' travel): no copy; never write into them."""
+        return {entry.name: entry.init.detach() for entry in self._params}
 
     def has_grad(self, layers: Sequence) -> np.ndarray:
         """Per layer: at least one of its parameters holds a gradient now (call after ``reduce``).
