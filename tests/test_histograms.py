@@ -1,5 +1,7 @@
 """The TensorBoard histograms the tracker writes, read back by both loaders against numpy."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -7,12 +9,11 @@ from tensorboard import context
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
-from tensorboard.data import server_ingester
-from tensorboard.util import grpc_util
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from tb_layerdyn import LayerDynamics
+from tb_layerdyn.plugin import in_process
 from tb_layerdyn.tracking.sink import HISTOGRAM_BUCKETS
 
 
@@ -64,32 +65,25 @@ def test_python_loader_reads_the_histograms(logged):
 
 
 def rust_provider(root):
-    ingester = server_ingester.SubprocessServerDataIngester(
-        server_ingester.get_server_binary(),
-        str(root),
-        reload_interval=0,
-        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={"histograms": 0},
-    )
-    ingester.start()
-    return ingester.data_provider
+    return in_process.data_server(root, samples_per_plugin={"histograms": 0})
 
 
+@contextlib.contextmanager
 def python_provider(root):
     multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"histograms": 0})
     multiplexer.AddRunsFromDirectory(str(root))
     multiplexer.Reload()
-    return MultiplexerDataProvider(multiplexer, str(root))
+    yield MultiplexerDataProvider(multiplexer, str(root))
 
 
 @pytest.mark.parametrize("make_provider", [python_provider, rust_provider])
 def test_both_loaders_serve_the_buckets(logged, make_provider):
     root, model = logged
-    provider = make_provider(root)
-    data = provider.read_tensors(
-        context.RequestContext(), experiment_id="", plugin_name="histograms", downsample=10,
-        run_tag_filter=None,
-    )
+    with make_provider(root) as provider:
+        data = provider.read_tensors(
+            context.RequestContext(), experiment_id="", plugin_name="histograms", downsample=10,
+            run_tag_filter=None,
+        )
     expected = expected_tensors(model)
     assert sorted(data["run"]) == sorted(expected)
     for tag, values in expected.items():

@@ -8,14 +8,14 @@ from tensorboard import context
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
-from tensorboard.data import server_ingester
-from tensorboard.util import grpc_util, tensor_util
+from tensorboard.util import tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from layerdyn_helpers import Zoo, expand_calls, train_step, zoo_batch
 from tb_layerdyn.format import layer_metrics, sketches
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.plugin import in_process
 
 STEPS = 5
 
@@ -94,16 +94,8 @@ def test_python_loader_reads_exact_values(logdir):
 
 
 def test_rust_loader_reads_exact_values(logdir):
-    binary = server_ingester.get_server_binary()
-    ingester = server_ingester.SubprocessServerDataIngester(
-        binary,
-        str(logdir),
-        reload_interval=0,
-        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={metadata.PLUGIN_NAME: 0},
-    )
-    ingester.start()
-    served, contents = provider_tensors(ingester.data_provider)
+    with in_process.data_server(logdir, samples_per_plugin={metadata.PLUGIN_NAME: 0}) as provider:
+        served, contents = provider_tensors(provider)
     check_exact(raw_events(logdir / "run"), served)
     for tag, content in contents.items():
         kind = layer_metrics if content["kind"] == layer_metrics.KIND else sketches

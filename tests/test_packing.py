@@ -20,8 +20,7 @@ import torch
 from tensorboard import context
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.data import server_ingester
-from tensorboard.util import grpc_util, tensor_util
+from tensorboard.util import tensor_util
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -29,6 +28,7 @@ import tb_layerdyn
 from layerdyn_helpers import expand_calls, multiplexer_table, values_by_step
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import envelope, layer_metrics
+from tb_layerdyn.plugin import in_process
 from tb_layerdyn.tracking.guards import StepOrderWarning
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,15 +145,6 @@ def test_python_loader_serves_packed_records_as_the_same_calls(two_runs):
 
 
 def test_rust_loader_serves_packed_records_as_the_same_calls(two_runs):
-    ingester = server_ingester.SubprocessServerDataIngester(
-        server_binary=server_ingester.get_server_binary(),
-        logdir=str(two_runs),
-        reload_interval=0,
-        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={envelope.PLUGIN_NAME: 0},
-    )
-    ingester.start()
-
     def expanded_now():
         served = provider.read_tensors(
             ctx, experiment_id="", plugin_name=envelope.PLUGIN_NAME, downsample=10**6
@@ -170,8 +161,8 @@ def test_rust_loader_serves_packed_records_as_the_same_calls(two_runs):
     def steps_of(expanded):
         return {run: [s for calls in tags.values() for s, _ in calls] for run, tags in expanded.items()}
 
-    try:
-        provider, ctx = ingester.data_provider, context.RequestContext()
+    ctx = context.RequestContext()
+    with in_process.data_server(two_runs, samples_per_plugin={envelope.PLUGIN_NAME: 0}) as provider:
         deadline = time.monotonic() + 60
         while True:
             expanded = expanded_now()
@@ -180,8 +171,6 @@ def test_rust_loader_serves_packed_records_as_the_same_calls(two_runs):
                 break
             assert time.monotonic() < deadline, f"the data server served {steps_of(expanded)}"
             time.sleep(0.2)
-    finally:
-        ingester._stdin_handle.close()
     [single] = expanded["single"].values()
     [packed] = expanded["packed"].values()
     assert [s for s, _ in single] == list(range(0, 33))

@@ -27,6 +27,7 @@ import tb_layerdyn
 from tb_layerdyn.format import framing as event_records
 from tb_layerdyn.format import envelope as metadata
 from tb_layerdyn.format import layer_metrics
+from tb_layerdyn.plugin import in_process
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -441,8 +442,6 @@ def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
 
 def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
     from tensorboard import context
-    from tensorboard.data import server_ingester
-    from tensorboard.util import grpc_util
 
     rng = np.random.default_rng(9)
     layout = _layout()
@@ -453,16 +452,8 @@ def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
         written[run_dir or "."] = values
     runs = tb_layerdyn.read(str(tmp_path))
 
-    ingester = server_ingester.SubprocessServerDataIngester(
-        server_binary=server_ingester.get_server_binary(),
-        logdir=str(tmp_path),
-        reload_interval=0,
-        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={metadata.PLUGIN_NAME: 0},
-    )
-    ingester.start()
-    try:
-        provider, ctx = ingester.data_provider, context.RequestContext()
+    ctx = context.RequestContext()
+    with in_process.data_server(tmp_path, samples_per_plugin={metadata.PLUGIN_NAME: 0}) as provider:
         deadline = time.monotonic() + 60
         while True:
             served = provider.read_tensors(
@@ -473,9 +464,6 @@ def test_same_runs_steps_and_values_as_tensorboards_rust_loader(tmp_path):
                 break
             assert time.monotonic() < deadline, f"the data server served {counts}"
             time.sleep(0.2)
-    finally:
-        # The server exits when its stdin closes; the ingester holds that pipe.
-        ingester._stdin_handle.close()
 
     assert set(served) == set(runs) == {".", "exp/seed1"}
     for name, run in runs.items():

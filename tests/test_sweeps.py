@@ -18,13 +18,12 @@ import torch.nn.functional as F
 from tensorboard import context
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
-from tensorboard.data import server_ingester
-from tensorboard.util import grpc_util
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from tb_layerdyn import LayerDynamics, interpolation_sweep, log_interpolation_sweep
 from tb_layerdyn.format import envelope as metadata
+from tb_layerdyn.plugin import in_process
 from demo.models import lenet5
 from tb_layerdyn.format import sweeps as encoding
 from tb_layerdyn.sweeps import layer_robustness, make_eval_fn
@@ -497,13 +496,8 @@ def test_python_loader_reads_sweeps_back(written):
 
 def test_rust_loader_reads_sweeps_back(written):
     logdir, results = written
-    ingester = server_ingester.SubprocessServerDataIngester(
-        server_ingester.get_server_binary(), str(logdir), reload_interval=0,
-        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={metadata.PLUGIN_NAME: 0},
-    )
-    ingester.start()
-    check_read_back(read_back(ingester.data_provider), results)
+    with in_process.data_server(logdir, samples_per_plugin={metadata.PLUGIN_NAME: 0}) as provider:
+        check_read_back(read_back(provider), results)
 
 
 def test_tracker_sweeps_from_its_recorded_initial_weights(tmp_path):

@@ -13,6 +13,7 @@ from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
 from tensorboard.data import server_ingester
 from tensorboard.plugins.core import core_plugin
+from tensorboard.util import grpc_util
 from werkzeug import test as werkzeug_test
 
 from tb_layerdyn.plugin.loader import LayerDynamicsLoader
@@ -20,6 +21,36 @@ from tb_layerdyn.plugin.loader import LayerDynamicsLoader
 LOADERS = ("python", "rust")
 
 Served = collections.namedtuple("Served", "client data_provider")
+
+
+@contextlib.contextmanager
+def data_server(logdir, samples_per_plugin=None, channel_creds_type=None):
+    """TensorBoard's Rust data server over ``logdir``, started as ``tensorboard`` starts it.
+
+    It loads in the background: poll the provider until the data is there. On exit the server is
+    stopped (it exits when its stdin closes, ``--die-after-stdin``; the ingester keeps that pipe
+    open for the life of the process otherwise).
+
+    Args:
+        logdir: the directory to serve.
+        samples_per_plugin: ``{plugin_name: samples}``, 0 to keep every sample.
+        channel_creds_type: gRPC channel credentials; local ones when omitted.
+
+    Yields:
+        The data provider.
+    """
+    ingester = server_ingester.SubprocessServerDataIngester(
+        server_binary=server_ingester.get_server_binary(),
+        logdir=str(logdir),
+        reload_interval=0,
+        channel_creds_type=channel_creds_type or grpc_util.ChannelCredsType.LOCAL,
+        samples_per_plugin=samples_per_plugin or {},
+    )
+    ingester.start()
+    try:
+        yield ingester.data_provider
+    finally:
+        ingester._stdin_handle.close()
 
 
 def parse_flags(argv):
@@ -55,22 +86,15 @@ def serve(logdir, loader, plugin_loader=None, flags=()):
     flags = parse_flags(
         ["--logdir", logdir, "--reload_interval", "0", "--reload_task", "blocking", *flags]
     )
-    if loader == "python":
-        ingester = data_ingester.LocalDataIngester(flags)
-    else:
-        ingester = server_ingester.SubprocessServerDataIngester(
-            server_binary=server_ingester.get_server_binary(),
-            logdir=logdir,
-            reload_interval=0,
-            channel_creds_type=flags.grpc_creds_type,
-            samples_per_plugin=flags.samples_per_plugin,
-        )
-    ingester.start()
     plugins = [core_plugin.CorePluginLoader(), plugin_loader or LayerDynamicsLoader()]
-    app = application.TensorBoardWSGIApp(flags, plugins, ingester.data_provider)
-    try:
-        yield Served(werkzeug_test.Client(app), ingester.data_provider)
-    finally:
-        if loader == "rust":
-            # The server exits when its stdin closes (--die-after-stdin); the ingester keeps that pipe.
-            ingester._stdin_handle.close()
+    with contextlib.ExitStack() as stack:
+        if loader == "python":
+            ingester = data_ingester.LocalDataIngester(flags)
+            ingester.start()
+            provider = ingester.data_provider
+        else:
+            provider = stack.enter_context(
+                data_server(logdir, flags.samples_per_plugin, flags.grpc_creds_type)
+            )
+        app = application.TensorBoardWSGIApp(flags, plugins, provider)
+        yield Served(werkzeug_test.Client(app), provider)
