@@ -46,7 +46,6 @@ Columns:
 Run alone with ``python -m benchmarks.bench_sweeps [--quick]``.
 """
 
-import collections
 import sys
 
 import numpy as np
@@ -55,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import timing
-from demo.models import lenet5, mlp, resnet18
+from demo.models import FunctionalLeNet5, lenet5, mlp, resnet18, sequential_lenet5
 from tb_layerdyn.sweeps import interpolation_sweep, make_eval_fn
 from tb_layerdyn.sweeps.interpolation import choose_scalars, parameter_curve_name
 from tb_layerdyn.sweeps.session import SweepSession
@@ -68,40 +67,10 @@ TARGETS[("LeNet-5 modules", "parameters")] = 5.0
 IDEAL_TOLERANCE = 1e-5
 
 
-class FunctionalLeNet(nn.Module):
-    """LeNet-5 with functional activations, pooling and reshaping between its modules."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.view(x.size(0), -1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-def sequential_lenet():
-    """LeNet-5 as an ``nn.Sequential``, with the layer names of the other forms."""
-    return nn.Sequential(collections.OrderedDict(
-        conv1=nn.Conv2d(1, 6, 5), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
-        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(),
-        fc3=nn.Linear(84, 10),
-    ))
-
-
 BUILDERS = {
     "LeNet-5 modules": lenet5,
-    "LeNet-5 functional": FunctionalLeNet,
-    "LeNet-5 Sequential": sequential_lenet,
+    "LeNet-5 functional": FunctionalLeNet5,
+    "LeNet-5 Sequential": sequential_lenet5,
     "MLP": mlp,
     "ResNet-18": resnet18,
 }

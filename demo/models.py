@@ -4,6 +4,7 @@ Written here rather than imported from torchvision, which is optional (its PyPI 
 import beside a CPU-only torch).
 
 - ``LeNet5``: LeNet-5; with 3x3 kernels on 1x32x32 inputs it is the variant of Nemcova's paper.
+  ``FunctionalLeNet5`` and ``sequential_lenet5`` are the same network written two other ways.
 - ``StripeNet``: the small all-convolutional nets of the stripe task ("Inside Neural Network
   Training", kevindoran/dip): ``stripe_4layer``, ``stripe_4layer_wide``, ``stripe_6layer``.
 - ``SmallResNet``: a ResNet with named stages (``stem``, ``stage1`` .. ``stage3``, ``head``).
@@ -15,6 +16,7 @@ import beside a CPU-only torch).
 from collections import OrderedDict
 
 from torch import nn
+from torch.nn import functional as F
 
 
 def mlp(in_features=784, hidden=(512, 256), num_classes=10):
@@ -88,6 +90,38 @@ class LeNet5(nn.Module):
 
 def lenet5(**kwargs):
     return LeNet5(**kwargs)
+
+
+class FunctionalLeNet5(nn.Module):
+    """LeNet-5 (5x5 kernels, 1x32x32 inputs) whose activations, pooling and reshaping are
+    functional calls in its forward (``F.relu``, ``F.max_pool2d``, ``view``), as many models are
+    written; its layers are named as in ``LeNet5``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(x.size(0), -1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def sequential_lenet5():
+    """LeNet-5 as an ``nn.Sequential``, its layers named as in ``LeNet5``."""
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 6, 5), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
+        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(),
+        fc3=nn.Linear(84, 10),
+    ))
 
 
 class StripeNet(nn.Sequential):

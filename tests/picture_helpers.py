@@ -4,29 +4,10 @@ import os
 
 import numpy as np
 from tensorboard.backend.event_processing import event_file_loader
-from torch import nn
-from torch.nn import functional as F
 
+from demo.models import FunctionalLeNet5 as LeNet  # noqa: F401  (the picture tests' model)
 from tb_layerdyn.format import envelope
 from tb_layerdyn.format import pictures as payload
-
-
-class LeNet(nn.Module):
-    """LeNet-5 for 1x32x32 inputs, its pooling and activations functional."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc3(F.relu(self.fc2(x)))
 
 
 def picture_events(run_dir):

@@ -5,7 +5,6 @@ alpha, evaluate). That reuse happens is checked by counting the ATen operations 
 in each evaluation (``sweep_helpers.AtenCount``): a served operation runs none.
 """
 
-import collections
 import copy
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from demo.models import lenet5
+from demo.models import FunctionalLeNet5, lenet5, sequential_lenet5
 from tb_layerdyn import interpolation_sweep
 from tb_layerdyn.sweeps import make_eval_fn
 from tb_layerdyn.sweeps.op_cache import OperationCache, record
@@ -28,37 +27,7 @@ ALPHAS = (-0.25, 0.0, 0.5, 0.75, 1.0, 1.5)
 COUNTED_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-class FunctionalLeNet(nn.Module):
-    """LeNet-5 whose activations, pooling and reshaping are functional calls in its forward."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.view(x.size(0), -1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-def sequential_lenet():
-    """LeNet-5 as an ``nn.Sequential``, with the layer names of the other forms."""
-    return nn.Sequential(collections.OrderedDict(
-        conv1=nn.Conv2d(1, 6, 5), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
-        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(),
-        fc3=nn.Linear(84, 10),
-    ))
-
-
-class InPlaceLeNet(FunctionalLeNet):
+class InPlaceLeNet(FunctionalLeNet5):
     """LeNet-5 with in-place ReLUs: a module, a functional call and a tensor method."""
 
     def __init__(self):
@@ -72,7 +41,7 @@ class InPlaceLeNet(FunctionalLeNet):
         return self.fc3(self.act(self.fc2(x)))
 
 
-FORMS = {"modules": lenet5, "functional": FunctionalLeNet, "sequential": sequential_lenet}
+FORMS = {"modules": lenet5, "functional": FunctionalLeNet5, "sequential": sequential_lenet5}
 
 
 def endpoints(build, seed=0, scale=0.1):
@@ -156,7 +125,7 @@ def test_operations_in_front_of_the_moving_layer_run_once(form, layer, replayed)
 
 
 def test_reuse_survives_earlier_curves_putting_their_layers_back():
-    model, start = endpoints(FunctionalLeNet)
+    model, start = endpoints(FunctionalLeNet5)
     counts = []
     eval_fn = counted(make_eval_fn(F.cross_entropy, lenet_batches()), counts, ("convolution",))
     interpolation_sweep(model, eval_fn, start, alphas=COUNTED_ALPHAS,
@@ -272,7 +241,7 @@ def test_departures_from_the_recording_stay_exact(branch):
 
 
 def test_random_draws_in_front_are_drawn_again():
-    class Noisy(FunctionalLeNet):
+    class Noisy(FunctionalLeNet5):
         def forward(self, x):
             return super().forward(F.dropout(x, 0.2, training=True))
 
@@ -291,7 +260,7 @@ def test_random_draws_in_front_are_drawn_again():
 
 
 def test_inference_mode_evaluation_runs_plainly():
-    model, start = endpoints(FunctionalLeNet)
+    model, start = endpoints(FunctionalLeNet5)
     data = lenet_batches()
 
     def eval_fn(m):
@@ -304,7 +273,7 @@ def test_inference_mode_evaluation_runs_plainly():
 
 
 def test_inputs_made_afresh_at_every_evaluation_are_recognised_by_value():
-    model, start = endpoints(FunctionalLeNet)
+    model, start = endpoints(FunctionalLeNet5)
     arrays = [(x.numpy().copy(), y) for x, y in lenet_batches()]
 
     def eval_fn(m):
