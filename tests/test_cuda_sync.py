@@ -17,27 +17,12 @@ from torch.utils.tensorboard import SummaryWriter
 import tb_layerdyn
 from layerdyn_helpers import reference_layer_sums
 from tb_layerdyn import LayerDynamics
+from demo.models import FunctionalLeNet5 as LeNet
 from tb_layerdyn.format import sketches
 from tb_layerdyn.tracking import layers as layers_mod
 from tb_layerdyn.tracking import metrics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
-        x = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc3(torch.relu(self.fc2(x)))
 
 
 def _train_step(model, opt, gen):
