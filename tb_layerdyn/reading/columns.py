@@ -188,10 +188,10 @@ class ColumnsWriter:
             f.write(steps.tobytes())
         latest = read_latest(files, self._width)
         for metric in range(files.metrics):
-            _update_latest(latest[metric], values[:, metric, :], old)
-            with open(files.values(metric), "ab") as f:
-                f.write(np.ascontiguousarray(values[:, metric, :]).tobytes())
-            self._extend_pyramid(metric, old, new, values[:, metric, :])
+            rows = np.ascontiguousarray(values[:, metric, :])
+            _update_latest(latest[metric], rows, old)
+            _append(files.values(metric), rows)
+            self._extend_pyramid(metric, old, new, rows)
         _write_latest(files, latest)
         self.rows = new
         self._last_step = int(steps[-1])
@@ -213,13 +213,20 @@ class ColumnsWriter:
         nodes = pyramid.nodes_from_rows(rows[: (last - first) * size])
         _append(self._files.level(metric, 0), nodes)
         level = 0
+        # ``nodes`` holds nodes [first, last) of ``level``: a parent's children come from them,
+        # all but perhaps the first parent's left child (on disk when ``first`` is odd).
         while True:
             size = pyramid.node_size(level + 1)
-            first, last = old // size, new // size
-            if last == first:
+            parent_first, parent_last = old // size, new // size
+            if parent_last == parent_first:
                 return
-            children = read_nodes(self._files.level(metric, level), self._width, 2 * first, 2 * last)
-            _append(self._files.level(metric, level + 1), pyramid.parents(children))
+            children = nodes[max(0, 2 * parent_first - first) : 2 * parent_last - first]
+            if 2 * parent_first < first:
+                on_disk = read_nodes(self._files.level(metric, level), self._width, 2 * parent_first, first)
+                children = np.concatenate([on_disk, children])
+            nodes = pyramid.parents(children)
+            _append(self._files.level(metric, level + 1), nodes)
+            first, last = parent_first, parent_last
             level += 1
 
 
@@ -287,9 +294,17 @@ def read_steps(files: TagFiles, rows: int, start: int = 0) -> np.ndarray:
 
 def read_rows(path: str, width: int, start: int, stop: int) -> np.ndarray:
     """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end."""
-    flat = _read(path, _VALUE, start * width, (stop - start) * width)
-    out = np.full((max(0, stop - start), width), np.nan, dtype=np.float32)
-    out.reshape(-1)[: flat.size] = flat
+    out = np.empty((max(0, stop - start), width), dtype=_VALUE)
+    got = 0
+    if out.size:
+        # Read straight into the result: no bytes object, no copy, no NaN fill of what is read.
+        try:
+            with open(path, "rb") as f:
+                f.seek(start * width * _VALUE.itemsize)
+                got = f.readinto(memoryview(out.reshape(-1)).cast("B")) or 0
+        except FileNotFoundError:
+            got = 0
+    out.reshape(-1)[got // _VALUE.itemsize :] = np.nan
     return out
 
 
