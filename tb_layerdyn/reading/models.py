@@ -254,16 +254,26 @@ class ModelTable:
             steps = np.concatenate([tag.steps[first:stop] for tag, first, stop in segments])
         else:
             steps = np.unique(np.concatenate([tag.steps[first:stop] for tag, first, stop in segments]))
-        out = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
+        mapped = {id(tag): _columns(tag.layout, names, target) for tag, _, _ in segments}
+        # Disjoint tags that each hold the metric for every series fill every cell: no NaN first.
+        filled = disjoint and all(
+            metric in tag.layout.metrics and len(mapped[id(tag)][1]) == len(names) for tag, _, _ in segments
+        )
+        shape = (len(steps), len(names))
+        out = np.empty(shape, dtype=np.float32) if filled else np.full(shape, np.nan, dtype=np.float32)
         row = 0
         for tag, first, stop in sorted(segments, key=lambda seg: seg[0].first):
             if metric not in tag.layout.metrics:
                 row += stop - first
                 continue
             m = tag.layout.metrics.index(metric)
-            src, dst = _columns(tag.layout, names, target)
+            src, dst = mapped[id(tag)]
             if disjoint:
-                # Segments are in step order, and sorting by first step keeps that order.
+                # Segments are in step order, and sorting by first step keeps that order. Runs of
+                # columns are copied as slices, without a gathered temporary.
+                src_slice, dst_slice = _as_slice(src), _as_slice(dst)
+                if src_slice is not None and dst_slice is not None:
+                    src, dst = src_slice, dst_slice
                 for chunk in range(first, stop, _ROWS_PER_READ):
                     rows = columns.read_rows(tag.files.values(m), tag.width, chunk, min(stop, chunk + _ROWS_PER_READ))
                     at = row + chunk - first
@@ -280,6 +290,15 @@ class ModelTable:
                 target_block[defined] = block[defined]
                 out[np.ix_(where, dst)] = target_block
         return steps, out
+
+
+def _as_slice(indices: np.ndarray) -> Optional[slice]:
+    """``indices`` as a slice when they are consecutive and ascending, else ``None``."""
+    if len(indices) == 0:
+        return slice(0, 0)
+    if len(indices) > 1 and not (np.diff(indices) == 1).all():
+        return None
+    return slice(int(indices[0]), int(indices[-1]) + 1)
 
 
 def _shares(counts: List[int], bins: int) -> List[int]:
