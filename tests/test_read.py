@@ -371,6 +371,18 @@ def test_checksums_of_ranges_at_one_spacing_read_in_place(length):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_checksums_of_many_evenly_spaced_ranges_in_batches_of_lanes():
+    # 1,100 ranges of 258 words and 2 bytes: four lanes of 64 words each, two words after them,
+    # then the bytes; more ranges than one batch of lanes holds.
+    length, count = 1034, 1100
+    rng = np.random.default_rng(1)
+    blob = rng.integers(0, 256, size=1 + (length + 16) * count, dtype=np.uint8)
+    starts = 1 + (length + 16) * np.arange(count)
+    got = event_records.masked_crc32c(blob, starts, length)
+    expected = [pywrap_tensorflow.masked_crc32c(blob[s : s + length].tobytes()) for s in starts]
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from torch import nn

@@ -58,9 +58,10 @@ _WORD_HIGH = _after_four_bytes(np.arange(1 << 16, dtype=np.uint32) << np.uint32(
 _HALVES = (0, 1) if sys.byteorder == "little" else (1, 0)
 
 
-def _advance_words(crc: np.ndarray, words: np.ndarray) -> None:
+def _advance_words(crc: np.ndarray, words: np.ndarray, shaped=None) -> None:
     """Runs raw CRC states (one per lane, in place) through ``words``: one row per 32-bit word,
-    one column per lane."""
+    one column per lane (or, with ``shaped``, a view of ``crc`` in the rows' own shape)."""
+    target = crc if shaped is None else shaped
     count = len(crc)
     low = np.empty(count, dtype=np.uint32)
     high = np.empty(count, dtype=np.uint32)
@@ -69,7 +70,7 @@ def _advance_words(crc: np.ndarray, words: np.ndarray) -> None:
     halves = crc.view(np.uint16)
     low_half, high_half = halves[_HALVES[0] :: 2], halves[_HALVES[1] :: 2]
     for row in words:
-        crc ^= row
+        target ^= row
         _WORD_LOW.take(low_half, out=low)
         _WORD_HIGH.take(high_half, out=high)
         np.bitwise_xor(low, high, out=crc)
@@ -80,6 +81,12 @@ def _crc_rows(words: np.ndarray, tail: np.ndarray, count: int) -> np.ndarray:
     word, one column per range) and their last ``length % 4`` bytes as ``tail`` (range x byte)."""
     crc = np.full(count, 0xFFFFFFFF, dtype=np.uint32)
     _advance_words(crc, words)
+    return _finish(crc, tail)
+
+
+def _finish(crc: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Masked checksums from raw states, after their ranges' last ``length % 4`` bytes (range x
+    byte)."""
     for j in range(tail.shape[1]):
         crc = _BYTE[(crc ^ tail[:, j]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
@@ -135,21 +142,61 @@ def _evenly_spaced(starts: np.ndarray):
 def _crc_in_place(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Masked CRC-32C of ranges at one spacing (the records of one tag, back to back).
 
-    Word ``j`` of every range is a strided view of ``data``: no gather and no transposed copy,
-    which cost three times the checksum itself (measured on 16 MB of 5.7 kB records: 35 ms
-    against 122 ms).
+    The ranges are read where they lie, through strided views of ``data``: no gather and no
+    transposed copy, which cost three times the checksum itself. Each range is cut into up to
+    ``_LANES_PER_RANGE`` lanes whose states advance side by side, then are chained (see
+    ``masked_crc32c_of``), and the ranges go ``_IN_PLACE_LANES`` lanes at a time, so that the
+    cache lines a step touches stay in cache for the next steps (measured on 16 MB of 5.7 kB
+    records: 24 ms, against 40 ms for one lane per range and 122 ms for the gathered copy).
     """
     count = len(starts)
-    first = int(starts[0])
     spacing = int(starts[1] - starts[0]) if count > 1 else length
-    whole = length // 4 * 4
+    words_per_range = length // 4
+    lanes = max(1, min(_LANES_PER_RANGE, words_per_range // _MIN_LANE_WORDS))
+    lane_words = words_per_range // lanes
+    rest = words_per_range - lanes * lane_words
+    across = _across(lane_words * 4) if lanes > 1 else None
     data = np.asarray(data, dtype=np.uint8)
-    rows = np.lib.stride_tricks.as_strided(
-        data[first:], shape=(count, whole), strides=(spacing, 1), writeable=False
-    )
-    words = rows.view("<u4").T  # (words, ranges): row j is word j of every range
-    tail = data[starts[:, None] + np.arange(whole, length)[None, :]]
-    return _crc_rows(words, tail, count)
+    result = np.empty(count, dtype=np.uint32)
+    per_batch = max(1, _IN_PLACE_LANES // lanes)
+    for first in range(0, count, per_batch):
+        batch = min(per_batch, count - first)
+        base = int(starts[first])
+        ranges = np.lib.stride_tricks.as_strided(
+            data[base:], shape=(batch, lanes, lane_words * 4),
+            strides=(spacing, lane_words * 4, 1), writeable=False,
+        )
+        # (words, ranges, lanes): step j is word j of every lane.
+        words = np.moveaxis(ranges.view("<u4"), 2, 0)
+        state = np.zeros((batch, lanes), dtype=np.uint32)
+        state[:, 0] = 0xFFFFFFFF  # the first lane starts the range; the others start from zero
+        _advance_words(state.reshape(-1), words, state)
+        crc = np.ascontiguousarray(state[:, 0])
+        for lane in range(1, lanes):
+            crc = (across[0][crc & 0xFF] ^ across[1][(crc >> 8) & 0xFF]
+                   ^ across[2][(crc >> 16) & 0xFF] ^ across[3][crc >> 24] ^ state[:, lane])
+        if rest:
+            tail_words = np.lib.stride_tricks.as_strided(
+                data[base + lanes * lane_words * 4 :], shape=(batch, rest * 4), strides=(spacing, 1),
+                writeable=False,
+            )
+            _advance_words(crc, tail_words.view("<u4").T)
+        positions = starts[first : first + batch, None] + np.arange(words_per_range * 4, length)[None, :]
+        result[first : first + batch] = _finish(crc, data[positions])
+    return result
+
+
+# Lanes per range read in place, lanes of at least this many words, and lanes advanced at once.
+_LANES_PER_RANGE = 8
+_MIN_LANE_WORDS = 64
+_IN_PLACE_LANES = 4096
+_ACROSS = {}  # lane bytes -> its _advance_table
+
+
+def _across(lane_bytes: int) -> np.ndarray:
+    if lane_bytes not in _ACROSS:
+        _ACROSS[lane_bytes] = _advance_table(lane_bytes)
+    return _ACROSS[lane_bytes]
 
 
 def _crc_gathered(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
