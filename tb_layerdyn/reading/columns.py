@@ -113,6 +113,22 @@ class ColumnsWriter:
         self._one_bytes.append(content)
         self._last = step
 
+    def offer_calls(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Keeps calls at ``steps`` (int64), given as float32 ``(calls, metrics, width)``: the same
+        as ``offer_one`` for each call in turn, at once when they only add rows."""
+        if not len(steps):
+            return
+        adds = (self._last is None or int(steps[0]) > self._last) and bool((np.diff(steps) > 0).all())
+        if not adds:
+            for step, call in zip(steps.tolist(), values):
+                self.offer_one(step, call.astype(_VALUE).tobytes())
+            return
+        self._settle()
+        self._pending_steps.append(np.asarray(steps, dtype=_STEP))
+        self._pending_values.append(np.asarray(values, dtype=_VALUE))
+        self._pending_rows += len(steps)
+        self._last = int(steps[-1])
+
     def _settle(self) -> None:
         """Turns the single calls kept as bytes into one block of pending rows."""
         if not self._one_steps:
