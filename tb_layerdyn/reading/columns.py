@@ -197,7 +197,8 @@ class ColumnsWriter:
             return
         files = self._files
         steps = np.concatenate(self._pending_steps)
-        values = np.concatenate(self._pending_values)
+        # One block (the usual case) is written as it is, without a copy.
+        values = self._pending_values[0] if len(self._pending_values) == 1 else np.concatenate(self._pending_values)
         old = self.rows
         new = old + len(steps)
         with open(files.steps, "ab") as f:
