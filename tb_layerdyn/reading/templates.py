@@ -134,5 +134,7 @@ class Template:
         return fits, steps.view(np.int64)
 
     def contents(self, rows: np.ndarray) -> np.ndarray:
-        """The tensor bytes of ``rows``, one contiguous row each."""
-        return np.ascontiguousarray(rows[:, self.content_span[0] : self.content_span[1]])
+        """The tensor bytes of ``rows``, one row each: a view of ``rows``, not a copy (whoever
+        keeps it keeps the buffer below ``rows`` alive; the store writes it out, one metric at a
+        time, after each chunk of a file)."""
+        return rows[:, self.content_span[0] : self.content_span[1]]
