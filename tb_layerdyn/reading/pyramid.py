@@ -61,7 +61,7 @@ def _min_first(block, low, high):
     maximum (NaN equals nothing; a node without defined values counts as minimum first).
 
     Walks the rows from the last to the first, so the first row that equals an extreme decides:
-    a row equal to the maximum clears the flag, one equal to the minimum sets it. Five in-place
+    a row equal to the maximum clears the flag, one equal to the minimum sets it. Four in-place
     operations on one row of nodes at a time: several times faster than two ``argmax`` along
     the rows (measured: 0.4 ms against 2.1 ms for 181 nodes of 204 series).
     """
