@@ -352,6 +352,37 @@ def test_batched_checksum_equals_tensorboards(length):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("length", [4, 7, 64, 1401, 5712])
+def test_checksums_of_ranges_at_one_spacing_read_in_place(length):
+    # Runs of ranges at one spacing (records of one tag back to back) are checked through a
+    # strided view, others gathered; starts of both kinds, unaligned, against TensorBoard's own.
+    rng = np.random.default_rng(length)
+    frame = length + 16
+    starts = np.concatenate([
+        3 + frame * np.arange(20),  # one run, odd offset
+        3 + frame * 20 + np.array([0, 5, 9]),  # uneven
+        3 + frame * 21 + (frame + 4) * np.arange(9),  # another spacing
+        3 + frame * 21 + (frame + 4) * 9 + np.arange(10),  # overlapping ranges, spacing 1
+        [7, 7],  # repeated
+    ])
+    blob = rng.integers(0, 256, size=int(starts.max()) + length + 5, dtype=np.uint8)
+    got = event_records.masked_crc32c(blob, starts, length)
+    expected = [pywrap_tensorflow.masked_crc32c(blob[s : s + length].tobytes()) for s in starts]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_checksums_of_many_evenly_spaced_ranges_in_batches_of_lanes():
+    # 1,100 ranges of 258 words and 2 bytes: four lanes of 64 words each, two words after them,
+    # then the bytes; more ranges than one batch of lanes holds.
+    length, count = 1034, 1100
+    rng = np.random.default_rng(1)
+    blob = rng.integers(0, 256, size=1 + (length + 16) * count, dtype=np.uint8)
+    starts = 1 + (length + 16) * np.arange(count)
+    got = event_records.masked_crc32c(blob, starts, length)
+    expected = [pywrap_tensorflow.masked_crc32c(blob[s : s + length].tobytes()) for s in starts]
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_round_trip_of_what_log_layer_dynamics_computed(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from torch import nn

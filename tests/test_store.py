@@ -62,6 +62,7 @@ def test_every_node_of_every_level_is_its_rows_brute_force(tmp_path):
     values = random_values(rng, num, layout, nan_fraction=0.3)
     values[:, 0, 2] = np.round(values[:, 0, 2] * 2) / 2  # many ties: the first extreme decides
     values[40:200, :, 1] = np.nan  # whole nodes without a defined value
+    values[200:420, 1, 0] = 0.5  # nodes of one value: minimum and maximum are one row
     # Written in uneven pieces, so nodes are completed across refreshes.
     cuts = [0, 5, 16, 300, 301, 590, num]
     store = Store(str(tmp_path / "logdir"), str(tmp_path / "cache"))

@@ -7,7 +7,8 @@ An event file is a sequence of TFRecord frames::
 TensorBoard's Python loader checks each frame's CRC-32C in pure Python, about 0.2 ms for a 1.4 kB
 record: 10,000 logged steps of a ResNet-18 would spend two seconds on checksums alone. The records
 of one tag all have the same length, so this module checks them together, one vectorised pass per
-four bytes over every record of that length, with 16-bit tables (two lookups per word).
+four bytes over every record of that length, with 16-bit tables (two lookups per word). Records of
+one length that lie back to back are read where they lie, through strided views, without copies.
 
 ``scan`` keeps the loaders' rules: reading stops at a truncated frame (a writer may still be
 appending; the next scan resumes there) and at the first frame whose checksum fails (everything
@@ -58,9 +59,10 @@ _WORD_HIGH = _after_four_bytes(np.arange(1 << 16, dtype=np.uint32) << np.uint32(
 _HALVES = (0, 1) if sys.byteorder == "little" else (1, 0)
 
 
-def _advance_words(crc: np.ndarray, words: np.ndarray) -> None:
+def _advance_words(crc: np.ndarray, words: np.ndarray, shaped=None) -> None:
     """Runs raw CRC states (one per lane, in place) through ``words``: one row per 32-bit word,
-    one column per lane."""
+    one column per lane (or, with ``shaped``, a view of ``crc`` in the rows' own shape)."""
+    target = crc if shaped is None else shaped
     count = len(crc)
     low = np.empty(count, dtype=np.uint32)
     high = np.empty(count, dtype=np.uint32)
@@ -69,9 +71,9 @@ def _advance_words(crc: np.ndarray, words: np.ndarray) -> None:
     halves = crc.view(np.uint16)
     low_half, high_half = halves[_HALVES[0] :: 2], halves[_HALVES[1] :: 2]
     for row in words:
-        crc ^= row
-        np.take(_WORD_LOW, low_half, out=low)
-        np.take(_WORD_HIGH, high_half, out=high)
+        target ^= row
+        _WORD_LOW.take(low_half, out=low)
+        _WORD_HIGH.take(high_half, out=high)
         np.bitwise_xor(low, high, out=crc)
 
 
@@ -80,6 +82,12 @@ def _crc_rows(words: np.ndarray, tail: np.ndarray, count: int) -> np.ndarray:
     word, one column per range) and their last ``length % 4`` bytes as ``tail`` (range x byte)."""
     crc = np.full(count, 0xFFFFFFFF, dtype=np.uint32)
     _advance_words(crc, words)
+    return _finish(crc, tail)
+
+
+def _finish(crc: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Masked checksums from raw states, after their ranges' last ``length % 4`` bytes (range x
+    byte)."""
     for j in range(tail.shape[1]):
         crc = _BYTE[(crc ^ tail[:, j]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
@@ -98,6 +106,100 @@ def masked_crc32c(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarr
         A uint32 array with one masked checksum per start, as TFRecord frames store them.
     """
     starts = np.asarray(starts, dtype=np.int64)
+    result = np.empty(len(starts), dtype=np.uint32)
+    gathered = []
+    for first, stop in _evenly_spaced(starts):
+        if stop - first >= _STRIDED_FROM and length >= 4 and starts[first + 1] > starts[first]:
+            result[first:stop] = _crc_in_place(data, starts[first:stop], length)
+        else:
+            gathered.append(np.arange(first, stop))
+    if gathered:
+        members = np.concatenate(gathered)
+        result[members] = _crc_gathered(data, starts[members], length)
+    return result
+
+
+# Ranges at one spacing, this many or more, are read in place (see ``_crc_in_place``).
+_STRIDED_FROM = 8
+
+
+def _evenly_spaced(starts: np.ndarray):
+    """``(first, stop)`` index ranges that split ``starts`` into runs at one positive spacing."""
+    if len(starts) < 3:
+        return [(0, len(starts))] if len(starts) else []
+    gaps = np.diff(starts)
+    # A run ends where the gap changes: the start between the two gaps ends the earlier run.
+    ends = [*(np.flatnonzero(gaps[1:] != gaps[:-1]) + 2).tolist(), len(starts)]
+    runs, first = [], 0
+    for end in ends:
+        if end > first:
+            runs.append((first, end))
+            first = end
+    return runs
+
+
+def _crc_in_place(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Masked CRC-32C of ranges at one spacing (the records of one tag, back to back).
+
+    The ranges are read where they lie, through strided views of ``data``: no gather and no
+    transposed copy, which cost three times the checksum itself. Each range is cut into up to
+    ``_LANES_PER_RANGE`` lanes whose states advance side by side, then are chained (see
+    ``masked_crc32c_of``), and the ranges go ``_IN_PLACE_LANES`` lanes at a time, so that the
+    cache lines a step touches stay in cache for the next steps (measured on 16 MB of 5.7 kB
+    records: 24 ms, against 40 ms for one lane per range and 122 ms for the gathered copy).
+    """
+    count = len(starts)
+    spacing = int(starts[1] - starts[0]) if count > 1 else length
+    words_per_range = length // 4
+    lanes = max(1, min(_LANES_PER_RANGE, words_per_range // _MIN_LANE_WORDS))
+    lane_words = words_per_range // lanes
+    rest = words_per_range - lanes * lane_words
+    across = _across(lane_words * 4) if lanes > 1 else None
+    data = np.asarray(data, dtype=np.uint8)
+    result = np.empty(count, dtype=np.uint32)
+    per_batch = max(1, _IN_PLACE_LANES // lanes)
+    for first in range(0, count, per_batch):
+        batch = min(per_batch, count - first)
+        base = int(starts[first])
+        ranges = np.lib.stride_tricks.as_strided(
+            data[base:], shape=(batch, lanes, lane_words * 4),
+            strides=(spacing, lane_words * 4, 1), writeable=False,
+        )
+        # (words, ranges, lanes): step j is word j of every lane.
+        words = np.moveaxis(ranges.view("<u4"), 2, 0)
+        state = np.zeros((batch, lanes), dtype=np.uint32)
+        state[:, 0] = 0xFFFFFFFF  # the first lane starts the range; the others start from zero
+        _advance_words(state.reshape(-1), words, state)
+        crc = np.ascontiguousarray(state[:, 0])
+        for lane in range(1, lanes):
+            crc = (across[0][crc & 0xFF] ^ across[1][(crc >> 8) & 0xFF]
+                   ^ across[2][(crc >> 16) & 0xFF] ^ across[3][crc >> 24] ^ state[:, lane])
+        if rest:
+            tail_words = np.lib.stride_tricks.as_strided(
+                data[base + lanes * lane_words * 4 :], shape=(batch, rest * 4), strides=(spacing, 1),
+                writeable=False,
+            )
+            _advance_words(crc, tail_words.view("<u4").T)
+        positions = starts[first : first + batch, None] + np.arange(words_per_range * 4, length)[None, :]
+        result[first : first + batch] = _finish(crc, data[positions])
+    return result
+
+
+# Lanes per range read in place, lanes of at least this many words, and lanes advanced at once.
+_LANES_PER_RANGE = 8
+_MIN_LANE_WORDS = 64
+_IN_PLACE_LANES = 4096
+_ACROSS = {}  # lane bytes -> its _advance_table
+
+
+def _across(lane_bytes: int) -> np.ndarray:
+    if lane_bytes not in _ACROSS:
+        _ACROSS[lane_bytes] = _advance_table(lane_bytes)
+    return _ACROSS[lane_bytes]
+
+
+def _crc_gathered(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Masked CRC-32C of ranges anywhere, gathered into a (words x ranges) matrix in batches."""
     result = np.empty(len(starts), dtype=np.uint32)
     whole = length // 4 * 4
     per_batch = max(1, _BATCH_BYTES // max(1, length))

@@ -22,8 +22,11 @@ from typing import Dict, List, Optional
 from google.protobuf import message
 from tensorboard.compat.proto import event_pb2
 
+import numpy as np
+
 from tb_layerdyn import format as payload_format
-from tb_layerdyn.format import envelope, layer_metrics, sketches
+from tb_layerdyn.format import envelope, framing, layer_metrics, sketches
+from tb_layerdyn.reading import templates
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,12 @@ class Sink:
     def metrics_one(self, tag_id: int, step: int, content: bytes, file_index: int) -> None:
         """One layer-metric call as its packed float32 bytes (``layer_metrics.single_call_bytes``)."""
 
+    def metrics_many(self, tag_id: int, steps, values, file_index: int) -> None:
+        """Consecutive one-call records of a tag at once: int64 ``steps`` and float32 ``(calls,
+        metrics, columns)``, each call exactly as ``metrics_one`` would have received it."""
+        for step, call in zip(steps.tolist(), values):
+            self.metrics_one(tag_id, step, call.tobytes(), file_index)
+
     def indexed(self, tag_id: int, step: int, wall_time: float, file_index: int, offset: int,
                 length: int) -> None:
         """A payload read again on demand from its record (sweeps, pictures): where it lies."""
@@ -101,19 +110,63 @@ class Collector:
         """Decodes the records at ``starts`` (offsets in ``buffer``, which lies at byte ``base`` of
         file ``file_index``)."""
         view = memoryview(buffer)
-        for start, length in zip(starts.tolist(), lengths.tolist()):
-            try:
-                event = event_pb2.Event.FromString(view[start : start + length])
-            except message.DecodeError:
-                self._sink.warn(
-                    f"run {self._run!r}: an event at byte {base + start} of its file {file_index} "
-                    "does not parse; skipped"
-                )
+        starts_list, lengths_list = starts.tolist(), lengths.tolist()
+        # Runs of records of one length, back to back: the steady state of a first read.
+        same = (lengths[1:] == lengths[:-1]) & (np.diff(starts) == lengths[:-1] + _FRAMING_BYTES)
+        breaks = [0, *(np.flatnonzero(~same) + 1).tolist(), len(starts_list)]
+        for first, stop in zip(breaks[:-1], breaks[1:]):
+            start, length = starts_list[first], lengths_list[first]
+            event, one_call = self._record(view, start, length, file_index, base)
+            template = None
+            if one_call is not None and stop - first > _TEMPLATE_FROM:
+                try:
+                    content = event.summary.value[0].tensor.tensor_content
+                    template = templates.Template(bytes(view[start : start + length]), event.step, content)
+                except ValueError:
+                    template = None
+            if template is None:
+                for index in range(first + 1, stop):
+                    self._record(view, starts_list[index], lengths_list[index], file_index, base)
                 continue
-            if event.HasField("summary"):
-                self._event(event, file_index, base + start, length)
+            shape = self._tags[event.summary.value[0].tag].layout.shape
+            self._alike(view, starts_list, first + 1, stop, length, template, one_call, shape, file_index, base)
 
-    def _event(self, event, file_index: int, offset: int, length: int) -> None:
+    def _record(self, view, start: int, length: int, file_index: int, base: int):
+        """Parses and collects one record. Returns ``(event, tag id)``: the tag id when the record
+        was one call of a usable layer-metrics tag (handed to ``metrics_one``), else ``None``."""
+        try:
+            event = event_pb2.Event.FromString(view[start : start + length])
+        except message.DecodeError:
+            self._sink.warn(
+                f"run {self._run!r}: an event at byte {base + start} of its file {file_index} "
+                "does not parse; skipped"
+            )
+            return None, None
+        if event.HasField("summary"):
+            return event, self._event(event, file_index, base + start, length)
+        return event, None
+
+    def _alike(self, view, starts, first, stop, length, template, tag_id, shape, file_index, base) -> None:
+        """Collects records ``[first, stop)`` (back to back, of the template's length): those that
+        fit the template all at once, the others one by one, in file order."""
+        data = np.frombuffer(view, dtype=np.uint8)
+        rows = np.lib.stride_tricks.as_strided(
+            data[starts[first] :], shape=(stop - first, length), strides=(length + _FRAMING_BYTES, 1),
+            writeable=False,
+        )
+        fits, steps = template.match(rows)
+        position = 0
+        for misfit in [*np.flatnonzero(~fits).tolist(), len(fits)]:
+            if misfit > position:
+                values = template.contents(rows[position:misfit]).view("<f4")
+                self._sink.metrics_many(
+                    tag_id, steps[position:misfit], values.reshape((misfit - position, *shape)), file_index
+                )
+            if misfit < len(fits):
+                self._record(view, starts[first + misfit], length, file_index, base)
+            position = misfit + 1
+
+    def _event(self, event, file_index: int, offset: int, length: int) -> Optional[int]:
         values = event.summary.value
         for value in values:
             tag = value.tag
@@ -124,7 +177,7 @@ class Collector:
                 content = single(state.layout, value)
                 if content is not None and len(values) == 1:
                     self._sink.metrics_one(self._ids[tag], event.step, content, file_index)
-                    continue
+                    return self._ids[tag]
             if not tag.startswith(envelope.TAG_PREFIX):
                 continue
             kind = payload_format.kind_of(tag)
@@ -174,6 +227,11 @@ class Collector:
             self._sink.warn(f"run {self._run!r}, tag {tag}: skipped ({error})")
         self._sink.tag_added(self._ids[tag], state)
         return state
+
+
+# Bytes of a TFRecord frame around its data; runs longer than this many records use a template.
+_FRAMING_BYTES = framing.HEADER_BYTES + framing.FOOTER_BYTES
+_TEMPLATE_FROM = 8
 
 
 def _sibling(values, tag: str):

@@ -194,9 +194,16 @@ class ModelTable:
 
     def table(self, metric: str, target: str, start=None, end=None) -> Series:
         """Every logged step of one metric over ``[start, end]``, merged; nothing summarised."""
-        names = self.names(target)
-        steps, rows = self._merged_rows(metric, target, names, start, end)
-        return Series(names, steps, rows, False, np.stack([steps, steps], axis=1))
+        return self.tables(metric, [target], start, end)[0]
+
+    def tables(self, metric: str, targets: Sequence[str], start=None, end=None) -> List[Series]:
+        """``table`` of several targets, each row of the store read once for all of them."""
+        named = [(target, self.names(target)) for target in targets]
+        steps, outs = self._merged_targets(metric, named, start, end)
+        return [
+            Series(names, steps, rows, False, np.stack([steps, steps], axis=1))
+            for (_, names), rows in zip(named, outs)
+        ]
 
     # ------------------------------------------------------------------ shared machinery
 
@@ -243,9 +250,15 @@ class ModelTable:
 
     def _merged_rows(self, metric, target, names, start, end) -> Tuple[np.ndarray, np.ndarray]:
         """Every step of ``[start, end]`` of every tag, merged by the rule of the module docstring."""
+        steps, [rows] = self._merged_targets(metric, [(target, names)], start, end)
+        return steps, rows
+
+    def _merged_targets(self, metric, targets, start, end) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """``_merged_rows`` of several ``(target, names)`` at once: each chunk of rows is read once
+        for all of them."""
         segments = self._segments(start, end)
         if not segments:
-            return np.zeros(0, np.int64), np.zeros((0, len(names)), np.float32)
+            return np.zeros(0, np.int64), [np.zeros((0, len(names)), np.float32) for _, names in targets]
         disjoint = all(
             a.steps[a_stop - 1] < b.steps[b_first]
             for (a, _, a_stop), (b, b_first, _) in zip(segments, segments[1:])
@@ -254,32 +267,58 @@ class ModelTable:
             steps = np.concatenate([tag.steps[first:stop] for tag, first, stop in segments])
         else:
             steps = np.unique(np.concatenate([tag.steps[first:stop] for tag, first, stop in segments]))
-        out = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
+        outs, mapped = [], []
+        for target, names in targets:
+            columns_of = {id(tag): _columns(tag.layout, names, target) for tag, _, _ in segments}
+            # Disjoint tags that each hold the metric for every series fill every cell: no NaN first.
+            filled = disjoint and all(
+                metric in tag.layout.metrics and len(columns_of[id(tag)][1]) == len(names)
+                for tag, _, _ in segments
+            )
+            shape = (len(steps), len(names))
+            outs.append(np.empty(shape, dtype=np.float32) if filled else np.full(shape, np.nan, dtype=np.float32))
+            mapped.append(columns_of)
         row = 0
         for tag, first, stop in sorted(segments, key=lambda seg: seg[0].first):
             if metric not in tag.layout.metrics:
                 row += stop - first
                 continue
             m = tag.layout.metrics.index(metric)
-            src, dst = _columns(tag.layout, names, target)
-            if disjoint:
-                # Segments are in step order, and sorting by first step keeps that order.
-                for chunk in range(first, stop, _ROWS_PER_READ):
-                    rows = columns.read_rows(tag.files.values(m), tag.width, chunk, min(stop, chunk + _ROWS_PER_READ))
-                    at = row + chunk - first
-                    out[at : at + len(rows), dst] = rows[:, src]
-                row += stop - first
-                continue
-            at = np.searchsorted(steps, tag.steps[first:stop])
+            pairs = []
+            for columns_of in mapped:
+                src, dst = columns_of[id(tag)]
+                if disjoint:
+                    # Runs of columns are copied as slices, without a gathered temporary.
+                    src_slice, dst_slice = _as_slice(src), _as_slice(dst)
+                    if src_slice is not None and dst_slice is not None:
+                        src, dst = src_slice, dst_slice
+                pairs.append((src, dst))
+            at = None if disjoint else np.searchsorted(steps, tag.steps[first:stop])
             for chunk in range(first, stop, _ROWS_PER_READ):
                 rows = columns.read_rows(tag.files.values(m), tag.width, chunk, min(stop, chunk + _ROWS_PER_READ))
-                block = rows[:, src]
-                where = at[chunk - first : chunk - first + len(rows)]
-                target_block = out[np.ix_(where, dst)]
-                defined = ~np.isnan(block)
-                target_block[defined] = block[defined]
-                out[np.ix_(where, dst)] = target_block
-        return steps, out
+                for out, (src, dst) in zip(outs, pairs):
+                    if disjoint:
+                        # Segments are in step order, and sorting by first step keeps that order.
+                        position = row + chunk - first
+                        out[position : position + len(rows), dst] = rows[:, src]
+                        continue
+                    block = rows[:, src]
+                    where = at[chunk - first : chunk - first + len(rows)]
+                    target_block = out[np.ix_(where, dst)]
+                    defined = ~np.isnan(block)
+                    target_block[defined] = block[defined]
+                    out[np.ix_(where, dst)] = target_block
+            row += stop - first
+        return steps, outs
+
+
+def _as_slice(indices: np.ndarray) -> Optional[slice]:
+    """``indices`` as a slice when they are consecutive and ascending, else ``None``."""
+    if len(indices) == 0:
+        return slice(0, 0)
+    if len(indices) > 1 and not (np.diff(indices) == 1).all():
+        return None
+    return slice(int(indices[0]), int(indices[-1]) + 1)
 
 
 def _shares(counts: List[int], bins: int) -> List[int]:

@@ -524,8 +524,7 @@ def _run_from_table(name, table, metrics, first, last, sweeps, images) -> Run:
     for metric in table.metrics:
         if metrics is not None and metric not in metrics:
             continue
-        layers = table.table(metric, "layers", first, last)
-        groups = table.table(metric, "groups", first, last)
+        layers, groups = table.tables(metric, ["layers", "groups"], first, last)
         steps = layers.steps
         layer_metrics_[metric] = layers.values
         group_metrics[metric] = groups.values

@@ -355,6 +355,9 @@ class _Refresh(collecting.Sink):
     def metrics_one(self, tag_id, step, content, file_index):
         self._writer(tag_id).offer_one(step, content)
 
+    def metrics_many(self, tag_id, steps, values, file_index):
+        self._writer(tag_id).offer_calls(steps, values)
+
     def _writer(self, tag_id):
         writer = self._writers.get(tag_id)
         if writer is None:
