@@ -5,6 +5,9 @@
  *
  * uPlot's own legend and hover points are off: with hundreds of series they would add a DOM node
  * per series, and the readout below names the one line under the cursor instead.
+ *
+ * Columns may be arrays with `null` for gaps or typed arrays with NaN for them; the y range is
+ * computed here, from finite values only, since uPlot's own would take a NaN for a bound.
  */
 
 import uPlot from 'uplot';
@@ -12,6 +15,7 @@ import { CSS } from '../core/constants.js';
 import { el } from '../core/dom.js';
 import { hexToRgb } from '../core/colors.js';
 import { formatValue } from '../core/scales.js';
+import { isGap } from '../core/shaping.js';
 
 /**
  * @typedef {{
@@ -19,10 +23,12 @@ import { formatValue } from '../core/scales.js';
  *   count?: ReadonlyArray<number>
  * }} Line `count`, for a line averaged over runs, is how many runs had a value at each step; the
  *   readout shows it.
- * @typedef {{line: number, lower: ReadonlyArray<number | null>, upper: ReadonlyArray<number | null>}} Band
+ * @typedef {import('../core/shaping.js').Column} Column
+ * @typedef {import('../core/shaping.js').Columns} Columns
+ * @typedef {{line: number, lower: Column, upper: Column}} Band
  *   a shaded spread around `lines[line]`, on the same steps as `columns`.
  * @typedef {{
- *   columns: Array<ReadonlyArray<number | null>>, lines: Line[], width: number, height: number,
+ *   columns: Columns, lines: Line[], width: number, height: number,
  *   logY: boolean, yLabel: string, syncKey: string, spanGaps: boolean, showRun: boolean,
  *   xLabel?: string, bands?: Band[], onZoom?: (min: number, max: number) => void,
  *   onReset?: () => void
@@ -32,7 +38,7 @@ import { formatValue } from '../core/scales.js';
  *   double-clicked to zoom out again.
  * @typedef {{
  *   element: HTMLElement, plot: uPlot,
- *   setData: (columns: Array<ReadonlyArray<number | null>>, bands?: Band[], resetScales?: boolean) => boolean
+ *   setData: (columns: Columns, bands?: Band[], resetScales?: boolean) => boolean
  * }} CurveChart `setData` replaces the points drawn, keeping the lines; it returns false (and draws
  *   nothing new) when the columns do not fit the chart's lines.
  */
@@ -76,7 +82,7 @@ function nearestSeries(u, idx, top, lineCount) {
   let bestDistance = Infinity;
   for (let s = 1; s <= lineCount; s++) {
     const v = u.data[s][idx];
-    if (v === null || v === undefined) continue;
+    if (isGap(v)) continue;
     const distance = Math.abs(u.valToPos(v, 'y') - top);
     if (distance < bestDistance) {
       bestDistance = distance;
@@ -152,37 +158,67 @@ function translucent(hex, alpha) {
 }
 
 /**
- * A line that stops at every missing value and starts again after it.
+ * A line that stops at every missing value and starts again after it, or with `spanGaps` joins
+ * the values on either side of it.
  *
  * uPlot's own line joins the points around a gap and hides the join with a clip path per series;
  * with hundreds of series, each with gaps, clipping made the canvas take seconds to draw (measured:
  * 4,000 lines of 1,000 points, 2% of them missing, about 7 s here). Lifting the pen at a gap draws
- * the same picture with no clip at all.
- * @type {uPlot.Series.PathBuilder}
+ * the same picture with no clip at all. uPlot's own line also takes only `null` for a gap, not NaN.
+ * @param {boolean} spanGaps
+ * @returns {uPlot.Series.PathBuilder}
  */
-function brokenLine(u, seriesIdx, idx0, idx1) {
-  const xs = u.data[0];
-  const ys = u.data[seriesIdx];
-  const stroke = new Path2D();
-  let drawing = false;
-  for (let i = idx0; i <= idx1; i++) {
-    const y = ys[i];
-    if (y === null || y === undefined) {
-      drawing = false;
-      continue;
+function gappedLine(spanGaps) {
+  return (u, seriesIdx, idx0, idx1) => {
+    const xs = u.data[0];
+    const ys = u.data[seriesIdx];
+    const stroke = new Path2D();
+    let drawing = false;
+    for (let i = idx0; i <= idx1; i++) {
+      const y = ys[i];
+      if (isGap(y)) {
+        if (!spanGaps) drawing = false;
+        continue;
+      }
+      const px = u.valToPos(xs[i], 'x', true);
+      const py = u.valToPos(y, 'y', true);
+      if (drawing) stroke.lineTo(px, py);
+      else stroke.moveTo(px, py);
+      drawing = true;
     }
-    const px = u.valToPos(xs[i], 'x', true);
-    const py = u.valToPos(y, 'y', true);
-    if (drawing) stroke.lineTo(px, py);
-    else stroke.moveTo(px, py);
-    drawing = true;
+    return { stroke, fill: null, clip: null, band: null, gaps: undefined, flags: 0 };
+  };
+}
+
+/**
+ * The y range uPlot would choose (its own padding and snapping) for the finite values, positive
+ * ones on a log axis, of every series over the x range in view.
+ * @param {uPlot} u
+ * @param {boolean} logY
+ * @returns {uPlot.Range.MinMax}
+ */
+function yRange(u, logY) {
+  const [i0, i1] = u.series[0].idxs ?? [0, u.data[0].length - 1];
+  let min = Infinity;
+  let max = -Infinity;
+  for (let s = 1; s < u.data.length; s++) {
+    const ys = u.data[s];
+    for (let i = i0; i <= i1; i++) {
+      const v = ys[i];
+      // NaN and null fail both comparisons; a log axis has no place for the rest.
+      if (v === null || v === undefined || (logY && !(v > 0))) continue;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
   }
-  return { stroke, fill: null, clip: null, band: null, gaps: undefined, flags: 0 };
+  // Nothing to show: no range, as uPlot itself would answer.
+  if (!(min <= max && max < Infinity && min > -Infinity)) return [null, null];
+  return logY ? uPlot.rangeLog(min, max, 10, false) : uPlot.rangeNum(min, max, 0.1, true);
 }
 
 /**
  * uPlot's data for a chart: the columns, then each band's upper and lower edge.
- * @param {Array<ReadonlyArray<number | null>>} columns
+ * @param {Columns} columns
  * @param {Band[]} bands
  */
 function chartData(columns, bands) {
@@ -234,7 +270,7 @@ export function createCurveChart(spec) {
       drag: { x: true, y: false },
       points: { show: false },
     },
-    scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1 } },
+    scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1, range: (u) => yRange(u, spec.logY) } },
     axes: [
       { label: spec.xLabel ?? 'step', stroke: AXIS_STROKE, grid: GRID, ticks: GRID, font: AXIS_FONT, labelFont: AXIS_FONT },
       {
@@ -256,8 +292,10 @@ export function createCurveChart(spec) {
         width: 1,
         dash: [...line.dash],
         spanGaps: spec.spanGaps,
-        paths: spec.spanGaps ? undefined : brokenLine,
+        paths: gappedLine(spec.spanGaps),
         points: { show: false },
+        // The y range is `yRange`'s: uPlot need not scan the series for it.
+        auto: false,
       })),
       // Band edges are drawn only as the fill between them (uPlot's bands), never as lines.
       ...bands.flatMap((band) => [band.upper, band.lower].map(() => ({
@@ -265,6 +303,7 @@ export function createCurveChart(spec) {
         width: 0,
         spanGaps: spec.spanGaps,
         points: { show: false },
+        auto: false,
       }))),
     ],
     bands: bands.map((band, k) => ({
