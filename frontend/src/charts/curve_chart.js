@@ -4,7 +4,9 @@
  * cursor. Shared by the per-layer and the group curves.
  *
  * uPlot's own legend and hover points are off: with hundreds of series they would add a DOM node
- * per series, and the readout below names the one line under the cursor instead.
+ * per series, and the readout below names the one line under the cursor instead. A chart of many
+ * solid lines (`RASTER_LINES_MIN`) has them painted pixel by pixel (`raster.js`) instead of
+ * stroked by uPlot, which keeps the axes, cursor, zoom and readout.
  *
  * Columns may be arrays with `null` for gaps or typed arrays with NaN for them; the y range is
  * computed here, from finite values only, since uPlot's own would take a NaN for a bound.
@@ -14,8 +16,10 @@ import uPlot from 'uplot';
 import { CSS } from '../core/constants.js';
 import { el } from '../core/dom.js';
 import { hexToRgb } from '../core/colors.js';
+import { RASTER_LINES_MIN } from '../core/constants.js';
 import { formatValue } from '../core/scales.js';
 import { isGap } from '../core/shaping.js';
+import { paintLines, pixelMap } from './raster.js';
 
 /**
  * @typedef {{
@@ -38,8 +42,9 @@ import { isGap } from '../core/shaping.js';
  *   double-clicked to zoom out again.
  * @typedef {{
  *   element: HTMLElement, plot: uPlot,
- *   setData: (columns: Columns, bands?: Band[], resetScales?: boolean) => boolean
- * }} CurveChart `setData` replaces the points drawn, keeping the lines; it returns false (and draws
+ *   setData: (columns: Columns, bands?: Band[], resetScales?: boolean) => boolean,
+ *   painted: boolean
+ * }} CurveChart `painted`: its lines are painted by `raster.js`. `setData` replaces the points drawn, keeping the lines; it returns false (and draws
  *   nothing new) when the columns do not fit the chart's lines.
  */
 
@@ -190,6 +195,9 @@ function gappedLine(spanGaps) {
   };
 }
 
+/** A series whose line uPlot leaves alone (the raster painter draws it). */
+const noPath = () => null;
+
 /**
  * The y range uPlot would choose (its own padding and snapping) for the finite values, positive
  * ones on a log axis, of every series over the x range in view.
@@ -214,6 +222,46 @@ function yRange(u, logY) {
   // Nothing to show: no range, as uPlot itself would answer.
   if (!(min <= max && max < Infinity && min > -Infinity)) return [null, null];
   return logY ? uPlot.rangeLog(min, max, 10, false) : uPlot.rangeNum(min, max, 0.1, true);
+}
+
+/**
+ * uPlot hooks that paint the lines of a chart into its canvas, over the grid, pixel by pixel.
+ * @param {Line[]} lines series 1..lines.length.
+ * @param {boolean} logY
+ * @param {boolean} spanGaps
+ * @returns {uPlot.Plugin}
+ */
+function paintedLines(lines, logY, spanGaps) {
+  const colors = lines.map((line) => hexToRgb(line.color));
+  const scratch = document.createElement('canvas');
+  return {
+    hooks: {
+      draw: [
+        (u) => {
+          const { left, top, width, height } = u.bbox;
+          const w = Math.round(width);
+          const h = Math.round(height);
+          const x = u.scales.x;
+          const y = u.scales.y;
+          if (w <= 0 || h <= 0 || x.min == null || x.max == null || y.min == null || y.max == null) return;
+          if (scratch.width !== w || scratch.height !== h) {
+            scratch.width = w;
+            scratch.height = h;
+          }
+          const ctx = /** @type {CanvasRenderingContext2D} */ (scratch.getContext('2d'));
+          const image = ctx.createImageData(w, h);
+          const shown = [];
+          for (let k = 0; k < lines.length; k++) {
+            if (u.series[k + 1].show !== false) shown.push({ values: u.data[k + 1], color: colors[k] });
+          }
+          const view = { xMin: x.min, xMax: x.max, yMin: y.min, yMax: y.max, logY };
+          paintLines(image, u.data[0], shown, pixelMap(view, w, h), spanGaps);
+          ctx.putImageData(image, 0, 0);
+          u.ctx.drawImage(scratch, Math.round(left), Math.round(top));
+        },
+      ],
+    },
+  };
 }
 
 /**
@@ -260,6 +308,8 @@ export function createCurveChart(spec) {
   const bands = spec.bands ?? [];
   // Series index of the first band edge: after the steps column and the lines.
   const first = spec.lines.length + 1;
+  const painted = spec.lines.length >= RASTER_LINES_MIN && bands.length === 0
+    && spec.lines.every((line) => line.dash.length === 0);
   /** @type {uPlot.Options} */
   const options = {
     width: spec.width,
@@ -292,7 +342,7 @@ export function createCurveChart(spec) {
         width: 1,
         dash: [...line.dash],
         spanGaps: spec.spanGaps,
-        paths: gappedLine(spec.spanGaps),
+        paths: painted ? noPath : gappedLine(spec.spanGaps),
         points: { show: false },
         // The y range is `yRange`'s: uPlot need not scan the series for it.
         auto: false,
@@ -310,7 +360,11 @@ export function createCurveChart(spec) {
       series: /** @type {[number, number]} */ ([first + 2 * k, first + 2 * k + 1]),
       fill: translucent(spec.lines[band.line].color, BAND_ALPHA),
     })),
-    plugins: [hoverReadout(spec.lines, spec.showRun, spec.xLabel), zoomReports(spec)],
+    plugins: [
+      hoverReadout(spec.lines, spec.showRun, spec.xLabel),
+      zoomReports(spec),
+      ...(painted ? [paintedLines(spec.lines, spec.logY, spec.spanGaps)] : []),
+    ],
   };
   const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (chartData(spec.columns, bands)), element);
   const expected = plot.series.length;
@@ -321,5 +375,5 @@ export function createCurveChart(spec) {
     plot.setData(/** @type {uPlot.AlignedData} */ (data), resetScales);
     return true;
   };
-  return { element, plot, setData };
+  return { element, plot, setData, painted };
 }
