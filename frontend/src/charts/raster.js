@@ -53,17 +53,23 @@ export function pixelMap(view, width, height) {
 }
 
 /**
- * A colour as one 32-bit word of RGBA bytes in memory order, opaque.
+ * A colour as one 32-bit word of RGBA bytes in memory order, opaque: signed, so that it stays a
+ * small integer to the JavaScript engine (an unsigned one past 2^31 would not).
  * @param {readonly number[]} rgb
  * @returns {number}
  */
 function packColor(rgb) {
   const bytes = new Uint8Array([rgb[0], rgb[1], rgb[2], 255]);
-  return new Uint32Array(bytes.buffer)[0];
+  return new Int32Array(bytes.buffer)[0];
 }
 
 /**
  * Paints lines over pixels, each later line over the earlier ones, fully opaque.
+ *
+ * One walk along each line, left to right: a column's span is complete once the line has left
+ * it, and is filled then, so no column is visited twice. The spans are filled in a copy of the
+ * pixels stored column by column, where a span is contiguous memory: filled in place, row by
+ * row, a span costs a cache miss per pixel.
  * @param {Pixels} pixels painted in place; pixels no line covers are left as they are.
  * @param {ArrayLike<number>} xs the points' x values, shared by every line, ascending.
  * @param {readonly RasterLine[]} lines
@@ -73,85 +79,77 @@ function packColor(rgb) {
 export function paintLines(pixels, xs, lines, map, spanGaps) {
   const { width, height } = pixels;
   if (width <= 0 || height <= 0) return;
-  const words = new Uint32Array(pixels.data.buffer, pixels.data.byteOffset, width * height);
-  // The points' x and column, shared by every line.
+  const words = new Int32Array(pixels.data.buffer, pixels.data.byteOffset, width * height);
+  const byColumn = new Int32Array(width * height);
+  for (let r = 0, k = 0; r < height; r++) for (let c = 0; c < width; c++) byColumn[c * height + r] = words[k++];
+  // The points' x and column, shared by every line. A column left or right of the pixels is -1
+  // or `width`: which one beyond the edge does not change what is painted.
   const px = new Float64Array(xs.length);
   const columns = new Int32Array(xs.length);
   for (let i = 0; i < xs.length; i++) {
     px[i] = map.ax * xs[i] + map.bx;
-    // Far outside the pixels, any column past an edge will do (and fits an Int32).
-    columns[i] = Math.floor(Math.max(-2, Math.min(width + 1, px[i])));
+    columns[i] = Math.floor(Math.max(-1, Math.min(width, px[i])));
   }
-  // Per column, the lowest and highest y of the line being painted; reset after each line.
-  const lo = new Float64Array(width).fill(Infinity);
-  const hi = new Float64Array(width).fill(-Infinity);
   const py = new Float64Array(xs.length);
+  /**
+   * Fills a column's rows from `top` to `bottom` (fractional rows), clipped to the pixels.
+   * @param {number} c
+   * @param {number} top
+   * @param {number} bottom
+   * @param {number} color
+   */
+  const fill = (c, top, bottom, color) => {
+    if (c < 0 || c >= width || bottom < 0 || top >= height) return;
+    const end = c * height + Math.min(height - 1, Math.floor(bottom));
+    for (let k = c * height + Math.max(0, Math.floor(top)); k <= end; k++) byColumn[k] = color;
+  };
   for (const line of lines) {
     const n = Math.min(line.values.length, xs.length);
     pixelYs(line.values, n, map, py);
     const color = packColor(line.color);
-    let first = width;
-    let last = -1;
+    // The column being walked through and its span so far.
+    let current = -1;
+    let lo = Infinity;
+    let hi = -Infinity;
     let joined = false;
     let prevX = 0;
     let prevY = 0;
-    let prevC = 0;
+    let prevC = -1;
     for (let i = 0; i < n; i++) {
       const y = py[i];
       if (!(y > -Infinity && y < Infinity)) {
         if (!spanGaps) joined = false;
         continue;
       }
-      const x = px[i];
       const c = columns[i];
-      if (c >= 0 && c < width) {
-        if (y < lo[c]) lo[c] = y;
-        if (y > hi[c]) hi[c] = y;
-        if (c < first) first = c;
-        if (c > last) last = c;
-      }
-      if (joined && c !== prevC) {
-        // The segment from the previous point: its y where it crosses each column edge counts
-        // for the columns on both sides of that edge.
-        const forward = prevX <= x;
-        const xa = forward ? prevX : x;
-        const ya = forward ? prevY : y;
-        const slope = forward ? (y - prevY) / (x - prevX) : (prevY - y) / (prevX - x);
-        const from = Math.max((forward ? prevC : c) + 1, 0);
-        const to = Math.min(forward ? c : prevC, width);
-        for (let b = from; b <= to; b++) {
-          const yEdge = edgeY(xa, ya, slope, b);
-          if (b > 0) {
-            if (yEdge < lo[b - 1]) lo[b - 1] = yEdge;
-            if (yEdge > hi[b - 1]) hi[b - 1] = yEdge;
-          }
-          if (b < width) {
-            if (yEdge < lo[b]) lo[b] = yEdge;
-            if (yEdge > hi[b]) hi[b] = yEdge;
-          }
+      if (c !== prevC && joined) {
+        // The segment from the previous point crosses the edges between the columns: its y at
+        // each edge belongs to the columns on both sides, and the one left of it is complete.
+        const x = px[i];
+        const slope = (y - prevY) / (x - prevX);
+        for (let b = prevC + 1; b <= c; b++) {
+          const yEdge = edgeY(prevX, prevY, slope, b);
+          fill(current, Math.min(lo, yEdge), Math.max(hi, yEdge), color);
+          current = b;
+          lo = yEdge;
+          hi = yEdge;
         }
-        if (from <= to) {
-          if (from - 1 < first) first = Math.max(0, from - 1);
-          if (to > last) last = Math.min(width - 1, to);
-        }
+      } else if (c !== current) {
+        fill(current, lo, hi, color);
+        current = c;
+        lo = Infinity;
+        hi = -Infinity;
       }
-      prevX = x;
+      if (y < lo) lo = y;
+      if (y > hi) hi = y;
+      prevX = px[i];
       prevY = y;
       prevC = c;
       joined = true;
     }
-    for (let c = first; c <= last; c++) {
-      const top = lo[c];
-      const bottom = hi[c];
-      lo[c] = Infinity;
-      hi[c] = -Infinity;
-      if (!(top <= bottom) || bottom < 0 || top >= height) continue;
-      const r1 = Math.min(height - 1, Math.floor(bottom));
-      for (let k = Math.max(0, Math.floor(top)) * width + c, end = r1 * width + c; k <= end; k += width) {
-        words[k] = color;
-      }
-    }
+    fill(current, lo, hi, color);
   }
+  for (let r = 0, k = 0; r < height; r++) for (let c = 0; c < width; c++) words[k++] = byColumn[c * height + r];
 }
 
 /**
