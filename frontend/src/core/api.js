@@ -249,7 +249,8 @@ export function splitBatch(buffer) {
 }
 
 /**
- * Series requests made in one task, gathered: when `flush` runs (after the task), those that share
+ * Series requests made together, gathered: when `flush` runs (in the microtask after the code that
+ * asked, so that no other task, a redraw or another panel's work, comes between), those that share
  * every parameter but the entry go out together, `BATCH_SIZE` entries a request.
  * @typedef {{params: Record<string, string>, weight: number, resolve: (p: SeriesPayload) => void,
  *            reject: (e: unknown) => void}} PendingSeries `weight`: the values its answer holds at
@@ -267,7 +268,7 @@ export class SeriesBatcher {
   }
 
   /**
-   * One entry's series, batched with others asked for in the same task.
+   * One entry's series, batched with others asked for before the next microtask.
    * @param {Record<string, string>} params the entry's `run` and `model`.
    * @param {Record<string, string | number | undefined>} query the other parameters.
    * @param {number} [weight] how many values its answer may hold (points × series), estimated.
@@ -284,7 +285,7 @@ export class SeriesBatcher {
     const promise = new Promise((resolve, reject) => items.push({ params, weight, resolve, reject }));
     if (!this.scheduled) {
       this.scheduled = true;
-      setTimeout(() => this.flush(), 0);
+      queueMicrotask(() => this.flush());
     }
     return /** @type {Promise<SeriesPayload>} */ (promise);
   }
@@ -440,7 +441,7 @@ export class Model {
     const params = this.entryParams(run);
     const query = { metric, target, max_points: maxPoints, start: range.start, end: range.end };
     const url = routeUrl('series', { ...params, ...query, format: 'binary' });
-    // Cached under the entry's own URL; asked, with the others of the same task, in batches.
+    // Cached under the entry's own URL; asked, with the others asked for together, in batches.
     const width = this.widths.get(run)?.[target] ?? 0;
     return this.get(url, () => this.batcher.series(params, query, width * maxPoints));
   }
