@@ -1,20 +1,23 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { edgeY, paintLines, pixelMap } from '../src/charts/raster.js';
+import { edgeY, paintLines, pixelMap, pixelYs } from '../src/charts/raster.js';
 
 /**
  * The slow, obvious painter the fast one must equal: every pixel column on its own, from every
  * point that falls in it and every segment that reaches it. A segment contributes its own end
  * where that end lies in the column, and its y at the column's edge where it goes on past it.
+ * The points' pixel rows come from `pixelYs`, tested on its own below.
  */
 function referencePaint(pixels, xs, lines, map, spanGaps) {
   const { width, height, data } = pixels;
   for (const line of lines) {
     const points = [];
-    for (let i = 0; i < Math.min(xs.length, line.values.length); i++) {
-      const v = line.values[i];
-      const y = v === null ? NaN : map.ay * (map.logY ? Math.log10(v) : v) + map.by;
+    const n = Math.min(xs.length, line.values.length);
+    const rows = new Float64Array(n);
+    pixelYs(line.values, n, map, rows);
+    for (let i = 0; i < n; i++) {
+      const y = rows[i];
       points.push({ i, x: map.ax * xs[i] + map.bx, y, ok: Number.isFinite(y) });
     }
     const valid = points.filter((p) => p.ok);
@@ -108,6 +111,25 @@ test('pixelMap puts the ends of the view on the centres of the first and last pi
   assert.ok(Math.abs(map.ay * Math.log10(1) + map.by - 30.5) < 1e-12);
   const flat = pixelMap({ xMin: 5, xMax: 5, yMin: 2, yMax: 2, logY: false }, 10, 20);
   assert.deepEqual([flat.ax * 5 + flat.bx, flat.ay * 2 + flat.by], [5, 10]);
+});
+
+test('pixel rows are the map of the values, their logarithms within 1e-8, gaps where undrawable', () => {
+  const rnd = random(7);
+  const values = Float32Array.from({ length: 5000 }, () => Math.exp((rnd() - 0.5) * 90));
+  values.set([0, -1, NaN, Infinity, -Infinity, 1e-42, 1, 2, 3.4e38]);
+  const map = { ax: 1, bx: 0, ay: -37.5, by: 12.25, logY: true };
+  for (const column of [values, Float64Array.from(values), Array.from(values)]) {
+    const rows = new Float64Array(column.length);
+    pixelYs(column, column.length, map, rows);
+    for (let i = 0; i < column.length; i++) {
+      const want = map.ay * Math.log10(column[i]) + map.by;
+      if (Number.isFinite(want)) assert.ok(Math.abs(rows[i] - want) < 1e-8 * Math.abs(map.ay), `${column[i]}: ${rows[i]} != ${want}`);
+      else assert.ok(!Number.isFinite(rows[i]), `${column[i]} is a gap`);
+    }
+  }
+  const linear = new Float64Array(3);
+  pixelYs([2, null, -4], 3, { ...map, logY: false }, linear);
+  assert.deepEqual(Array.from(linear), [-62.75, NaN, 162.25]);
 });
 
 test('a flat line fills one row, a jump fills the column where it happens', () => {
