@@ -211,6 +211,18 @@ function yRange(u, logY) {
   let max = -Infinity;
   for (let s = 1; s < u.data.length; s++) {
     const ys = u.data[s];
+    if (ys instanceof Float32Array) {
+      // The binary routes' columns, thousands of them: no null to look for, one test a value
+      // (NaN fails every comparison).
+      for (let i = i0; i <= i1; i++) {
+        const v = ys[i];
+        if (logY ? v > 0 : v === v) {
+          if (v < min) min = v;
+          if (v > max) max = v;
+        }
+      }
+      continue;
+    }
     for (let i = i0; i <= i1; i++) {
       const v = ys[i];
       // NaN and null fail both comparisons; a log axis has no place for the rest.
