@@ -67,9 +67,9 @@ function packColor(rgb) {
  * Paints lines over pixels, each later line over the earlier ones, fully opaque.
  *
  * One walk along each line, left to right: a column's span is complete once the line has left
- * it, and is filled then, so no column is visited twice. The spans are filled in a copy of the
- * pixels stored column by column, where a span is contiguous memory: filled in place, row by
- * row, a span costs a cache miss per pixel.
+ * it, and is filled then, so no column is visited twice. The lines are walked last first, and a
+ * pixel takes the colour of the first span that covers it (`ColumnPixels`): the same picture as
+ * painting them in order, without painting over a pixel thousands of times.
  * @param {Pixels} pixels painted in place; pixels no line covers are left as they are.
  * @param {ArrayLike<number>} xs the points' x values, shared by every line, ascending.
  * @param {readonly RasterLine[]} lines
@@ -79,9 +79,7 @@ function packColor(rgb) {
 export function paintLines(pixels, xs, lines, map, spanGaps) {
   const { width, height } = pixels;
   if (width <= 0 || height <= 0) return;
-  const words = new Int32Array(pixels.data.buffer, pixels.data.byteOffset, width * height);
-  const byColumn = new Int32Array(width * height);
-  for (let r = 0, k = 0; r < height; r++) for (let c = 0; c < width; c++) byColumn[c * height + r] = words[k++];
+  const canvas = new ColumnPixels(width, height);
   // The points' x and column, shared by every line. A column left or right of the pixels is -1
   // or `width`: which one beyond the edge does not change what is painted.
   const px = new Float64Array(xs.length);
@@ -91,7 +89,8 @@ export function paintLines(pixels, xs, lines, map, spanGaps) {
     columns[i] = Math.floor(Math.max(-1, Math.min(width, px[i])));
   }
   const py = new Float64Array(xs.length);
-  for (const line of lines) {
+  for (let l = lines.length - 1; l >= 0; l--) {
+    const line = lines[l];
     const n = Math.min(line.values.length, xs.length);
     pixelYs(line.values, n, map, py);
     const color = packColor(line.color);
@@ -117,13 +116,13 @@ export function paintLines(pixels, xs, lines, map, spanGaps) {
         const slope = (y - prevY) / (x - prevX);
         for (let b = prevC + 1; b <= c; b++) {
           const yEdge = edgeY(prevX, prevY, slope, b);
-          fillSpan(byColumn, width, height, current, Math.min(lo, yEdge), Math.max(hi, yEdge), color);
+          canvas.fill(current, Math.min(lo, yEdge), Math.max(hi, yEdge), color);
           current = b;
           lo = yEdge;
           hi = yEdge;
         }
       } else if (c !== current) {
-        fillSpan(byColumn, width, height, current, lo, hi, color);
+        canvas.fill(current, lo, hi, color);
         current = c;
         lo = Infinity;
         hi = -Infinity;
@@ -135,9 +134,9 @@ export function paintLines(pixels, xs, lines, map, spanGaps) {
       prevC = c;
       joined = true;
     }
-    fillSpan(byColumn, width, height, current, lo, hi, color);
+    canvas.fill(current, lo, hi, color);
   }
-  for (let r = 0, k = 0; r < height; r++) for (let c = 0; c < width; c++) words[k++] = byColumn[c * height + r];
+  canvas.paintOver(new Int32Array(pixels.data.buffer, pixels.data.byteOffset, width * height));
 }
 
 /** `log2(1 + k / 2^LOG_BITS)` for every `k`, the mantissa's part of a float32's logarithm. */
@@ -203,17 +202,66 @@ export function edgeY(xa, ya, slope, x) {
 }
 
 /**
- * Fills a column's rows from `top` to `bottom` (fractional rows), clipped to the pixels.
- * @param {Int32Array} byColumn pixels stored column by column.
- * @param {number} width
- * @param {number} height
- * @param {number} c the column.
- * @param {number} top
- * @param {number} bottom
- * @param {number} color
+ * Pixels painted front to back: a pixel keeps the first colour it is given. Stored column by
+ * column, so that a column's span is contiguous memory (row by row, each pixel of a span would
+ * be a cache miss), with a bit per pixel saying it is taken.
  */
-function fillSpan(byColumn, width, height, c, top, bottom, color) {
-  if (c < 0 || c >= width || bottom < 0 || top >= height) return;
-  const end = c * height + Math.min(height - 1, Math.floor(bottom));
-  for (let k = c * height + Math.max(0, Math.floor(top)); k <= end; k++) byColumn[k] = color;
+class ColumnPixels {
+  /**
+   * @param {number} width
+   * @param {number} height
+   */
+  constructor(width, height) {
+    this.width = width;
+    this.height = height;
+    this.wordsPerColumn = (height + 31) >>> 5;
+    this.colors = new Int32Array(width * height);
+    this.taken = new Int32Array(width * this.wordsPerColumn);
+  }
+
+  /**
+   * Gives the rows `top` to `bottom` (fractional rows) of column `c`, clipped to the pixels, the
+   * colour where they have none yet.
+   * @param {number} c
+   * @param {number} top
+   * @param {number} bottom
+   * @param {number} color
+   */
+  fill(c, top, bottom, color) {
+    const { width, height } = this;
+    if (c < 0 || c >= width || bottom < 0 || top >= height) return;
+    const r0 = Math.max(0, Math.floor(top));
+    const r1 = Math.min(height - 1, Math.floor(bottom));
+    const base = c * height;
+    const words = c * this.wordsPerColumn;
+    for (let w = r0 >>> 5, last = r1 >>> 5; w <= last; w++) {
+      // The span's rows within this word of 32, less those taken.
+      const from = w === r0 >>> 5 ? r0 & 31 : 0;
+      const to = w === last ? r1 & 31 : 31;
+      const span = (to === 31 ? -1 : (1 << (to + 1)) - 1) & ~((1 << from) - 1);
+      let fresh = span & ~this.taken[words + w];
+      if (fresh === 0) continue;
+      this.taken[words + w] |= fresh;
+      const row = base + (w << 5);
+      while (fresh !== 0) {
+        const bit = 31 - Math.clz32(fresh & -fresh);
+        this.colors[row + bit] = color;
+        fresh &= fresh - 1;
+      }
+    }
+  }
+
+  /**
+   * Copies the taken pixels into row-major RGBA words; the others keep what they hold.
+   * @param {Int32Array} words
+   */
+  paintOver(words) {
+    const { width, height } = this;
+    for (let c = 0; c < width; c++) {
+      const words0 = c * this.wordsPerColumn;
+      for (let r = 0; r < height; r++) {
+        if (this.taken[words0 + (r >>> 5)] & (1 << (r & 31))) words[r * width + c] = this.colors[c * height + r];
+      }
+    }
+  }
 }
