@@ -393,8 +393,13 @@ export function createCurvesPanel(context, config) {
       return;
     }
     draw(state, shaped.curves, shaped.order, shaped.palette, notes.concat(shaped.notes), usable);
-    // Let the other panels fetch once the browser has painted these charts.
-    if (config.leads) requestAnimationFrame(() => context.firstPaint.open());
+    // Let the other panels fetch once the browser has painted these charts: the frame after the
+    // next one, since work started in the next frame's callbacks would run before its paint.
+    if (config.leads) {
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        if (guard.isCurrent(ticket)) context.firstPaint.open();
+      }));
+    }
   }
 
   return { element: shell.element, update };
