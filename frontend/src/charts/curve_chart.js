@@ -6,7 +6,9 @@
  * uPlot's own legend and hover points are off: with hundreds of series they would add a DOM node
  * per series, and the readout below names the one line under the cursor instead. A chart of many
  * solid lines (`RASTER_LINES_MIN`) has them painted pixel by pixel (`raster.js`) instead of
- * stroked by uPlot, which keeps the axes, cursor, zoom and readout.
+ * stroked by uPlot, which keeps the axes, cursor, zoom and readout: uPlot then holds the steps
+ * and one stand-in series only, since thousands of series of its own would cost it time in every
+ * draw and cursor move for lines it does not draw.
  *
  * Columns may be arrays with `null` for gaps or typed arrays with NaN for them; the y range is
  * computed here, from finite values only, since uPlot's own would take a NaN for a bound.
@@ -77,16 +79,17 @@ function tickLabels(splits) {
 /**
  * Index of the line whose value at data index `idx` is closest to the cursor, in pixels.
  * @param {uPlot} u
+ * @param {Columns} data the chart's columns (`chartData`).
  * @param {number} idx
  * @param {number} top cursor position in CSS pixels from the plot's top.
- * @param {number} lineCount series 1..lineCount are lines; any after them are band edges.
- * @returns {number} series index (>= 1), or -1 when no line has a value there.
+ * @param {number} lineCount columns 1..lineCount are lines; any after them are band edges.
+ * @returns {number} column index (>= 1), or -1 when no line has a value there.
  */
-function nearestSeries(u, idx, top, lineCount) {
+function nearestSeries(u, data, idx, top, lineCount) {
   let best = -1;
   let bestDistance = Infinity;
   for (let s = 1; s <= lineCount; s++) {
-    const v = u.data[s][idx];
+    const v = data[s][idx];
     if (isGap(v)) continue;
     const distance = Math.abs(u.valToPos(v, 'y') - top);
     if (distance < bestDistance) {
@@ -102,9 +105,10 @@ function nearestSeries(u, idx, top, lineCount) {
  * @param {Line[]} lines
  * @param {boolean} showRun
  * @param {string | undefined} xLabel
+ * @param {{columns: Columns}} held the chart's columns (`chartData`), as they are replaced.
  * @returns {uPlot.Plugin}
  */
-function hoverReadout(lines, showRun, xLabel) {
+function hoverReadout(lines, showRun, xLabel, held) {
   const box = el('div', { className: CSS.tooltip, attrs: { role: 'status' } });
   const name = el('strong');
   const where = el('span');
@@ -130,7 +134,7 @@ function hoverReadout(lines, showRun, xLabel) {
           const s = !pointerInside || idx === null || idx === undefined || left === undefined || left < 0
             || top === undefined
             ? -1
-            : nearestSeries(u, idx, top, lines.length);
+            : nearestSeries(u, held.columns, idx, top, lines.length);
           if (s < 0 || idx === null || idx === undefined || left === undefined || top === undefined) {
             box.hidden = true;
             return;
@@ -139,7 +143,7 @@ function hoverReadout(lines, showRun, xLabel) {
           name.textContent = showRun ? `${line.series} · ${line.run}` : line.series;
           const x = u.data[0][idx];
           const n = line.count ? ` · n = ${line.count[idx]}` : '';
-          where.textContent = `${xLabel ? `${xLabel} ${formatValue(x)}` : `step ${x}`} · ${formatValue(u.data[s][idx])}${n}`;
+          where.textContent = `${xLabel ? `${xLabel} ${formatValue(x)}` : `step ${x}`} · ${formatValue(held.columns[s][idx])}${n}`;
           box.style.borderColor = line.color;
           box.hidden = false;
           const flip = left > u.over.clientWidth - 180;
@@ -202,15 +206,16 @@ const noPath = () => null;
  * The y range uPlot would choose (its own padding and snapping) for the finite values, positive
  * ones on a log axis, of every series over the x range in view.
  * @param {uPlot} u
+ * @param {Columns} data the chart's columns (`chartData`).
  * @param {boolean} logY
  * @returns {uPlot.Range.MinMax}
  */
-function yRange(u, logY) {
-  const [i0, i1] = u.series[0].idxs ?? [0, u.data[0].length - 1];
+function yRange(u, data, logY) {
+  const [i0, i1] = u.series[0].idxs ?? [0, data[0].length - 1];
   let min = Infinity;
   let max = -Infinity;
-  for (let s = 1; s < u.data.length; s++) {
-    const ys = u.data[s];
+  for (let s = 1; s < data.length; s++) {
+    const ys = data[s];
     if (ys instanceof Float32Array) {
       // The binary routes' columns, thousands of them: no null to look for, one test a value
       // (NaN fails every comparison).
@@ -238,12 +243,13 @@ function yRange(u, logY) {
 
 /**
  * uPlot hooks that paint the lines of a chart into its canvas, over the grid, pixel by pixel.
- * @param {Line[]} lines series 1..lines.length.
+ * @param {Line[]} lines columns 1..lines.length.
  * @param {boolean} logY
  * @param {boolean} spanGaps
+ * @param {{columns: Columns}} held the chart's columns, as they are replaced.
  * @returns {uPlot.Plugin}
  */
-function paintedLines(lines, logY, spanGaps) {
+function paintedLines(lines, logY, spanGaps, held) {
   const colors = lines.map((line) => hexToRgb(line.color));
   const scratch = document.createElement('canvas');
   return {
@@ -262,12 +268,9 @@ function paintedLines(lines, logY, spanGaps) {
           }
           const ctx = /** @type {CanvasRenderingContext2D} */ (scratch.getContext('2d'));
           const image = ctx.createImageData(w, h);
-          const shown = [];
-          for (let k = 0; k < lines.length; k++) {
-            if (u.series[k + 1].show !== false) shown.push({ values: u.data[k + 1], color: colors[k] });
-          }
+          const shown = lines.map((_, k) => ({ values: held.columns[k + 1], color: colors[k] }));
           const view = { xMin: x.min, xMax: x.max, yMin: y.min, yMax: y.max, logY };
-          paintLines(image, u.data[0], shown, pixelMap(view, w, h), spanGaps);
+          paintLines(image, /** @type {ArrayLike<number>} */ (held.columns[0]), shown, pixelMap(view, w, h), spanGaps);
           ctx.putImageData(image, 0, 0);
           u.ctx.drawImage(scratch, Math.round(left), Math.round(top));
         },
@@ -322,6 +325,10 @@ export function createCurveChart(spec) {
   const first = spec.lines.length + 1;
   const painted = spec.lines.length >= RASTER_LINES_MIN && bands.length === 0
     && spec.lines.every((line) => line.dash.length === 0);
+  const held = { columns: chartData(spec.columns, bands) };
+  const expected = held.columns.length;
+  /** What uPlot is given: every column, or for painted lines the steps and a stand-in. */
+  const plotData = () => (painted ? [held.columns[0], held.columns[1] ?? held.columns[0]] : held.columns);
   /** @type {uPlot.Options} */
   const options = {
     width: spec.width,
@@ -332,7 +339,7 @@ export function createCurveChart(spec) {
       drag: { x: true, y: false },
       points: { show: false },
     },
-    scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1, range: (u) => yRange(u, spec.logY) } },
+    scales: { x: { time: false }, y: { distr: spec.logY ? 3 : 1, range: (u) => yRange(u, held.columns, spec.logY) } },
     axes: [
       { label: spec.xLabel ?? 'step', stroke: AXIS_STROKE, grid: GRID, ticks: GRID, font: AXIS_FONT, labelFont: AXIS_FONT },
       {
@@ -346,7 +353,7 @@ export function createCurveChart(spec) {
         values: (_u, splits) => tickLabels(splits),
       },
     ],
-    series: [
+    series: painted ? [{}, { paths: noPath, points: { show: false }, auto: false }] : [
       {},
       ...spec.lines.map((line) => ({
         label: line.series,
@@ -354,7 +361,7 @@ export function createCurveChart(spec) {
         width: 1,
         dash: [...line.dash],
         spanGaps: spec.spanGaps,
-        paths: painted ? noPath : gappedLine(spec.spanGaps),
+        paths: gappedLine(spec.spanGaps),
         points: { show: false },
         // The y range is `yRange`'s: uPlot need not scan the series for it.
         auto: false,
@@ -373,18 +380,18 @@ export function createCurveChart(spec) {
       fill: translucent(spec.lines[band.line].color, BAND_ALPHA),
     })),
     plugins: [
-      hoverReadout(spec.lines, spec.showRun, spec.xLabel),
+      hoverReadout(spec.lines, spec.showRun, spec.xLabel, held),
       zoomReports(spec),
-      ...(painted ? [paintedLines(spec.lines, spec.logY, spec.spanGaps)] : []),
+      ...(painted ? [paintedLines(spec.lines, spec.logY, spec.spanGaps, held)] : []),
     ],
   };
-  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (chartData(spec.columns, bands)), element);
-  const expected = plot.series.length;
+  const plot = new uPlot(options, /** @type {uPlot.AlignedData} */ (plotData()), element);
   /** @type {CurveChart['setData']} */
   const setData = (columns, newBands = [], resetScales = false) => {
     const data = chartData(columns, newBands);
     if (data.length !== expected) return false;
-    plot.setData(/** @type {uPlot.AlignedData} */ (data), resetScales);
+    held.columns = data;
+    plot.setData(/** @type {uPlot.AlignedData} */ (plotData()), resetScales);
     return true;
   };
   return { element, plot, setData, painted };
