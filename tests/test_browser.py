@@ -920,6 +920,12 @@ def _check_population_curves(page, frame, runs):
     assert len(counts) == 1 and all(n > 300 for n in counts[0]), counts
     assert before[0]["coloured"] > 3000
     box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
+    # Hovering names the line nearest the cursor, its step and value, as with stroked lines.
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    tooltip = frame.wait_for_selector("[data-panel=layer-curves] .ld-tooltip:not([hidden])")
+    layer, run = tooltip.query_selector("strong").text_content().split(" · ")
+    assert layer in {"fc1", "fc2", "fc3"} and run.startswith("cfg"), (layer, run)
+    assert re.fullmatch(r"step \d+ · \S+", tooltip.query_selector("span").text_content())
     zooms = []
     page.on("request", lambda r: zooms.append(r.url) if "start=" in r.url else None)
     with page.expect_response(lambda r: "/series_batch?" in r.url and "start=" in r.url) as first:
