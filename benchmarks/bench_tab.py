@@ -262,7 +262,8 @@ def _use_the_tab(browser, base):
 
 
 def _checkout(revision, into):
-    """The tree of a git ``revision`` of this repository under ``into``, its bundle built."""
+    """The tree of a git ``revision`` of this repository under ``into``, its bundle built with this
+    checkout's ``frontend/node_modules`` (``npm ci`` there first)."""
     archive = subprocess.run(["git", "-C", ROOT, "archive", revision], check=True, capture_output=True).stdout
     os.makedirs(into)
     subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
@@ -358,3 +359,9 @@ def run(quick):
                     rows.append(row)
         browser.close()
     return rows
+
+
+if __name__ == "__main__":
+    from benchmarks import report
+
+    print(report.markdown_table(run("--quick" in sys.argv)))
