@@ -5,6 +5,8 @@ logged every step), served by a plain ``tensorboard --logdir`` (the default Rust
 plugin's own store in a cache of this benchmark), and opened in headless Chromium. Two plans that
 differ only in the number of steps run side by side, so that memory can be compared across lengths.
 
+``checkout``         which code served and drew the tab: ``this`` checkout, or the git revision
+                     named by ``BENCH_TAB_AGAINST`` (see below);
 ``runs``, ``steps``, ``event GB``  the logdir (every copy counted);
 ``cold read s``      from TensorBoard's start to ``runs`` answering every run with ``loading: false``
                      (an empty cache: the plugin reads every event file once; TensorBoard's data
@@ -12,13 +14,24 @@ differ only in the number of steps run side by side, so that memory can be compa
 ``cold MB/s``        ``event GB`` over ``cold read s``, both readers sharing the machine;
 ``warm start s``     the same after a restart, the cache warm: nothing is parsed again;
 ``first chart s``    with the cache warm, from opening the tab's URL to the per-layer curves drawn
-                     for every ticked run (all of them) (target: 2);
+                     for every ticked run (all of them) (target: 2); drawn means painted: the
+                     second animation frame after the chart's canvas appears;
+``plugin part s``    the same from the plugin's frame starting: TensorBoard's own page takes the
+                     rest;
 ``metric switch s``  from choosing another metric to the curves redrawn for every run (target: 1);
 ``zoom s``           from a drag over the curves to the zoomed chart redrawn with the range's data;
 ``peak tree MB``     the largest resident memory of TensorBoard's process tree (TensorBoard and its
                      data server) over the whole plan, the tab in use (target: 1,500, and the same
                      for 10,000 and 100,000 steps);
-``cold peak tree MB`` the same during the first read alone.
+``cold peak tree MB`` the same during the first read alone;
+``... ratio``        with ``BENCH_TAB_AGAINST``, the median over rounds of this checkout's time over
+                     the revision's, each round timing both one after the other;
+``load avg``         the range of the 1-minute load average while the rounds ran.
+
+With ``BENCH_TAB_AGAINST=<git revision>`` (for example ``main``), that revision's tree is exported
+and its bundle built, and each plan opens the tab ``ROUNDS`` times with each checkout in turn, the
+order rotating, on the same logdir and warm cache; the figures are medians over the rounds. Without
+it, this checkout is timed once.
 
 Needs Debian's Chromium and Playwright's Python driver (``bash scripts/setup.sh --test``). Run alone
 with ``python -m benchmarks tab [--quick]``.
@@ -27,6 +40,7 @@ with ``python -m benchmarks tab [--quick]``.
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,13 +57,21 @@ TARGET_TREE_MB = 1500.0
 LAYERS = 200
 RUNS = 20
 PLANS = {False: [10_000, 100_000], True: [1_000, 10_000]}
+# Rounds per checkout when two are compared (``BENCH_TAB_AGAINST``).
+ROUNDS = {False: 3, True: 3}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IFRAME = "iframe[src*='plugin_entry.html?name=layer_dynamics']"
 CURVES = "[data-panel=layer-curves] .u-wrap canvas"
 
-# Runs in every frame: notes when the per-layer curves' chart is (re)created and how many runs its
-# legend names, so times come from the page's own clock, not from polling a busy page.
+# Runs in every frame: notes when the per-layer curves' chart is (re)created and drawn, and how
+# many runs its legend names, so times come from the page's own clock, not from polling a busy page.
+# A chart counts as drawn at the second animation frame after its canvas appears: the first frame
+# runs once the task that built the chart (and drew it, uPlot draws in a microtask) is over, the
+# second once the browser has rasterised and painted that frame. Timing the canvas's arrival
+# alone would miss the painting, which is most of the cost of thousands of curves.
 _WATCH_CURVES = """
 (() => {
+  window.__ldFrameStart = Date.now();
   window.__ldCurves = [];
   const seen = new WeakSet();
   const look = () => {
@@ -59,7 +81,10 @@ _WATCH_CURVES = """
     // The legend names its first runs and counts them all in data-runs.
     const legend = Number(document.querySelector(
       '[data-panel=layer-curves] [data-legend=runs]')?.dataset.runs || 0);
-    window.__ldCurves.push({time: Date.now(), legend});
+    const created = Date.now();
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      window.__ldCurves.push({created, time: Date.now(), legend});
+    }));
   };
   const start = () => new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
   if (document.body) start(); else document.addEventListener('DOMContentLoaded', start);
@@ -142,10 +167,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start_tensorboard(logdir, cache):
+def _start_tensorboard(logdir, cache, root=ROOT):
+    """A plain ``tensorboard --logdir`` that imports ``tb_layerdyn`` from the checkout ``root``."""
     port = _free_port()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # This checkout's package, whatever checkout an editable install points at.
+    # That checkout's package, whatever checkout an editable install points at.
     env = dict(os.environ, TB_LAYERDYN_CACHE=cache)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     process = subprocess.Popen(
@@ -194,30 +219,33 @@ def _wait_for_curves(frame, runs, before=None, timeout=120):
 
 
 def _chart_after(frame, since_ms, runs, timeout=120):
-    """The page's time (ms since the epoch) of the first curves chart created after ``since_ms``
-    with every run in its legend."""
+    """The first curves chart whose canvas appeared after ``since_ms`` (the page's clock, ms since
+    the epoch) with every run in its legend: ``{created, time, legend}``, ``time`` when drawn."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for mark in frame.evaluate("() => window.__ldCurves || []"):
-            if mark["time"] >= since_ms and (runs == 1 or mark["legend"] == runs):
-                return mark["time"]
+            if mark["created"] >= since_ms and (runs == 1 or mark["legend"] == runs):
+                return mark
         frame.wait_for_timeout(100)
     raise TimeoutError("the curves were not drawn")
 
 
 def _use_the_tab(browser, base):
-    """Opens the tab, switches the metric and zooms; returns the three times."""
+    """Opens the tab, switches the metric and zooms; returns the times in seconds: ``first`` from
+    opening the tab's URL, ``plugin`` from the plugin's frame starting, both to the first chart
+    drawn; ``switch`` and ``zoom``."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.add_init_script(_WATCH_CURVES)
     opened = page.evaluate("() => Date.now()")
     page.goto(base + "/#layer_dynamics")
     frame = page.wait_for_selector(IFRAME, timeout=60000).content_frame()
     frame.wait_for_selector(CURVES, timeout=60000)
-    first = (_chart_after(frame, opened, RUNS) - opened) / 1000
+    drawn = _chart_after(frame, opened, RUNS)["time"]
+    frame_start = frame.evaluate("() => window.__ldFrameStart")
     _, first_hash = _wait_for_curves(frame, RUNS)
     switched = frame.evaluate("() => Date.now()")
     frame.select_option("[data-control=metric]", "grad_norm")
-    switch = (_chart_after(frame, switched + 1, RUNS) - switched) / 1000
+    switch = (_chart_after(frame, switched + 1, RUNS)["time"] - switched) / 1000
     _, switched_hash = _wait_for_curves(frame, RUNS, before=first_hash)
     box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
     zoomed = time.monotonic()
@@ -229,7 +257,23 @@ def _use_the_tab(browser, base):
     _wait_for_curves(frame, RUNS, before=switched_hash)
     zoom = time.monotonic() - zoomed
     page.close()
-    return first, switch, zoom
+    return {"first": (drawn - opened) / 1000, "plugin": (drawn - frame_start) / 1000,
+            "switch": switch, "zoom": zoom}
+
+
+def _checkout(revision, into):
+    """The tree of a git ``revision`` of this repository under ``into``, its bundle built with this
+    checkout's ``frontend/node_modules`` (``npm ci`` there first)."""
+    archive = subprocess.run(["git", "-C", ROOT, "archive", revision], check=True, capture_output=True).stdout
+    os.makedirs(into)
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    os.symlink(os.path.join(ROOT, "frontend", "node_modules"), os.path.join(into, "frontend", "node_modules"))
+    subprocess.run(["node", "build.mjs"], cwd=os.path.join(into, "frontend"), check=True, capture_output=True)
+    return into
+
+
+def _load():
+    return os.getloadavg()[0]
 
 
 def run(quick):
@@ -237,7 +281,12 @@ def run(quick):
 
     rows = []
     content = logdirs.layout(LAYERS)
-    with sync_playwright() as playwright:
+    against = os.environ.get("BENCH_TAB_AGAINST")
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="bench_tab_") as top:
+        # The checkouts to time: this one, and the revision to compare with, side by side.
+        roots = {"this": ROOT}
+        if against:
+            roots = {against: _checkout(against, os.path.join(top, "against")), "this": ROOT}
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -260,33 +309,54 @@ def run(quick):
                     _stop(process)
                     sampler.stop()
 
-                process, base = _start_tensorboard(logdir, cache)
-                sampler = _Sampler(process.pid)
-                try:
-                    warm = _wait_for_runs(base, RUNS)
-                    first, switch, zoom = _use_the_tab(browser, base)
-                    peak = max(sampler.peak, cold_peak)
-                finally:
-                    _stop(process)
-                    sampler.stop()
-                rows.append(
-                    {
+                # Each checkout in turn, the order rotating, on the same logdir and warm cache.
+                names = list(roots)
+                times = {name: [] for name in names}
+                peaks = {name: 0.0 for name in names}
+                warms = {name: [] for name in names}
+                loads = []
+                for rep in range(ROUNDS[quick] if against else 1):
+                    shift = rep % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        loads.append(_load())
+                        process, base = _start_tensorboard(logdir, cache, roots[name])
+                        sampler = _Sampler(process.pid)
+                        try:
+                            warms[name].append(_wait_for_runs(base, RUNS))
+                            times[name].append(_use_the_tab(browser, base))
+                            peaks[name] = max(peaks[name], sampler.peak, cold_peak)
+                        finally:
+                            _stop(process)
+                            sampler.stop()
+                        loads.append(_load())
+                for name in names:
+                    got = {key: statistics.median(t[key] for t in times[name]) for key in times[name][0]}
+                    row = {
+                        "checkout": name,
                         "runs": RUNS,
                         "steps": steps,
                         "event GB": event_gb,
                         "cold read s": cold,
                         "cold MB/s": event_gb * 1000 / cold,
-                        "warm start s": warm,
-                        "first chart s": first,
-                        "metric switch s": switch,
-                        "zoom s": zoom,
-                        "peak tree MB": peak,
+                        "warm start s": statistics.median(warms[name]),
+                        "first chart s": got["first"],
+                        "plugin part s": got["plugin"],
+                        "metric switch s": got["switch"],
+                        "zoom s": got["zoom"],
+                        "peak tree MB": peaks[name],
                         "cold peak tree MB": cold_peak,
-                        "targets met": first <= TARGET_FIRST_CHART_S
-                        and switch <= TARGET_SWITCH_S
-                        and peak <= TARGET_TREE_MB,
+                        "targets met": got["first"] <= TARGET_FIRST_CHART_S
+                        and got["switch"] <= TARGET_SWITCH_S
+                        and peaks[name] <= TARGET_TREE_MB,
                     }
-                )
+                    if against and name == "this":
+                        # Ratios of paired rounds (this over the revision, taken one after the other).
+                        for key, column in (("first", "first chart"), ("plugin", "plugin part"),
+                                            ("switch", "metric switch"), ("zoom", "zoom")):
+                            pairs = zip(times["this"], times[against])
+                            row[f"{column} ratio"] = statistics.median(a[key] / b[key] for a, b in pairs)
+                        row["load avg"] = f"{min(loads):.1f}-{max(loads):.1f}"
+                    rows.append(row)
         browser.close()
     return rows
 

@@ -863,18 +863,86 @@ def population_logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def population_tensorboard(bundle, population_logdir, tmp_path_factory):
     root, names = population_logdir
-    base = next(_serve(root, tmp_path_factory, (names[-1],)))
-    # The first pass may still be reading: wait for every run and for the sketches.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        runs = _route(base, "runs")
-        pops = _route(base, "sketches")["populations"]
-        if not runs["loading"] and len(runs["runs"]) == len(names) and pops and len(pops[0]["runs"]) == len(names):
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail("TensorBoard did not finish reading the population")
-    return base
+    served = _serve(root, tmp_path_factory, (names[-1],))
+    base = next(served)
+    try:
+        # The first pass may still be reading: wait for every run and for the sketches.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = _route(base, "runs")
+            pops = _route(base, "sketches")["populations"]
+            if not runs["loading"] and len(runs["runs"]) == len(names) and pops and len(pops[0]["runs"]) == len(names):
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("TensorBoard did not finish reading the population")
+        yield base
+    finally:
+        # Runs the rest of _serve, which stops TensorBoard.
+        next(served, None)
+
+
+# Per colour given, how many pixels of the canvases under a selector have exactly that colour.
+COLOUR_COUNTS_JS = """
+([selector, colours]) => [...document.querySelectorAll(selector)].map((canvas) => {
+  const copy = document.createElement('canvas');
+  copy.width = canvas.width;
+  copy.height = canvas.height;
+  const ctx = copy.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(canvas, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const counts = colours.map(() => 0);
+  const index = new Map(colours.map(([r, g, b], k) => [(r << 16) | (g << 8) | b, k]));
+  for (let i = 0; i < data.length; i += 4) {
+    const k = index.get((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    if (k !== undefined && data[i + 3] === 255) counts[k]++;
+  }
+  return counts;
+})
+"""
+
+
+def _legend_colours(frame):
+    """The depth legend's colours as ``[r, g, b]``, from its chips' ``rgb(...)`` backgrounds."""
+    styles = frame.eval_on_selector_all(
+        "[data-panel=layer-curves] [data-legend=depth] .ld-chip", "chips => chips.map(c => c.style.background)")
+    return [[int(v) for v in re.findall(r"\d+", style)[:3]] for style in styles]
+
+
+def _check_population_curves(page, frame, runs):
+    """Hundreds of runs' curves in one chart: painted pixel by pixel, so every layer's colour is
+    there exactly (no blend), and a zoom fetches the range in a few batches and redraws; zooming
+    out again draws the very picture it started from."""
+    colours = _legend_colours(frame)
+    assert len(colours) == 3
+    before = _canvas_stats(frame, CURVES)
+    counts = frame.evaluate(COLOUR_COUNTS_JS, [CURVES, colours])
+    assert len(counts) == 1 and all(n > 300 for n in counts[0]), counts
+    assert before[0]["coloured"] > 3000
+    box = frame.query_selector("[data-panel=layer-curves] .u-over").bounding_box()
+    # Hovering names the line nearest the cursor, its step and value, as with stroked lines.
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    tooltip = frame.wait_for_selector("[data-panel=layer-curves] .ld-tooltip:not([hidden])")
+    layer, run = tooltip.query_selector("strong").text_content().split(" · ")
+    assert layer in {"fc1", "fc2", "fc3"} and run.startswith("cfg"), (layer, run)
+    assert re.fullmatch(r"step \d+ · \S+", tooltip.query_selector("span").text_content())
+    zooms = []
+    page.on("request", lambda r: zooms.append(r.url) if "start=" in r.url else None)
+    with page.expect_response(lambda r: "/series_batch?" in r.url and "start=" in r.url) as first:
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.5, steps=8)
+        page.mouse.up()
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(first.value.url).query)
+    start, end = int(query["start"][0]), int(query["end"][0])
+    assert 0 < start < end < POPULATION_STEPS - 1
+    zoomed = _wait_for_redraw(frame, CURVES, before)
+    assert all("/series_batch?" in url for url in zooms) and len(zooms) <= -(-runs // 100)
+    counts = frame.evaluate(COLOUR_COUNTS_JS, [CURVES, colours])
+    assert all(n > 300 for n in counts[0]), counts
+    frame.dblclick("[data-panel=layer-curves] .u-over")
+    _wait_for_redraw(frame, CURVES, zoomed)
+    assert _canvas_stats(frame, CURVES)[0]["hash"] == before[0]["hash"]
 
 
 def _run_rows(frame):
@@ -908,6 +976,7 @@ def test_population_tab(population_tensorboard, population_logdir, browser):
     # Every run's curves came in a few batches, not one request a run.
     assert series_requests and all("/series_batch?" in url for url in series_requests)
     assert len(series_requests) <= 2 * -(-len(names) // 100), len(series_requests)
+    _check_population_curves(page, frame, len(names))
 
     # Every run listed, few rendered: the first ones, in the list's order.
     assert frame.text_content("[data-panel=picker] .ld-count") == f"{len(names)} of {len(names)}"

@@ -72,6 +72,12 @@ test('log-y cleaning turns zeros and negatives into gaps, and copies only when n
   const clean = [1, null, 2];
   assert.equal(positiveOnly(clean), clean);
   assert.deepEqual(positiveOnly([1, 0, -2, null, 3]), [1, null, null, null, 3]);
+  // Typed columns (the binary routes') have NaN for gaps, and keep NaN for the values removed.
+  const typed = new Float32Array([1, NaN, 2]);
+  assert.equal(positiveOnly(typed), typed);
+  const cleaned = positiveOnly(new Float32Array([1, 0, -2, NaN, 3]));
+  assert.ok(cleaned instanceof Float64Array);
+  assert.deepEqual(Array.from(cleaned), [1, NaN, NaN, NaN, 3]);
 });
 
 test('heatmap pixels: log colour by value, own colours for zero and missing', () => {

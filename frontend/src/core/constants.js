@@ -93,6 +93,12 @@ export const RUN_DASHES = Object.freeze([[], [7, 4], [2, 3], [10, 3, 2, 3], [4, 
 /** Most lines an overlaid chart draws dashed (see panels/curves.js for why there is a limit). */
 export const DASHED_LINES_MAX = 120;
 
+/**
+ * Fewest solid lines a chart paints pixel by pixel (charts/raster.js) instead of stroking them:
+ * past a few hundred, stroking each line is what the page spends its time on.
+ */
+export const RASTER_LINES_MIN = 400;
+
 /** Metrics the curves can show, in menu order, with how they are labelled. */
 export const METRICS = Object.freeze([
   { id: 'rwc', label: 'RWC (‖Δw‖₁ / ‖w‖₁)' },

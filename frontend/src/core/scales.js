@@ -36,7 +36,7 @@ export function logTicks(min, max) {
 
 /**
  * Smallest positive and largest finite values over some rows, ignoring `null` and non-finite.
- * @param {ReadonlyArray<ReadonlyArray<number | null>>} rows
+ * @param {ReadonlyArray<import('./shaping.js').Column>} rows
  * @returns {{minPositive: number | null, max: number | null}}
  */
 export function valueRange(rows) {

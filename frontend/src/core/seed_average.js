@@ -11,7 +11,7 @@
 import { compileFilter } from './shaping.js';
 
 /**
- * @typedef {Array<ReadonlyArray<number | null>>} Columns
+ * @typedef {import('./shaping.js').Columns} Columns
  * @typedef {{name: string, runs: string[]}} SeedGroup
  * @typedef {{
  *   name: string, mean: Array<number | null>, low: Array<number | null>,

@@ -3,14 +3,27 @@
  * @file Pure data shaping between route payloads and charts: filters, column picks, run joins,
  * log-scale cleaning and heatmap pixels. Nothing here touches the DOM.
  *
- * Series stay in uPlot's column layout (`[steps, series1, series2, ...]`, `null` for gaps), and
- * columns are passed by reference wherever no value changes, so a deep model does not cost a copy.
+ * Series stay in uPlot's column layout (`[steps, series1, series2, ...]`), and columns are passed
+ * by reference wherever no value changes, so a deep model does not cost a copy. A column is an
+ * array with `null` for gaps, or (as the binary routes are decoded) a typed array with NaN for them.
  */
 
 import { hexToRgb, rampTable } from './colors.js';
 import { logPosition } from './scales.js';
 
-/** @typedef {Array<ReadonlyArray<number | null>>} Columns */
+/**
+ * @typedef {ReadonlyArray<number | null> | Float32Array | Float64Array} Column
+ * @typedef {Array<Column>} Columns
+ */
+
+/**
+ * Whether a value of a column is a gap: `null` (or absent) in an array, NaN in a typed array.
+ * @param {number | null | undefined} v
+ * @returns {v is null | undefined}
+ */
+export function isGap(v) {
+  return v === null || v === undefined || v !== v;
+}
 
 /**
  * Compiles a user's filter text into a case-insensitive regex.
@@ -67,8 +80,8 @@ export function unionNames(lists) {
 }
 
 /**
- * @param {ReadonlyArray<number | null>} a
- * @param {ReadonlyArray<number | null>} b
+ * @param {Column} a
+ * @param {Column} b
  */
 function sameSteps(a, b) {
   if (a === b) return true;
@@ -116,24 +129,35 @@ export function joinColumns(tables) {
 /**
  * A series ready for a log axis: values that are not positive become gaps (a log scale has no
  * place for them, and one zero would otherwise flatten the chart).
- * @param {ReadonlyArray<number | null>} values
- * @returns {ReadonlyArray<number | null>} `values` itself when nothing needed to change.
+ * @template {Column} C
+ * @param {C} values
+ * @returns {C | Array<number | null> | Float64Array} `values` itself when nothing needed to change;
+ *   else an array with `null`, or for a typed array a `Float64Array` with NaN, in those places.
  */
 export function positiveOnly(values) {
   let clean = true;
-  for (const v of values) {
-    if (v !== null && !(v > 0)) {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!isGap(v) && !(v > 0)) {
       clean = false;
       break;
     }
   }
   if (clean) return values;
-  return values.map((v) => (v !== null && v > 0 ? v : null));
+  if (ArrayBuffer.isView(values)) {
+    const out = new Float64Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      out[i] = v !== null && v > 0 ? v : NaN;
+    }
+    return out;
+  }
+  return Array.from(values, (v) => (v !== null && v > 0 ? v : null));
 }
 
 /**
  * Fills RGBA pixels for a heatmap, one pixel per (row, step) cell, on a log colour scale.
- * @param {ReadonlyArray<ReadonlyArray<number | null>>} rows row-major values, each of `width`.
+ * @param {ReadonlyArray<Column>} rows row-major values, each of `width`.
  * @param {number} width number of steps.
  * @param {{min: number, max: number}} scale positive bounds of the log scale.
  * @param {{ramp: readonly string[], zero: string, missing: string}} colours

@@ -6,12 +6,12 @@
 /**
  * Debiased exponential moving average: the early points are not pulled towards zero, gaps
  * (`null`, NaN, ±Infinity) stay gaps and do not disturb the average.
- * @param {ReadonlyArray<number | null>} values
+ * @param {import('./shaping.js').Column} values
  * @param {number} weight in [0, 1); 0 returns the values unchanged.
  * @returns {Array<number | null>} a new array of the same length.
  */
 export function smoothSeries(values, weight) {
-  if (!(weight > 0)) return values.slice();
+  if (!(weight > 0)) return Array.from(values);
   if (weight >= 1) throw new Error(`smoothing weight must be below 1, got ${weight}`);
   const out = new Array(values.length);
   let last = 0;

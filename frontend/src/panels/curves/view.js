@@ -16,7 +16,7 @@ import { el, chip, yieldToBrowser } from '../../core/dom.js';
 import { depthLegend, runLegend } from '../../core/legend.js';
 import { createRequestGuard } from '../../core/api.js';
 import { PanelShell, firstRuns, tickedRunsOrState } from '../../core/panel.js';
-import { joinColumns, pickColumns, positiveOnly, unionNames } from '../../core/shaping.js';
+import { isGap, joinColumns, pickColumns, positiveOnly, unionNames } from '../../core/shaping.js';
 import { smoothSeries } from '../../core/smoothing.js';
 
 /**
@@ -33,10 +33,10 @@ import { smoothSeries } from '../../core/smoothing.js';
  *   nothing: string, leads?: boolean
  * }} CurvesConfig `leads`: this panel draws first; the others wait for it (`context.firstPaint`).
  * @typedef {{
- *   name: string, runs: string[], columns: Array<ReadonlyArray<number | null>>, lines: Line[],
- *   bands: Band[]
+ *   name: string, runs: string[], columns: Columns, lines: Line[], bands: Band[]
  * }} RunCurves one chart's worth: a run's lines, or a seed group's means (`runs` lists its runs).
- * @typedef {Array<ReadonlyArray<number | null>>} Columns
+ * @typedef {import('../../core/shaping.js').Column} Column
+ * @typedef {import('../../core/shaping.js').Columns} Columns
  * @typedef {ReturnType<typeof layerSets> & {labelOf: (run: string, name: string) => string}} Palette
  */
 
@@ -71,17 +71,17 @@ export function metricLabel(metric) {
 
 /**
  * Whether a column has any value to draw.
- * @param {ReadonlyArray<number | null>} column
+ * @param {Column} column
  */
 function hasValue(column) {
-  for (const v of column) if (v !== null) return true;
+  for (let i = 0; i < column.length; i++) if (!isGap(column[i])) return true;
   return false;
 }
 
 /**
  * A series as drawn: on a log axis, without the values it has no place for.
  * @param {State} state
- * @param {ReadonlyArray<number | null>} values
+ * @param {Column} values
  */
 function display(state, values) {
   return state.logY ? positiveOnly(values) : values;
@@ -159,7 +159,7 @@ export function createCurvesPanel(context, config) {
     const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
     /** @type {string[]} */
     const notes = [];
-    /** @type {Array<{run: RunInfo, names: string[], columns: Array<ReadonlyArray<number | null>>}>} */
+    /** @type {Array<{run: RunInfo, names: string[], columns: Columns}>} */
     const kept = [];
     payloads.forEach((payload, r) => {
       const run = runs[r];
@@ -393,8 +393,13 @@ export function createCurvesPanel(context, config) {
       return;
     }
     draw(state, shaped.curves, shaped.order, shaped.palette, notes.concat(shaped.notes), usable);
-    // Let the other panels fetch once the browser has painted these charts.
-    if (config.leads) requestAnimationFrame(() => context.firstPaint.open());
+    // Let the other panels fetch once the browser has painted these charts: the frame after the
+    // next one, since work started in the next frame's callbacks would run before its paint.
+    if (config.leads) {
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        if (guard.isCurrent(ticket)) context.firstPaint.open();
+      }));
+    }
   }
 
   return { element: shell.element, update };

@@ -33,7 +33,7 @@ const ROWS_HEIGHT_TARGET = 260;
 /**
  * Round steps under the heatmap, each placed over the first column that reached it (columns need
  * not be evenly spaced in steps).
- * @param {readonly number[]} steps ascending.
+ * @param {ArrayLike<number>} steps ascending.
  * @returns {HTMLElement}
  */
 function stepAxis(steps) {

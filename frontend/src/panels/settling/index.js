@@ -24,7 +24,7 @@ import { smoothSeries } from '../../core/smoothing.js';
  * @typedef {import('../../core/api.js').RunInfo} RunInfo
  * @typedef {import('./rule.js').Settling} Settling
  * @typedef {import('../../core/seed_average.js').Spread} Spread
- * @typedef {Array<ReadonlyArray<number | null>>} Columns
+ * @typedef {import('../../core/shaping.js').Columns} Columns
  * @typedef {{
  *   name: string, runs: string[], lastStep: number, byLayer: Map<string, Settling>,
  *   correlations: Array<number | null>, spread: Spread

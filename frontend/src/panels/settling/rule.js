@@ -47,8 +47,9 @@ export function parsePercent(text) {
 
 /**
  * When one series settles (see the file's description for the exact rule).
- * @param {ReadonlyArray<number | null>} steps ascending.
- * @param {ReadonlyArray<number | null>} values one per step; `null`, NaN and ±Infinity are gaps.
+ * @param {import('../../core/shaping.js').Column} steps ascending.
+ * @param {import('../../core/shaping.js').Column} values one per step; `null`, NaN and ±Infinity
+ *   are gaps.
  * @param {number} fraction in (0, 1].
  * @returns {Settling}
  */

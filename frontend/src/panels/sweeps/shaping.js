@@ -167,7 +167,7 @@ export function modelChart(parts, metric, runColor) {
   const lines = withMetric.flatMap((p) => p.payload.curves.map((curve) => ({
     series: curve, run: p.sweep.label, color: runColor(p.sweep.run), dash: p.sweep.dash,
   })));
-  return { columns: joinColumns(tables), lines };
+  return { columns: /** @type {Columns} */ (joinColumns(tables)), lines };
 }
 
 /**
@@ -201,7 +201,7 @@ export function layersChart(parts, metric, keep) {
     series: name, run: sweep.label, color: colours.get(name) ?? '#757575', dash: dashed ? sweep.dash : [],
   })));
   const layers = unionNames(kept.map((k) => k.names)).map((name) => ({ name, color: colours.get(name) ?? '#757575' }));
-  return { columns: joinColumns(tables), lines, layers, dashed };
+  return { columns: /** @type {Columns} */ (joinColumns(tables)), lines, layers, dashed };
 }
 
 /**
@@ -238,7 +238,7 @@ export function parameterMultiples(parts, metric, keep, runColor, max = MULTIPLE
     return {
       name,
       layer,
-      columns: joinColumns(tables),
+      columns: /** @type {Columns} */ (joinColumns(tables)),
       lines: members.map((m) => ({ series: name, run: m.sweep.label, color: runColor(m.sweep.run), dash: m.sweep.dash })),
       travel: members.map((m) => ({ sweep: m.sweep, travel: m.travel })),
     };
