@@ -128,10 +128,17 @@ def test_pooling_keeps_the_strongest_element_with_its_sign_and_any_nan():
     matrix = torch.zeros(128, 128)
     matrix[0, 0], matrix[1, 1] = 2.0, -3.0  # one 2x2 block: -3 wins
     matrix[2, 2] = float("nan")
+    matrix[4, 4], matrix[5, 5] = -1.5, 1.5  # a tie of magnitudes: the positive one
+    matrix[6, 7], matrix[7, 6] = -0.5, -0.25  # a block of negative values and zeros
     plan = picture_layouts.weight_plan("w", matrix.shape)
     assert plan.tile_block == (2, 2)
     (got,) = capture.mosaic([matrix], plan)
     assert got[0, 0] == -3.0 and math.isnan(got[1, 1]) and got[5, 5] == 0.0
+    assert got[2, 2] == 1.5 and got[3, 3] == -0.5
+    odd = torch.zeros(129, 33)  # partial blocks at the right and bottom edges
+    odd[128, 32], odd[127, 31] = -2.0, 1.0
+    (got,) = capture.mosaic([odd], picture_layouts.weight_plan("w", odd.shape))
+    assert got[-1, -1] == -2.0 and got[-2, -2] == 1.0
 
 
 def test_travel_keeps_the_weight_that_travelled_furthest():
