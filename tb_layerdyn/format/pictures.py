@@ -377,28 +377,25 @@ def quantize_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES) -> Tu
     top = (1 << bits) - 1
     dtype = np.uint8 if bits == 8 else np.uint16
     flat = values.reshape(count, -1)
-    levels = np.zeros(flat.shape, dtype=dtype)
     diverging = np.array([m == "diverging" for m in map_names], dtype=bool)
-    lows, highs = np.zeros(count), np.zeros(count)
-    q_lows, q_highs = np.zeros(count), np.zeros(count)
     # Extremes and order statistics are exact in the values' own type (float32 from the tracker,
     # half the bytes to go through); levels are computed in float64.
     if flat.shape[1]:
         smallest, largest = flat.min(axis=1), flat.max(axis=1)  # NaN where a row holds one
         finite_rows = np.isfinite(smallest) & np.isfinite(largest)
     else:
+        smallest = largest = np.zeros(count, dtype=flat.dtype)
         finite_rows = np.zeros(count, dtype=bool)
-    # Pictures without a value that is not finite, the usual ones, in one set of array operations.
+    if finite_rows.all():  # the usual case: one set of array operations for every picture
+        levels, facts = _quantize_rows(flat, smallest, largest, diverging, top, dtype, quantiles)
+        return levels.reshape(values.shape), [Plane(b"", (a, b), (c, d)) for a, b, c, d in facts.T.tolist()]
+    levels = np.zeros(flat.shape, dtype=dtype)
+    facts = np.zeros((4, count))
     whole = np.flatnonzero(finite_rows)
     if whole.size:
-        rows = flat if whole.size == count else flat[whole]
-        low, high = _intervals(
-            smallest[whole].astype(np.float64), largest[whole].astype(np.float64), diverging[whole]
+        levels[whole], facts[:, whole] = _quantize_rows(
+            flat[whole], smallest[whole], largest[whole], diverging[whole], top, dtype, quantiles
         )
-        n = rows.shape[1]
-        q_low, q_high = _order_statistics(rows, [int(math.floor(q * (n - 1))) for q in quantiles])
-        levels[whole] = _levels(rows, low, high, top, dtype)
-        lows[whole], highs[whole], q_lows[whole], q_highs[whole] = low, high, q_low, q_high
     # The others one at a time: their finite values differ in number.
     empty = np.zeros(count, dtype=bool)
     for i in np.flatnonzero(~finite_rows):
@@ -407,22 +404,27 @@ def quantize_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES) -> Tu
         if not finite.size:
             empty[i] = True
             continue
-        low, high = _intervals(
-            finite.min(axis=1).astype(np.float64), finite.max(axis=1).astype(np.float64), diverging[i:i + 1]
+        _, facts[:, i:i + 1] = _quantize_rows(
+            finite, finite.min(axis=1), finite.max(axis=1), diverging[i:i + 1], top, dtype, quantiles
         )
-        n = finite.shape[1]
-        q_low, q_high = _order_statistics(finite, [int(math.floor(q * (n - 1))) for q in quantiles])
+        low, high = facts[:2, i:i + 1]
         row = _levels(np.where(mask, flat[i], low[0])[None], low, high, top, dtype)[0]
         row[~mask] = 0
         levels[i] = row
-        lows[i], highs[i], q_lows[i], q_highs[i] = low[0], high[0], q_low[0], q_high[0]
     planes = [
         Plane(b"", (0.0, 0.0), (0.0, 0.0)) if gone else Plane(b"", (low, high), (q_low, q_high))
-        for gone, low, high, q_low, q_high in zip(
-            empty.tolist(), lows.tolist(), highs.tolist(), q_lows.tolist(), q_highs.tolist()
-        )
+        for gone, (low, high, q_low, q_high) in zip(empty.tolist(), facts.T.tolist())
     ]
     return levels.reshape(values.shape), planes
+
+
+def _quantize_rows(rows, smallest, largest, diverging, top, dtype, quantiles):
+    """Levels of ``(rows, n)`` finite values with their extremes, and ``(4, rows)`` facts: low,
+    high, q_low, q_high."""
+    low, high = _intervals(smallest.astype(np.float64), largest.astype(np.float64), diverging)
+    n = rows.shape[1]
+    q_low, q_high = _order_statistics(rows, [int(math.floor(q * (n - 1))) for q in quantiles])
+    return _levels(rows, low, high, top, dtype), np.stack([low, high, q_low, q_high])
 
 
 def dequantize(levels, interval, bits=8) -> np.ndarray:

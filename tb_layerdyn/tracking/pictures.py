@@ -306,15 +306,24 @@ class PictureCapture:
                     keys = torch.stack([sources[kind][0].float() for kind in single])
                     pooled.extend(mosaic_batch([keys], plan))
                     maps.extend(payload.PLANES[kind][0][1] for kind in single)
-                if "travel" in present:
+                # Unpooled, travel's weight plane is the weights picture itself: drawn once.
+                reuse = "travel" in present and "weights" in single and not plan.reduced
+                if reuse:
+                    pooled.extend(mosaic_batch([sources["travel"][0][None]], plan))
+                    maps.append(payload.PLANES["travel"][0][1])
+                elif "travel" in present:
                     pooled.extend(mosaic_batch([s[None] for s in sources["travel"]], plan))
                     maps.extend(map_name for _, map_name in payload.PLANES["travel"])
                 # Every plane of the layer crosses to the host once and is encoded in one batch.
                 # Only activations compress well enough to pay for it (png.py says what was measured).
                 host = torch.cat(pooled).cpu().numpy()
                 flat = iter(payload.encode_batch(host, maps, BITS, compress=False))
-                for kind in single + [kind for kind in present if kind not in single]:
-                    encoded[kind] = [next(flat) for _ in payload.PLANES[kind]]
+                for kind in single:
+                    encoded[kind] = [next(flat)]
+                if reuse:
+                    encoded["travel"] = [next(flat), encoded["weights"][0]]
+                elif "travel" in present:
+                    encoded["travel"] = [next(flat), next(flat)]
             for kind in kinds:
                 names, pictures = found[kind]
                 names.append((layer_name, param_name, tuple(weight.shape)))
