@@ -5,6 +5,7 @@ tracker writes is read back from the event files and compared with the tensors i
 """
 
 import math
+import os
 import tempfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tensorboard.backend.event_processing import event_file_loader
 from torch.utils.tensorboard import SummaryWriter
 
 from picture_helpers import LeNet, assert_close_to_levels, picture_events, reference_picture
@@ -295,6 +297,27 @@ def test_pictures_at_the_first_call_then_every_multiple(lenet_run):
     for kind in ("weights", "gradients", "travel", "activations"):
         assert [step for step, _, _ in events[kind]] == [1, 5, 10], kind
     assert [step for step, _, _ in events["updates"]] == [5, 10]  # nothing to compare at the first
+
+
+def test_a_call_writes_every_kind_in_one_event(tmp_path):
+    # One record per call: one checksum pass and one file append in TensorBoard's writer.
+    model = LeNet()
+    x = torch.randn(4, 1, 32, 32)
+    writer = SummaryWriter(str(tmp_path))
+    tracker = LayerDynamics(model, writer, histogram_every=None, images_every=2, probe=x[:1])
+    for step in range(3):
+        model(x).sum().backward()
+        tracker.log(step)
+        model.zero_grad()
+    writer.close()
+    (name,) = [n for n in os.listdir(tmp_path) if "tfevents" in n]
+    found = []
+    for event in event_file_loader.EventFileLoader(str(tmp_path / name)).Load():
+        kinds = [v.tag.split("/")[2] for v in event.summary.value if v.tag.startswith(payload.TAG_PREFIX)]
+        if kinds:
+            found.append((event.step, kinds))
+    assert found == [(0, ["weights", "gradients", "travel", "activations"]),
+                     (2, ["weights", "gradients", "updates", "travel", "activations"])]
 
 
 def test_weights_and_gradients_are_the_tensors_at_their_step(lenet_run):

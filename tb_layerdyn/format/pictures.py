@@ -6,10 +6,12 @@ steps, or with the frame's own (``colormaps`` says how). Numpy, zlib and protobu
 
 Granularity
 -----------
-One event per picture kind and logging call, holding the picture of every layer at that step, under
+One value per picture kind and logging call, holding the picture of every layer at that step, under
 ``layer_dynamics/pictures/<kind>/<digest>``, where the digest names the layout
-(``envelope.digest``): layers, picture sizes and tiling. One record is one frame of the filmstrip
-(every layer side by side at one step), fetched alone.
+(``envelope.digest``): layers, picture sizes and tiling. One value is one frame of the filmstrip
+(every layer side by side at one step), fetched alone. The tracker writes the values of one call's
+kinds in one event (one record to checksum and append instead of one per kind); readers take a
+tag's value from among its event's values, as they do for events of one value.
 
 Layout (``plugin_data.content``)
 --------------------------------
