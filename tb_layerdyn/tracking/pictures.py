@@ -225,27 +225,33 @@ class PictureCapture:
         return not self._called or step % self.every == 0
 
     def log(self, sink, model, layers, reducer, sharded: bool, step: int) -> None:
-        """Draws every kind at ``step`` and writes them in one event, one value per kind.
+        """Draws every kind at ``step`` and writes them in one event, one value per kind
+        (``draw`` then ``write``; the arguments are theirs)."""
+        self.write(sink, self.draw(model, layers, reducer, sharded), step)
+
+    def draw(self, model, layers, reducer, sharded: bool):
+        """Draws every kind of this call.
 
         Args:
-            sink: the tracker's ``EventSink``.
             model: the unwrapped model.
             layers: its layers in depth order (``tracking.layers.Layer``).
             reducer: the tracker's ``Reducer``, for the initial weights.
             sharded: parameters are sharded (FSDP): pictures are skipped, with one warning.
-            step: the step.
+
+        Returns:
+            What ``write`` writes: per kind with a picture, ``(kind, names, encoded planes)``.
         """
         self._called = True
         if sharded:
             if not self._warned_sharded:
                 warnings.warn("pictures are not drawn for sharded (FSDP) parameters", stacklevel=3)
                 self._warned_sharded = True
-            return
+            return []
         # An empty tensor has nothing to draw.
         drawn = [(layer.name, *drawn_parameter(layer)) for layer in layers]
         drawn = [entry for entry in drawn if entry[2].numel()]
         initial = reducer.initial_snapshots() if "travel" in self.kinds else {}
-        summaries = []
+        found = []
         with torch.no_grad():
             drawn_kinds = [k for k in self.kinds if k != "activations"]
             by_kind = self._parameters(drawn_kinds, drawn, initial) if drawn_kinds else {}
@@ -255,19 +261,35 @@ class PictureCapture:
                 else:
                     names, planes = by_kind[kind]
                 if any(p is not None for p in planes):
-                    summaries.append(self._summary(sink, kind, names, planes))
+                    found.append((kind, names, planes))
             if "updates" in self.kinds:
                 self._snapshot(drawn)
+        return found
+
+    def write(self, sink, drawn, step: int) -> None:
+        """Writes what ``draw`` drew at ``step``, in one event: one value per kind.
+
+        Args:
+            sink: the tracker's ``EventSink``.
+            drawn: ``draw``'s result.
+            step: the step.
+        """
         # One event for the whole call, written once every kind is drawn. TensorBoard's writer
         # thread checksums each record as it arrives, holding the GIL: a record handed over
         # mid-call slowed the rest of the call by as much as its checksum (a LeNet-5 call of the
         # default kinds took 6.3 ms inside a training loop with each kind written as drawn, 4.0
         # ms written last), and each record costs a checksum pass and a file append of its own.
-        if summaries:
-            call = summaries[0]
-            for other in summaries[1:]:
-                call.value.extend(other.value)
-            sink.write_summary(call, step)
+        if not drawn:
+            return
+        call = None
+        for kind, names, planes in drawn:
+            content, tag = self._layout(kind, names)
+            proto = payload.summary(planes, content, with_metadata=sink.needs_metadata(tag), tag_name=tag)
+            if call is None:
+                call = proto
+            else:
+                call.value.extend(proto.value)
+        sink.write_summary(call, step)
 
     def _sources(self, kind, param_name, weight, initial):
         """The tensors ``weights``, ``updates`` or ``travel`` draws of a parameter (the first one
@@ -380,10 +402,6 @@ class PictureCapture:
         found = (content, payload.tag(content))
         self._layouts[kind] = (key, found)
         return found
-
-    def _summary(self, sink, kind, names, pictures):
-        content, tag = self._layout(kind, names)
-        return payload.summary(pictures, content, with_metadata=sink.needs_metadata(tag), tag_name=tag)
 
     def _snapshot(self, drawn):
         for _, param_name, param in drawn:
