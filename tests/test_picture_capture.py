@@ -5,6 +5,7 @@ tracker writes is read back from the event files and compared with the tensors i
 """
 
 import math
+import os
 import tempfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tensorboard.backend.event_processing import event_file_loader
 from torch.utils.tensorboard import SummaryWriter
 
 from picture_helpers import LeNet, assert_close_to_levels, picture_events, reference_picture
@@ -128,10 +130,17 @@ def test_pooling_keeps_the_strongest_element_with_its_sign_and_any_nan():
     matrix = torch.zeros(128, 128)
     matrix[0, 0], matrix[1, 1] = 2.0, -3.0  # one 2x2 block: -3 wins
     matrix[2, 2] = float("nan")
+    matrix[4, 4], matrix[5, 5] = -1.5, 1.5  # a tie of magnitudes: the positive one
+    matrix[6, 7], matrix[7, 6] = -0.5, -0.25  # a block of negative values and zeros
     plan = picture_layouts.weight_plan("w", matrix.shape)
     assert plan.tile_block == (2, 2)
     (got,) = capture.mosaic([matrix], plan)
     assert got[0, 0] == -3.0 and math.isnan(got[1, 1]) and got[5, 5] == 0.0
+    assert got[2, 2] == 1.5 and got[3, 3] == -0.5
+    odd = torch.zeros(129, 33)  # partial blocks at the right and bottom edges
+    odd[128, 32], odd[127, 31] = -2.0, 1.0
+    (got,) = capture.mosaic([odd], picture_layouts.weight_plan("w", odd.shape))
+    assert got[-1, -1] == -2.0 and got[-2, -2] == 1.0
 
 
 def test_travel_keeps_the_weight_that_travelled_furthest():
@@ -288,6 +297,27 @@ def test_pictures_at_the_first_call_then_every_multiple(lenet_run):
     for kind in ("weights", "gradients", "travel", "activations"):
         assert [step for step, _, _ in events[kind]] == [1, 5, 10], kind
     assert [step for step, _, _ in events["updates"]] == [5, 10]  # nothing to compare at the first
+
+
+def test_a_call_writes_every_kind_in_one_event(tmp_path):
+    # One record per call: one checksum pass and one file append in TensorBoard's writer.
+    model = LeNet()
+    x = torch.randn(4, 1, 32, 32)
+    writer = SummaryWriter(str(tmp_path))
+    tracker = LayerDynamics(model, writer, histogram_every=None, images_every=2, probe=x[:1])
+    for step in range(3):
+        model(x).sum().backward()
+        tracker.log(step)
+        model.zero_grad()
+    writer.close()
+    (name,) = [n for n in os.listdir(tmp_path) if "tfevents" in n]
+    found = []
+    for event in event_file_loader.EventFileLoader(str(tmp_path / name)).Load():
+        kinds = [v.tag.split("/")[2] for v in event.summary.value if v.tag.startswith(payload.TAG_PREFIX)]
+        if kinds:
+            found.append((event.step, kinds))
+    assert found == [(0, ["weights", "gradients", "travel", "activations"]),
+                     (2, ["weights", "gradients", "updates", "travel", "activations"])]
 
 
 def test_weights_and_gradients_are_the_tensors_at_their_step(lenet_run):

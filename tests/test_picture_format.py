@@ -184,6 +184,46 @@ def test_pillow_reads_our_pngs():
     np.testing.assert_array_equal(np.asarray(image), codes)
 
 
+def stored_png(codes, bits):
+    """A PNG of ``codes`` whose pixels zlib itself stores uncompressed (level 0)."""
+    sample = codes.astype(">u2").view(np.uint8).reshape(codes.shape[0], -1) if bits == 16 else codes
+    raw = b"".join(b"\x00" + row.tobytes() for row in sample)
+    compressor = zlib.compressobj(0, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = codes.shape
+    return (png.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0))
+            + chunk(b"IDAT", compressor.compress(raw) + compressor.flush()) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_stored_pngs_are_zlibs_and_a_batch_is_each_alone(bits):
+    rng = np.random.default_rng(bits + 1)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    for shape in [(1, 1), (3, 1), (30, 100), (64, 64)]:
+        codes = rng.integers(0, 1 << bits, size=(3,) + shape, dtype=np.int64).astype(dtype)
+        batch = png.encode_batch(codes, compress=False)
+        for picture, data in zip(codes, batch):
+            assert data == png.encode(picture, compress=False) == stored_png(picture, bits)
+        assert png.encode_batch(codes) == [png.encode(picture) for picture in codes]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_stored_pngs_longer_than_a_deflate_block_read_back(bits):
+    # 2 x 40,001 bytes (8 bits) or 2 x 80,001 (16 bits) of rows: two or three stored blocks.
+    dtype = np.uint8 if bits == 8 else np.uint16
+    codes = np.random.default_rng(5).integers(0, 1 << bits, size=(2, 40000), dtype=np.int64).astype(dtype)
+    data = png.encode(codes, compress=False)
+    np.testing.assert_array_equal(png.decode(data), codes)
+    image_module = pytest.importorskip("PIL.Image")
+    image = image_module.open(io.BytesIO(data))
+    assert image.size == (40000, 2)
+    if bits == 8:
+        np.testing.assert_array_equal(np.asarray(image), codes)
+
+
 def test_broken_pngs_raise_format_errors():
     good = png.encode(np.zeros((3, 4), dtype=np.uint8))
     with pytest.raises(envelope.FormatError, match="signature"):
@@ -232,6 +272,50 @@ def test_constant_and_empty_planes():
     assert plane.interval == (0.0, 0.0) and (payload.dequantize(levels, plane.interval) == 0).all()
     levels, plane = payload.quantize(np.full((2, 2), np.nan), "gray")
     assert (levels == 0).all() and plane.interval == (0.0, 0.0)
+
+
+def reference_quantize(values, map_name, bits, quantiles=payload.DEFAULT_QUANTILES):
+    """``quantize`` of one picture value by value, from the module docstring, in plain Python."""
+    top = (1 << bits) - 1
+    flat = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+    finite = [v for v in flat if math.isfinite(v)]
+    if not finite:
+        return [0] * len(flat), (0.0, 0.0), (0.0, 0.0)
+    low, high = min(finite), max(finite)
+    if map_name == "diverging":
+        high = max(-low, high)
+        low = -high
+    ordered = sorted(finite)
+    stats = tuple(ordered[math.floor(q * (len(ordered) - 1))] for q in quantiles)
+    levels = [
+        0 if not math.isfinite(v)
+        else math.floor((v - low) / (high - low) * (top - 1) + 1.5) if high > low
+        else 1 + (top - 1) // 2
+        for v in flat
+    ]
+    return levels, (low, high), stats
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_batch_quantizes_each_picture_as_the_reference(bits, dtype):
+    rng = np.random.default_rng(bits)
+    values = rng.normal(size=(7, 9, 13)) * np.array([1e-6, 1.0, 1e4, 1.0, 1.0, 1.0, 1.0])[:, None, None]
+    values[3] = 2.5  # constant
+    values[4] = 0.0
+    values[5, 0, :4] = [np.nan, np.inf, -np.inf, np.nan]  # some values not finite
+    values[6] = np.nan  # none finite
+    values = values.astype(dtype)
+    maps = ["diverging", "gray", "opacity", "diverging", "diverging", "gray", "diverging"]
+    levels, planes = payload.quantize_batch(values, maps, bits)
+    assert levels.shape == values.shape and levels.dtype == (np.uint8 if bits == 8 else np.uint16)
+    for picture, map_name, got, plane in zip(values, maps, levels, planes):
+        expected, interval, stats = reference_quantize(picture, map_name, bits)
+        assert got.ravel().tolist() == expected
+        assert plane.interval == interval and plane.quantiles == stats
+    encoded = payload.encode_batch(values, maps, bits, compress=False)
+    for picture, map_name, plane in zip(values, maps, encoded):
+        assert plane == payload.encode(picture, map_name, bits, compress=False)
 
 
 def test_quantiles_are_order_statistics():

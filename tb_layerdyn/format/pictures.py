@@ -6,10 +6,12 @@ steps, or with the frame's own (``colormaps`` says how). Numpy, zlib and protobu
 
 Granularity
 -----------
-One event per picture kind and logging call, holding the picture of every layer at that step, under
+One value per picture kind and logging call, holding the picture of every layer at that step, under
 ``layer_dynamics/pictures/<kind>/<digest>``, where the digest names the layout
-(``envelope.digest``): layers, picture sizes and tiling. One record is one frame of the filmstrip
-(every layer side by side at one step), fetched alone.
+(``envelope.digest``): layers, picture sizes and tiling. One value is one frame of the filmstrip
+(every layer side by side at one step), fetched alone. The tracker writes the values of one call's
+kinds in one event (one record to checksum and append instead of one per kind); readers take a
+tag's value from among its event's values, as they do for events of one value.
 
 Layout (``plugin_data.content``)
 --------------------------------
@@ -281,21 +283,46 @@ def metadata(content):
 # ----------------------------------------------------------------------------- levels
 
 
-def _order_statistics(values, ranks) -> Tuple[float, ...]:
-    """The values of ascending ``ranks`` in ``values`` sorted, exactly. One selection per rank,
-    each in the part left below the previous one: numpy's partition with several ranks at once
-    took 5 to 10 times as long (150 µs against 26 µs on a 96x100 picture)."""
-    found = []
+def _order_statistics(values, ranks) -> Tuple[np.ndarray, ...]:
+    """The values of ascending ``ranks`` in each row of ``values`` (``(rows, n)``) sorted,
+    exactly. One selection per rank, each in the part left below the previous one: numpy's
+    partition with several ranks at once took 5 to 10 times as long (150 µs against 26 µs on a
+    96x100 picture)."""
+    found = {}
     part = values
-    for rank in sorted(ranks, reverse=True):
-        part = np.partition(part, rank)
-        found.append(float(part[rank]))
-        part = part[: rank + 1]
-    order = sorted(range(len(ranks)), key=lambda i: ranks[i], reverse=True)
-    result = [0.0] * len(ranks)
-    for value, i in zip(found, order):
-        result[i] = value
-    return tuple(result)
+    for rank in sorted(set(ranks), reverse=True):
+        part = np.partition(part, rank, axis=-1)
+        found[rank] = part[:, rank]
+        part = part[:, : rank + 1]
+    return tuple(found[rank] for rank in ranks)
+
+
+def _levels(rows, low, high, top, dtype):
+    """Levels of ``(rows, n)`` finite values over per-row intervals ``[low, high]``."""
+    levels = np.full(rows.shape, 1 + (top - 1) // 2, dtype=dtype)  # a constant row: the middle
+    varying = high > low
+    if varying.all():
+        picked, low, high = rows, low, high
+    else:
+        picked, low, high = rows[varying], low[varying], high[varying]
+    if not picked.size:
+        return levels
+    shifted = np.subtract(picked, low[:, None], dtype=np.float64)
+    shifted /= (high - low)[:, None]
+    shifted *= top - 1
+    shifted += 1.5  # level 1 is low; + 0.5 rounds to the nearest level
+    found = shifted.astype(dtype)  # truncation is the floor: every value here is at least 1.5
+    if picked is rows:
+        return found
+    levels[varying] = found
+    return levels
+
+
+def _intervals(low, high, diverging):
+    """Per row ``(low, high)``, made symmetric ``[-m, m]`` where ``diverging``."""
+    # max(-low, high) as Python's max picks it, so that a plane of zeros keeps its signs.
+    spread = np.where(high > -low, high, -low)
+    return np.where(diverging, -spread, low), np.where(diverging, spread, high)
 
 
 def quantize(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.ndarray, Plane]:
@@ -315,36 +342,91 @@ def quantize(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.
     Raises:
         ValueError: ``bits`` or ``map_name`` is not one of the allowed values.
     """
+    values = np.asarray(values, dtype=np.float64)
+    levels, planes = quantize_batch(values[None], [map_name], bits, quantiles)
+    return levels[0], planes[0]
+
+
+def quantize_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.ndarray, list]:
+    """``quantize`` of several pictures of one shape at once, each over its own interval.
+
+    Args:
+        values: a ``(pictures, height, width)`` float array.
+        map_names: one map per picture.
+        bits: 8 or 16.
+        quantiles: ``(q_low, q_high)`` to report.
+
+    Returns:
+        ``(levels, planes)``: the levels of every picture, ``(pictures, height, width)``, and one
+        ``Plane`` per picture (``png`` still empty), equal to ``quantize``'s of each alone.
+
+    Raises:
+        ValueError: ``bits`` or a map name is not one of the allowed values, or there is not one
+            map per picture.
+    """
     if bits not in BIT_DEPTHS:
         raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
-    if map_name not in ("diverging", "gray", "opacity"):
-        raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
-    values = np.asarray(values, dtype=np.float64)
+    map_names = list(map_names)
+    for map_name in map_names:
+        if map_name not in ("diverging", "gray", "opacity"):
+            raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    count = values.shape[0]
+    if len(map_names) != count:
+        raise ValueError(f"map_names has {len(map_names)} entries for {count} pictures")
     top = (1 << bits) - 1
     dtype = np.uint8 if bits == 8 else np.uint16
-    finite_mask = np.isfinite(values)
-    all_finite = bool(finite_mask.all())
-    finite = values.ravel() if all_finite else values[finite_mask]
-    if finite.size == 0:
-        return np.zeros(values.shape, dtype=dtype), Plane(b"", (0.0, 0.0), (0.0, 0.0))
-    low, high = float(finite.min()), float(finite.max())
-    if map_name == "diverging":
-        high = max(-low, high)
-        low = -high
-    n = finite.size
-    ranks = [int(math.floor(q * (n - 1))) for q in quantiles]
-    stats = _order_statistics(finite, ranks)
-    if high > low:
-        shifted = values - low if all_finite else np.where(finite_mask, values, low) - low
-        shifted /= high - low
-        shifted *= top - 1
-        shifted += 1.5  # level 1 is low; + 0.5 rounds to the nearest level
-        levels = np.floor(shifted, out=shifted).astype(dtype)
+    flat = values.reshape(count, -1)
+    diverging = np.array([m == "diverging" for m in map_names], dtype=bool)
+    # Extremes and order statistics are exact in the values' own type (float32 from the tracker,
+    # half the bytes to go through); levels are computed in float64.
+    if flat.shape[1]:
+        smallest, largest = flat.min(axis=1), flat.max(axis=1)  # NaN where a row holds one
+        finite_rows = np.isfinite(smallest) & np.isfinite(largest)
     else:
-        levels = np.full(values.shape, 1 + (top - 1) // 2, dtype=dtype)
-    if not all_finite:
-        levels[~finite_mask] = 0
-    return levels, Plane(b"", (low, high), stats)
+        smallest = largest = np.zeros(count, dtype=flat.dtype)
+        finite_rows = np.zeros(count, dtype=bool)
+    if finite_rows.all():  # the usual case: one set of array operations for every picture
+        levels, facts = _quantize_rows(flat, smallest, largest, diverging, top, dtype, quantiles)
+        return levels.reshape(values.shape), [Plane(b"", (a, b), (c, d)) for a, b, c, d in facts.T.tolist()]
+    levels = np.zeros(flat.shape, dtype=dtype)
+    facts = np.zeros((4, count))
+    whole = np.flatnonzero(finite_rows)
+    if whole.size:
+        levels[whole], facts[:, whole] = _quantize_rows(
+            flat[whole], smallest[whole], largest[whole], diverging[whole], top, dtype, quantiles
+        )
+    # The others one at a time: their finite values differ in number.
+    empty = np.zeros(count, dtype=bool)
+    for i in np.flatnonzero(~finite_rows):
+        mask = np.isfinite(flat[i])
+        finite = flat[i][mask][None]
+        if not finite.size:
+            empty[i] = True
+            continue
+        _, facts[:, i:i + 1] = _quantize_rows(
+            finite, finite.min(axis=1), finite.max(axis=1), diverging[i:i + 1], top, dtype, quantiles
+        )
+        low, high = facts[:2, i:i + 1]
+        row = _levels(np.where(mask, flat[i], low[0])[None], low, high, top, dtype)[0]
+        row[~mask] = 0
+        levels[i] = row
+    planes = [
+        Plane(b"", (0.0, 0.0), (0.0, 0.0)) if gone else Plane(b"", (low, high), (q_low, q_high))
+        for gone, (low, high, q_low, q_high) in zip(empty.tolist(), facts.T.tolist())
+    ]
+    return levels.reshape(values.shape), planes
+
+
+def _quantize_rows(rows, smallest, largest, diverging, top, dtype, quantiles):
+    """Levels of ``(rows, n)`` finite values with their extremes, and ``(4, rows)`` facts: low,
+    high, q_low, q_high."""
+    low, high = _intervals(smallest.astype(np.float64), largest.astype(np.float64), diverging)
+    n = rows.shape[1]
+    q_low, q_high = _order_statistics(rows, [int(math.floor(q * (n - 1))) for q in quantiles])
+    return _levels(rows, low, high, top, dtype), np.stack([low, high, q_low, q_high])
 
 
 def dequantize(levels, interval, bits=8) -> np.ndarray:
@@ -360,8 +442,17 @@ def dequantize(levels, interval, bits=8) -> np.ndarray:
 def encode(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES, compress=True) -> Plane:
     """A ``Plane`` of a 2-D array of values: its PNG, interval and quantiles (see ``quantize``);
     ``compress`` as ``png.encode``'s."""
-    levels, plane = quantize(values, map_name, bits, quantiles)
-    return dataclasses.replace(plane, png=png.encode(levels, compress))
+    return encode_batch(np.asarray(values)[None], [map_name], bits, quantiles, compress)[0]
+
+
+def encode_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES, compress=True) -> list:
+    """``encode`` of several pictures of one shape, ``(pictures, height, width)``, one map each:
+    quantized and PNG-encoded together (``quantize_batch``, ``png.encode_batch``)."""
+    levels, planes = quantize_batch(values, map_names, bits, quantiles)
+    return [
+        dataclasses.replace(plane, png=data)
+        for plane, data in zip(planes, png.encode_batch(levels, compress))
+    ]
 
 
 # ----------------------------------------------------------------------------- events

@@ -35,9 +35,33 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def _deflate(data: bytes, compress: bool) -> bytes:
-    compressor = zlib.compressobj(1 if compress else 0, zlib.DEFLATED, 15, 9, _STRATEGY)
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, _STRATEGY)
     return compressor.compress(data) + compressor.flush()
+
+
+# A zlib stream of deflate's stored blocks, as ``zlib.compressobj(0)`` writes it (RFC 1950 and
+# 1951): a two-byte header, blocks of at most 65,535 bytes each behind a byte that flags the last
+# one and the block's length and its complement, then the Adler-32 of the data.
+_ZLIB_HEADER = b"\x78\x01"
+_STORED_MAX = 0xFFFF
+
+
+def _stored(data) -> list:
+    """The zlib stream of ``data`` in stored blocks, as a list of byte strings to join."""
+    parts = [_ZLIB_HEADER]
+    length = len(data)
+    start = 0
+    while True:
+        size = min(length - start, _STORED_MAX)
+        last = start + size == length
+        parts.append(struct.pack("<BHH", 1 if last else 0, size, size ^ 0xFFFF))
+        parts.append(data[start:start + size])
+        start += size
+        if last:
+            break
+    parts.append(struct.pack(">I", zlib.adler32(data)))
+    return parts
 
 
 def encode(codes, compress=True) -> bytes:
@@ -55,8 +79,29 @@ def encode(codes, compress=True) -> bytes:
         ValueError: ``codes`` is not a non-empty 2-D ``uint8`` or ``uint16`` array.
     """
     codes = np.asarray(codes)
-    if codes.ndim != 2 or 0 in codes.shape:
+    if codes.ndim != 2:
         raise ValueError(f"codes must be a non-empty 2-D array, got shape {codes.shape}")
+    return encode_batch(codes[None], compress)[0]
+
+
+def encode_batch(codes, compress=True) -> list:
+    """``encode`` of several pictures of one size: the rows of all of them are laid out with
+    their filter bytes in one array, and only the checksums and the joining are per picture.
+
+    Args:
+        codes: a ``(pictures, height, width)`` ``uint8`` or ``uint16`` array, each picture at
+            least 1x1.
+        compress: as ``encode``'s.
+
+    Returns:
+        One PNG's bytes per picture.
+
+    Raises:
+        ValueError: ``codes`` is not a 3-D ``uint8`` or ``uint16`` array of non-empty pictures.
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 3 or 0 in codes.shape[1:]:
+        raise ValueError(f"codes must be non-empty 2-D pictures, got shape {codes.shape[1:]}")
     if codes.dtype == np.uint8:
         bits, row_bytes = 8, codes
     elif codes.dtype == np.uint16:
@@ -64,16 +109,24 @@ def encode(codes, compress=True) -> bytes:
         bits, row_bytes = 16, codes.astype(">u2").view(np.uint8)
     else:
         raise ValueError(f"codes must be uint8 or uint16, got {codes.dtype}")
-    height, width = codes.shape
-    raw = np.zeros((height, row_bytes.shape[1] + 1), dtype=np.uint8)  # column 0: filter type 0
-    raw[:, 1:] = row_bytes
-    header = struct.pack(">IIBBBBB", width, height, bits, _GRAYSCALE, 0, 0, 0)
-    return b"".join((
-        SIGNATURE,
-        _chunk(b"IHDR", header),
-        _chunk(b"IDAT", _deflate(raw.tobytes(), compress)),
-        _chunk(b"IEND", b""),
-    ))
+    count, height, width = codes.shape
+    raw = np.zeros((count, height, row_bytes.shape[2] + 1), dtype=np.uint8)  # column 0: filter type 0
+    raw[:, :, 1:] = row_bytes
+    head = SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, _GRAYSCALE, 0, 0, 0))
+    tail = _chunk(b"IEND", b"")
+    found = []
+    for picture in raw:
+        data = picture.tobytes()
+        if compress:
+            found.append(head + _chunk(b"IDAT", _deflate(data)) + tail)
+            continue
+        stream = _stored(data)
+        size = sum(len(part) for part in stream)
+        crc = zlib.crc32(b"IDAT")
+        for part in stream:
+            crc = zlib.crc32(part, crc)
+        found.append(b"".join((head, struct.pack(">I", size), b"IDAT", *stream, struct.pack(">I", crc), tail)))
+    return found
 
 
 def size(data: bytes):

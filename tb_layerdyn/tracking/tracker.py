@@ -347,6 +347,15 @@ class LayerDynamics:
             has_previous = self._all_previous
         if not writing:
             return
+        # Pictures are drawn before this call's metrics go to the writer and written after them:
+        # the writer thread checksums a record as it arrives, holding the GIL, which slowed the
+        # drawing by half a millisecond on LeNet-5 (the held metrics are written at every tenth
+        # call, the picture steps of images_every=10).
+        drawn = None
+        if self._pictures is not None and self._pictures.due(step):
+            model = self._model()
+            if model is not None:
+                drawn = self._pictures.draw(model, found, self._reducer, sharded)
         has_grad = self._reducer.has_grad(found)
         if self._reducer.asynchronous:
             # CUDA: the sums travel to pinned host memory behind the device's work, and are turned
@@ -382,10 +391,8 @@ class LayerDynamics:
                 self._sink.write_histograms(found, step)
         if self._sketches is not None and self._sketches.due(step):
             self._sketches.log(self._sink, found, sharded, step)
-        if self._pictures is not None and self._pictures.due(step):
-            model = self._model()
-            if model is not None:
-                self._pictures.log(self._sink, model, found, self._reducer, sharded, step)
+        if drawn is not None:
+            self._pictures.write(self._sink, drawn, step)
 
     def _write_values(self, host, has_previous, has_grad, step, attached):
         """Host side of a call: its sums into values, checked and written. Returns False when
