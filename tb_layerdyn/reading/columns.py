@@ -310,9 +310,17 @@ def read_steps(files: TagFiles, rows: int, start: int = 0) -> np.ndarray:
     return _read(files.steps, _STEP, start, rows - start).astype(np.int64)
 
 
-def read_rows(path: str, width: int, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end."""
-    out = np.empty((max(0, stop - start), width), dtype=_VALUE)
+def read_rows(path: str, width: int, start: int, stop: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end.
+
+    With ``out`` (a C-contiguous float32 array of at least that many rows of ``width``), the rows
+    are read into its first rows, which are returned: a caller reading a file in chunks reuses one
+    buffer, rather than page-faulting a fresh one in for every chunk.
+    """
+    if out is None:
+        out = np.empty((max(0, stop - start), width), dtype=_VALUE)
+    else:
+        out = out[: max(0, stop - start)]
     got = 0
     if out.size:
         # Read straight into the result: no bytes object, no copy, no NaN fill of what is read.
