@@ -337,7 +337,7 @@ def _shares(counts: List[int], bins: int) -> List[int]:
 
 
 # Bytes of rows read at once when a table is assembled (a buffer that stays in the CPU's caches).
-_READ_BYTES = 1 << 20
+_READ_BYTES = 256 << 10
 
 
 def _columns(layout: layer_metrics.Layout, names: List[str], target: str):
