@@ -13,6 +13,7 @@ tolerate a file that is shorter than that (a cut happening while they read): mis
 as NaN.
 """
 
+import mmap
 import os
 from typing import List, Optional
 
@@ -22,6 +23,27 @@ from tb_layerdyn.reading import pyramid
 
 _STEP = np.dtype("<i8")
 _VALUE = np.dtype("<f4")
+
+
+# From this size numpy asks the kernel for transparent huge pages (madvise): see ``small_pages``.
+_SMALL_PAGES_FROM = 4 << 20
+
+
+def small_pages(shape, dtype) -> np.ndarray:
+    """An uninitialised array of ``shape``, in anonymous memory of its own mapped in 4 kB pages.
+
+    numpy asks for transparent huge pages for every array of 4 MB and more. Filling freshly
+    mapped huge pages was the largest kernel cost of a first read: on the 2-core VM of
+    ``benchmarks/`` a 20-run ``read`` spent 1.5-2 s of its 3.5-4 s of system time zeroing 2 MB
+    pages at their first touch, against 0.4 s for the same bytes in 4 kB pages (the result's
+    arrays alone are 1.1 GB). The array owns its mapping: it is unmapped when the array and its
+    views are gone. Smaller arrays come from ``np.empty``.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < _SMALL_PAGES_FROM:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def kept_before(steps: np.ndarray, step: int) -> int:

@@ -275,8 +275,10 @@ class ModelTable:
                 metric in tag.layout.metrics and len(columns_of[id(tag)][1]) == len(names)
                 for tag, _, _ in segments
             )
-            shape = (len(steps), len(names))
-            outs.append(np.empty(shape, dtype=np.float32) if filled else np.full(shape, np.nan, dtype=np.float32))
+            out = columns.small_pages((len(steps), len(names)), np.float32)
+            if not filled:
+                out.fill(np.nan)
+            outs.append(out)
             mapped.append(columns_of)
         row = 0
         for tag, first, stop in sorted(segments, key=lambda seg: seg[0].first):

@@ -322,7 +322,7 @@ class _Refresh(collecting.Sink):
         while state.offset < size:
             wanted = min(chunk, size - state.offset)
             if space is None or len(space) < wanted:
-                space = np.empty(wanted, dtype=np.uint8)
+                space = columns.small_pages(wanted, np.uint8)
             try:
                 buffer = files.read_range_into(path, state.offset, space[:wanted])
             except Exception as error:
