@@ -553,6 +553,7 @@ def test_small_pages_arrays_are_ordinary_writable_arrays_with_their_own_mapping(
     root = big
     while isinstance(root, np.ndarray):
         root = root.base
+    root = root.obj if isinstance(root, memoryview) else root
     assert big.flags.c_contiguous and isinstance(root, mmap.mmap)
     big[:] = np.arange(1000, dtype=np.float32)
     big[-1, -1] = np.nan
