@@ -541,3 +541,23 @@ def test_a_remote_fsspec_logdir_reads_and_serves_like_a_local_one(tmp_path):
             assert {e["run"]: e["last_step"] for e in listed}["solo"] == 5000
     finally:
         memory.rm("/layerdyn-test-logdir", recursive=True)
+
+
+def test_small_pages_arrays_are_ordinary_writable_arrays_with_their_own_mapping():
+    import mmap
+
+    from tb_layerdyn.reading import columns
+
+    big = columns.small_pages((1200, 1000), np.float32)  # 4.8 MB: its own 4 kB-page mapping
+    assert big.shape == (1200, 1000) and big.dtype == np.float32 and big.flags.writeable
+    root = big
+    while isinstance(root, np.ndarray):
+        root = root.base
+    root = root.obj if isinstance(root, memoryview) else root
+    assert big.flags.c_contiguous and isinstance(root, mmap.mmap)
+    big[:] = np.arange(1000, dtype=np.float32)
+    big[-1, -1] = np.nan
+    assert big[7, 999] == 999 and np.isnan(big[-1, -1]) and np.isnan(big).sum() == 1
+    small = columns.small_pages((3, 4), np.int64)  # below 4 MB: plain np.empty
+    assert small.shape == (3, 4) and small.dtype == np.int64 and small.flags.owndata
+    assert columns.small_pages(0, np.uint8).shape == (0,)

@@ -13,6 +13,7 @@ tolerate a file that is shorter than that (a cut happening while they read): mis
 as NaN.
 """
 
+import mmap
 import os
 from typing import List, Optional
 
@@ -22,6 +23,27 @@ from tb_layerdyn.reading import pyramid
 
 _STEP = np.dtype("<i8")
 _VALUE = np.dtype("<f4")
+
+
+# From this size numpy asks the kernel for transparent huge pages (madvise): see ``small_pages``.
+_SMALL_PAGES_FROM = 4 << 20
+
+
+def small_pages(shape, dtype) -> np.ndarray:
+    """An uninitialised array of ``shape``, in anonymous memory of its own mapped in 4 kB pages.
+
+    numpy asks for transparent huge pages for every array of 4 MB and more. Filling freshly
+    mapped huge pages was the largest kernel cost of a first read: on the 2-core VM of
+    ``benchmarks/`` a 20-run ``read`` spent 1.5-2 s of its 3.5-4 s of system time zeroing 2 MB
+    pages at their first touch, against 0.4 s for the same bytes in 4 kB pages (the result's
+    arrays alone are 1.1 GB). The array owns its mapping: it is unmapped when the array and its
+    views are gone. Smaller arrays come from ``np.empty``.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < _SMALL_PAGES_FROM:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def kept_before(steps: np.ndarray, step: int) -> int:
@@ -310,9 +332,17 @@ def read_steps(files: TagFiles, rows: int, start: int = 0) -> np.ndarray:
     return _read(files.steps, _STEP, start, rows - start).astype(np.int64)
 
 
-def read_rows(path: str, width: int, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end."""
-    out = np.empty((max(0, stop - start), width), dtype=_VALUE)
+def read_rows(path: str, width: int, start: int, stop: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Rows ``[start, stop)`` of a values file as float32 ``(rows, width)``; NaN past its end.
+
+    With ``out`` (a C-contiguous float32 array of at least that many rows of ``width``), the rows
+    are read into its first rows, which are returned: a caller reading a file in chunks reuses one
+    buffer, rather than page-faulting a fresh one in for every chunk.
+    """
+    if out is None:
+        out = np.empty((max(0, stop - start), width), dtype=_VALUE)
+    else:
+        out = out[: max(0, stop - start)]
     got = 0
     if out.size:
         # Read straight into the result: no bytes object, no copy, no NaN fill of what is read.

@@ -81,6 +81,20 @@ def size(path: str) -> int:
     return os.stat(path).st_size
 
 
+def read_range_into(path: str, offset: int, out) -> memoryview:
+    """Bytes of a file from ``offset`` read into ``out`` (a writable buffer; fewer at the file's
+    end), returned as a view of ``out``. A reader of many chunks reuses one buffer: each fresh
+    ``bytes`` would be page-faulted in, and the kernel zeroes every page before the read fills it."""
+    view = memoryview(out).cast("B")
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return view[: f.readinto(view) or 0]
+    data = read_range(path, offset, len(view))
+    view[: len(data)] = data
+    return view[: len(data)]
+
+
 def read_range(path: str, offset: int, length: int) -> bytes:
     """Up to ``length`` bytes of a file from ``offset`` (fewer at its end)."""
     if not is_remote(path):

@@ -316,9 +316,15 @@ class _Refresh(collecting.Sink):
             state.head = files.read_range(path, 0, _HEAD_BYTES).hex()
         read_any = False
         chunk = CHUNK_BYTES
+        # One buffer for the file's chunks, refilled only after ``_flush`` has written what the
+        # collector kept of the last chunk (its rows are views of the buffer until then).
+        space = None
         while state.offset < size:
+            wanted = min(chunk, size - state.offset)
+            if space is None or len(space) < wanted:
+                space = columns.small_pages(wanted, np.uint8)
             try:
-                buffer = files.read_range(path, state.offset, min(chunk, size - state.offset))
+                buffer = files.read_range_into(path, state.offset, space[:wanted])
             except Exception as error:
                 self.warn(f"run {self._name!r}: cannot read event file {path} ({error})")
                 break
