@@ -5,6 +5,7 @@ Colours are checked against a scalar reference written here from the formulas of
 written here, and against Pillow where it is installed.
 """
 
+import dataclasses
 import io
 import json
 import math
@@ -316,6 +317,39 @@ def test_a_batch_quantizes_each_picture_as_the_reference(bits, dtype):
     encoded = payload.encode_batch(values, maps, bits, compress=False)
     for picture, map_name, plane in zip(values, maps, encoded):
         assert plane == payload.encode(picture, map_name, bits, compress=False)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spoil", [False, True])
+def test_groups_in_one_buffer_encode_each_picture_as_the_reference(bits, dtype, spoil):
+    rng = np.random.default_rng(bits + 7)
+    shapes = [(3, 30, 5), (1, 1, 1), (2, 12, 40), (4, 6, 7)]
+    pictures = [rng.normal(size=shape) * scale for shape, scale in zip(shapes, [1e-5, 1.0, 3e3, 1.0])]
+    pictures[2][1] = -0.75  # constant
+    pictures[3][0] = 0.0
+    pictures[3][2] = np.abs(pictures[3][2])
+    if spoil:  # a value not finite sends every group the long way
+        pictures[0][1, 2, 3] = np.nan
+        pictures[3][3] = np.inf
+    maps = ["diverging", "opacity", "diverging", "gray", "diverging", "diverging",
+            "diverging", "opacity", "diverging", "gray"]
+    flat = np.concatenate([p.astype(dtype).ravel() for p in pictures])
+    got = payload.encode_groups(flat, shapes, maps, bits, compress=False)
+    expected = []
+    names = iter(maps)
+    for group in pictures:
+        for picture in group.astype(dtype):
+            map_name = next(names)
+            expected.append(payload.encode(picture, map_name, bits, compress=False))
+            levels, interval, stats = reference_quantize(picture, map_name, bits)
+            assert payload.Plane(b"", interval, stats) == dataclasses.replace(expected[-1], png=b"")
+            assert png.decode(expected[-1].png).ravel().tolist() == levels
+    assert got == expected
+    with pytest.raises(ValueError):
+        payload.encode_groups(flat[:-1], shapes, maps, bits)
+    with pytest.raises(ValueError):
+        payload.encode_groups(flat, shapes, maps[:-1], bits)
 
 
 def test_quantiles_are_order_statistics():
