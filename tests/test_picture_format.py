@@ -203,7 +203,8 @@ def stored_png(codes, bits):
 def test_stored_pngs_are_zlibs_and_a_batch_is_each_alone(bits):
     rng = np.random.default_rng(bits + 1)
     dtype = np.uint8 if bits == 8 else np.uint16
-    for shape in [(1, 1), (3, 1), (30, 100), (64, 64)]:
+    # 65,535 bytes of rows (5 x 13,106 at 8 bits, 5 x 6,553 at 16) fill one stored block exactly.
+    for shape in [(1, 1), (3, 1), (30, 100), (64, 64), (5, 13106), (5, 6553), (1, 65535)]:
         codes = rng.integers(0, 1 << bits, size=(3,) + shape, dtype=np.int64).astype(dtype)
         batch = png.encode_batch(codes, compress=False)
         for picture, data in zip(codes, batch):
