@@ -19,8 +19,8 @@ What each kind draws, per layer (its ``weight`` parameter, or its largest one wh
 ``activations``  the outputs of chosen modules for a probe input (``probe``), grayscale.
 
 Layouts and the pixel cap are in ``picture_layouts``; pooling runs where the tensor lives, then
-the pictures of a layer cross to the host at once, are quantized to 8-bit gray levels and
-PNG-encoded together.
+the parameter pictures of every layer cross to the host at once, in one buffer, are quantized to
+8-bit gray levels together and PNG-encoded layer by layer.
 """
 
 import warnings
