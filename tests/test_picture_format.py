@@ -5,6 +5,7 @@ Colours are checked against a scalar reference written here from the formulas of
 written here, and against Pillow where it is installed.
 """
 
+import dataclasses
 import io
 import json
 import math
@@ -210,6 +211,39 @@ def test_stored_pngs_are_zlibs_and_a_batch_is_each_alone(bits):
         assert png.encode_batch(codes) == [png.encode(picture) for picture in codes]
 
 
+def blocks_png(codes, bits):
+    """A PNG of ``codes`` in stored deflate blocks of 65,535 bytes each but the last, built by
+    hand (zlib's level 0 cuts longer data into blocks of its own sizes)."""
+    sample = codes.astype(">u2").view(np.uint8).reshape(codes.shape[0], -1) if bits == 16 else codes
+    raw = b"".join(b"\x00" + row.tobytes() for row in sample)
+    pieces = [raw[i:i + 65535] for i in range(0, len(raw), 65535)]
+    stream = b"\x78\x01" + b"".join(
+        struct.pack("<BHH", int(i == len(pieces) - 1), len(p), len(p) ^ 0xFFFF) + p for i, p in enumerate(pieces)
+    ) + struct.pack(">I", zlib.adler32(raw))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = codes.shape
+    return (png.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0))
+            + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_stored_pngs_cut_their_rows_in_blocks_of_65535_bytes(bits):
+    rng = np.random.default_rng(bits + 2)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    # 65,535 bytes of rows (5 x 13,106 at 8 bits, 5 x 6,553 at 16) fill one block exactly; one
+    # byte more or less either side of it; then several blocks.
+    for shape in [(1, 1), (30, 100), (5, 13106), (5, 6553), (1, 65534), (1, 65535), (1, 32767), (200, 400)]:
+        codes = rng.integers(0, 1 << bits, size=(2,) + shape, dtype=np.int64).astype(dtype)
+        for picture, data in zip(codes, png.encode_batch(codes, compress=False)):
+            assert data == png.encode(picture, compress=False) == blocks_png(picture, bits)
+            np.testing.assert_array_equal(png.decode(data), picture)
+    small = rng.integers(0, 1 << bits, size=(30, 100), dtype=np.int64).astype(dtype)
+    assert blocks_png(small, bits) == stored_png(small, bits)
+
+
 @pytest.mark.parametrize("bits", [8, 16])
 def test_stored_pngs_longer_than_a_deflate_block_read_back(bits):
     # 2 x 40,001 bytes (8 bits) or 2 x 80,001 (16 bits) of rows: two or three stored blocks.
@@ -316,6 +350,39 @@ def test_a_batch_quantizes_each_picture_as_the_reference(bits, dtype):
     encoded = payload.encode_batch(values, maps, bits, compress=False)
     for picture, map_name, plane in zip(values, maps, encoded):
         assert plane == payload.encode(picture, map_name, bits, compress=False)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spoil", [False, True])
+def test_groups_in_one_buffer_encode_each_picture_as_the_reference(bits, dtype, spoil):
+    rng = np.random.default_rng(bits + 7)
+    shapes = [(3, 30, 5), (1, 1, 1), (2, 12, 40), (4, 6, 7)]
+    pictures = [rng.normal(size=shape) * scale for shape, scale in zip(shapes, [1e-5, 1.0, 3e3, 1.0])]
+    pictures[2][1] = -0.75  # constant
+    pictures[3][0] = 0.0
+    pictures[3][2] = np.abs(pictures[3][2])
+    if spoil:  # a value not finite sends every group the long way
+        pictures[0][1, 2, 3] = np.nan
+        pictures[3][3] = np.inf
+    maps = ["diverging", "opacity", "diverging", "gray", "diverging", "diverging",
+            "diverging", "opacity", "diverging", "gray"]
+    flat = np.concatenate([p.astype(dtype).ravel() for p in pictures])
+    got = payload.encode_groups(flat, shapes, maps, bits, compress=False)
+    expected = []
+    names = iter(maps)
+    for group in pictures:
+        for picture in group.astype(dtype):
+            map_name = next(names)
+            expected.append(payload.encode(picture, map_name, bits, compress=False))
+            levels, interval, stats = reference_quantize(picture, map_name, bits)
+            assert payload.Plane(b"", interval, stats) == dataclasses.replace(expected[-1], png=b"")
+            assert png.decode(expected[-1].png).ravel().tolist() == levels
+    assert got == expected
+    with pytest.raises(ValueError):
+        payload.encode_groups(flat[:-1], shapes, maps, bits)
+    with pytest.raises(ValueError):
+        payload.encode_groups(flat, shapes, maps[:-1], bits)
 
 
 def test_quantiles_are_order_statistics():

@@ -455,6 +455,93 @@ def encode_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES, compres
     ]
 
 
+def encode_groups(flat, groups, map_names, bits=8, quantiles=DEFAULT_QUANTILES, compress=True) -> list:
+    """``encode_batch`` of several groups of pictures laid end to end in one flat buffer: the
+    pictures of one call, every layer's, quantized in one set of array operations.
+
+    Args:
+        flat: a 1-D float array, the groups' pictures one after another, each row-major.
+        groups: per group ``(pictures, height, width)``; a group's pictures share a shape.
+        map_names: one map per picture, group after group.
+        bits, quantiles, compress: as ``encode_batch``'s.
+
+    Returns:
+        One ``Plane`` per picture, group after group, equal to ``encode_batch``'s of each group
+        (and so to ``encode``'s of each picture alone).
+
+    Raises:
+        ValueError: as ``encode_batch``'s, or ``flat`` is not the groups' size.
+    """
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
+    map_names = list(map_names)
+    for map_name in map_names:
+        if map_name not in ("diverging", "gray", "opacity"):
+            raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
+    flat = np.asarray(flat)
+    if flat.dtype not in (np.float32, np.float64):
+        flat = flat.astype(np.float64)
+    groups = [(int(c), int(h), int(w)) for c, h, w in groups]
+    sizes = [c * h * w for c, h, w in groups]
+    if flat.ndim != 1 or flat.size != sum(sizes):
+        raise ValueError(f"flat holds {flat.size} values; the groups need {sum(sizes)}")
+    if len(map_names) != sum(c for c, _, _ in groups):
+        raise ValueError(f"map_names has {len(map_names)} entries for {sum(c for c, _, _ in groups)} pictures")
+    if not groups:
+        return []
+    lengths = np.repeat([h * w for _, h, w in groups], [c for c, _, _ in groups])
+    if lengths.min() == 0:
+        return _encode_groups_apart(flat, groups, map_names, bits, quantiles, compress)
+    starts = np.zeros(lengths.size, dtype=np.intp)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    smallest, largest = np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts)
+    if not (np.isfinite(smallest).all() and np.isfinite(largest).all()):
+        # A NaN or an infinity: each group the long way, as encode_batch does it.
+        return _encode_groups_apart(flat, groups, map_names, bits, quantiles, compress)
+    top = (1 << bits) - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    diverging = np.array([m == "diverging" for m in map_names], dtype=bool)
+    low, high = _intervals(smallest.astype(np.float64), largest.astype(np.float64), diverging)
+    # The levels of every picture at once: the same operations, value by value, as _levels'.
+    span = high - low
+    varying = span > 0
+    shifted = np.subtract(flat, np.repeat(low, lengths), dtype=np.float64)
+    shifted /= np.repeat(np.where(varying, span, 1.0), lengths)
+    shifted *= top - 1
+    shifted += 1.5
+    levels = shifted.astype(dtype)
+    if not varying.all():
+        levels[np.repeat(~varying, lengths)] = 1 + (top - 1) // 2
+    q_low = np.empty(lengths.size)
+    q_high = np.empty(lengths.size)
+    planes, offset, first = [], 0, 0
+    for (count, height, width), size in zip(groups, sizes):
+        n = height * width
+        rows = flat[offset:offset + size].reshape(count, n)
+        q_low[first:first + count], q_high[first:first + count] = _order_statistics(
+            rows, [int(math.floor(q * (n - 1))) for q in quantiles]
+        )
+        blobs = png.encode_batch(levels[offset:offset + size].reshape(count, height, width), compress)
+        planes.extend(zip(blobs, range(first, first + count)))
+        offset += size
+        first += count
+    facts = np.stack([low, high, q_low, q_high]).T.tolist()
+    return [Plane(blob, (facts[i][0], facts[i][1]), (facts[i][2], facts[i][3])) for blob, i in planes]
+
+
+def _encode_groups_apart(flat, groups, map_names, bits, quantiles, compress):
+    found, offset, first = [], 0, 0
+    for count, height, width in groups:
+        size = count * height * width
+        found.extend(encode_batch(
+            flat[offset:offset + size].reshape(count, height, width), map_names[first:first + count],
+            bits, quantiles, compress,
+        ))
+        offset += size
+        first += count
+    return found
+
+
 # ----------------------------------------------------------------------------- events
 
 

@@ -115,6 +115,19 @@ def encode_batch(codes, compress=True) -> list:
     head = SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, _GRAYSCALE, 0, 0, 0))
     tail = _chunk(b"IEND", b"")
     found = []
+    data_bytes = height * (row_bytes.shape[2] + 1)
+    if not compress and data_bytes <= _STORED_MAX:
+        # One stored block each: the stream's fixed bytes are the same for every picture.
+        block = _ZLIB_HEADER + struct.pack("<BHH", 1, data_bytes, data_bytes ^ 0xFFFF)
+        idat = struct.pack(">I", len(block) + data_bytes + 4) + b"IDAT"
+        crc_block = zlib.crc32(block, zlib.crc32(b"IDAT"))
+        pack = struct.Struct(">I").pack
+        for picture in raw:
+            data = picture.tobytes()
+            adler = pack(zlib.adler32(data))
+            crc = zlib.crc32(adler, zlib.crc32(data, crc_block))
+            found.append(b"".join((head, idat, block, data, adler, pack(crc), tail)))
+        return found
     for picture in raw:
         data = picture.tobytes()
         if compress:

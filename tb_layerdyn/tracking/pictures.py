@@ -19,8 +19,8 @@ What each kind draws, per layer (its ``weight`` parameter, or its largest one wh
 ``activations``  the outputs of chosen modules for a probe input (``probe``), grayscale.
 
 Layouts and the pixel cap are in ``picture_layouts``; pooling runs where the tensor lives, then
-the pictures of a layer cross to the host at once, are quantized to 8-bit gray levels and
-PNG-encoded together.
+the parameter pictures of every layer cross to the host at once, in one buffer, are quantized to
+8-bit gray levels together and PNG-encoded layer by layer.
 """
 
 import warnings
@@ -311,6 +311,9 @@ class PictureCapture:
         planes or ``None``: per layer, every kind is pooled in one batch (they share the layer's
         geometry), each picture by its own first tensor, then quantized and encoded in one."""
         found = {kind: ([], []) for kind in kinds}
+        # Every layer's planes are pooled where the tensors live, then cross to the host in one
+        # buffer and are quantized and encoded together; each layer then takes its planes back.
+        pooled, groups, maps, layers = [], [], [], []
         for layer_name, param_name, param in drawn:
             weight = param.detach()
             sources = {}
@@ -321,38 +324,47 @@ class PictureCapture:
                 else:
                     sources[kind] = self._sources(kind, param_name, weight, initial)
             present = [kind for kind in kinds if sources[kind] is not None]
-            encoded = {}
+            single, reuse = [], False
             if present:
                 plan = self._plan(present[0], param_name, weight.shape)
+                height, width = plan.picture_shape
                 # Kinds of one plane are pooled together by their own values; travel alone, since
                 # its second plane (the weight) is taken where the travel is largest.
                 single = [kind for kind in present if len(sources[kind]) == 1]
-                pooled, maps = [], []
+                count = 0
                 if single:
                     keys = torch.stack([sources[kind][0].float() for kind in single])
                     pooled.extend(mosaic_batch([keys], plan))
                     maps.extend(payload.PLANES[kind][0][1] for kind in single)
+                    count += len(single)
                 # Unpooled, travel's weight plane is the weights picture itself: drawn once.
                 reuse = "travel" in present and "weights" in single and not plan.reduced
                 if reuse:
                     pooled.extend(mosaic_batch([sources["travel"][0][None]], plan))
                     maps.append(payload.PLANES["travel"][0][1])
+                    count += 1
                 elif "travel" in present:
                     pooled.extend(mosaic_batch([s[None] for s in sources["travel"]], plan))
                     maps.extend(map_name for _, map_name in payload.PLANES["travel"])
-                # Every plane of the layer crosses to the host once and is encoded in one batch.
-                # Only activations compress well enough to pay for it (png.py says what was measured).
-                host = torch.cat(pooled).cpu().numpy()
-                flat = iter(payload.encode_batch(host, maps, BITS, compress=False))
-                for kind in single:
-                    encoded[kind] = [next(flat)]
-                if reuse:
-                    encoded["travel"] = [next(flat), encoded["weights"][0]]
-                elif "travel" in present:
-                    encoded["travel"] = [next(flat), next(flat)]
+                    count += 2
+                groups.append((count, height, width))
+            layers.append((layer_name, param_name, tuple(weight.shape), present, single, reuse))
+        encoded_all = iter(())
+        if pooled:
+            # Only activations compress well enough to pay for it (png.py says what was measured).
+            host = torch.cat([p.reshape(-1) for p in pooled]).cpu().numpy()
+            encoded_all = iter(payload.encode_groups(host, groups, maps, BITS, compress=False))
+        for layer_name, param_name, shape, present, single, reuse in layers:
+            encoded = {}
+            for kind in single:
+                encoded[kind] = [next(encoded_all)]
+            if reuse:
+                encoded["travel"] = [next(encoded_all), encoded["weights"][0]]
+            elif "travel" in present:
+                encoded["travel"] = [next(encoded_all), next(encoded_all)]
             for kind in kinds:
                 names, pictures = found[kind]
-                names.append((layer_name, param_name, tuple(weight.shape)))
+                names.append((layer_name, param_name, shape))
                 pictures.append(encoded.get(kind))
         return found
 
