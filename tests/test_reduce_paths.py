@@ -112,3 +112,35 @@ def test_gradients_in_any_layout_are_measured(flat_max_numel):
     assert [layer.name for layer in found] == ["embed", "proj"]
     np.testing.assert_allclose(logged[:, metrics.SUM_SQ_GRAD], expected, rtol=1e-5)
     assert reducer.has_grad(found).tolist() == [True, True]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_default_chunks_follow_the_thread_count_and_keep_the_sums(threads):
+    """On CPU a large parameter is cut into chunks of CPU_CHUNK_PER_THREAD elements per thread
+    (the size that keeps a chunk's tensors in each core's L2); a remainder chunk included, the
+    sums are those of the whole tensor."""
+    from tb_layerdyn.tracking.reduce import CPU_CHUNK_PER_THREAD
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(400, 430), nn.Linear(430, 3))  # 172,000-element weight
+        found = layers_mod.find_layers(model)
+        reducer = Reducer(elementwise=True, flat_max_numel=0)
+        reducer.prepare(found, [True] * len(found))
+        weight = model[0].weight
+        chunk = CPU_CHUNK_PER_THREAD * threads
+        entry = next(e for e in reducer._chunked_params if e.param is weight)
+        assert [c[0].numel() for c in entry.chunks] == [
+            min(chunk, weight.numel() - start) for start in range(0, weight.numel(), chunk)
+        ]
+        init = {name: p.detach().clone() for layer in found for name, p in layer.params}
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape) * 0.01)
+                p.grad = torch.randn(p.shape)
+        logged = reducer.layer_sums(reducer.to_host(reducer.reduce())).copy()
+        np.testing.assert_allclose(logged, reference_layer_sums(found, init, init), rtol=2e-5, atol=1e-6)
+    finally:
+        torch.set_num_threads(before)
