@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -385,6 +386,55 @@ def test_series_batch_refuses_what_series_refuses(served):
     assert _batch(client, ["grown", "grown"], [""], metric="rwc").status_code == 400
     assert _batch(client, ["grown"] * 257, metric="rwc").status_code == 400
     assert _batch(client, ["grown"], metric="rwc", max_points=1).status_code == 400
+
+
+def test_concurrent_requests_compute_a_bounded_number_of_tables_at_once(logged, tmp_path, monkeypatch):
+    """TensorBoard serves each request on its own thread: twelve at once (the tab sends ten
+    batches) compute at most ``CONCURRENT_TABLES`` curves and as many heatmaps at a time, each
+    answer the same as asked alone."""
+    from tb_layerdyn.plugin import plugin as plugin_module
+    from tb_layerdyn.reading import models
+
+    monkeypatch.setattr(plugin_module, "CONCURRENT_TABLES", 2)
+    lock, active, most = threading.Lock(), {"series": 0, "heatmap": 0}, {"series": 0, "heatmap": 0}
+
+    def counted(method, kind):
+        def wrapper(*args, **kwargs):
+            with lock:
+                active[kind] += 1
+                most[kind] = max(most[kind], active[kind])
+            try:
+                time.sleep(0.02)  # long enough for the other threads to pile up
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    active[kind] -= 1
+        return wrapper
+
+    logdir, written = logged
+    with in_process.serve(logdir, "python", _PluginWithStatic(str(tmp_path))) as served_app:
+        client = served_app.client
+        _wait_for(client, _expected_last_steps(written))
+        asks = [PREFIX + "series_batch?run=grown&run=lenet%2Fseed0&metric=rwc",
+                PREFIX + "series?run=grown&metric=rwc&format=binary",
+                PREFIX + "heatmap?run=lenet%2Fseed0&metric=rwc&format=binary"] * 4
+        alone = [client.get(url).get_data() for url in asks]
+        monkeypatch.setattr(models.ModelTable, "series", counted(models.ModelTable.series, "series"))
+        monkeypatch.setattr(models.ModelTable, "heatmap", counted(models.ModelTable.heatmap, "heatmap"))
+        answers = [None] * len(asks)
+
+        def ask(i):
+            response = client.get(asks[i])
+            assert response.status_code == 200, response.get_data(as_text=True)
+            answers[i] = response.get_data()
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert answers == alone
+    assert most == {"series": 2, "heatmap": 2}
 
 
 def test_heatmap_bins_are_means_of_defined_values(served, logged):

@@ -7,6 +7,9 @@ into plain-text answers, so no bad request ends in a 500. Data comes from ``data
 on-disk store shared with ``tb_layerdyn.read``.
 """
 
+import os
+import threading
+
 import numpy as np
 from tensorboard import errors
 from tensorboard.backend import http_util
@@ -28,6 +31,14 @@ MAX_STEP = 2**63 - 1  # event steps are int64
 FORMATS = ("json", "binary")
 # Most entries one ``series_batch`` request may ask for.
 MAX_BATCH = 256
+# Curves computed at once, and heatmaps, two of each per core: TensorBoard serves each request on
+# its own thread, and the tab asks for ten batches of curves and a dozen heatmaps at a time;
+# computed all together they hold their temporaries (several times an answer's bytes) at once and
+# finish no sooner. Curves and heatmaps take separate turns, so that heatmaps never hold up the
+# chart. Measured on 20 runs x 200 layers x 100,000 steps (2 cores, six rounds side by side against
+# no bound): peak memory 217 against 238 MB, a zoom 0.76x the time, a metric switch 0.96x; one
+# turn per core saved more memory (194 MB) but made the switch 1.17x as long.
+CONCURRENT_TABLES = 2 * max(1, os.cpu_count() or 1)
 
 
 def _respond_json(request, body):
@@ -52,6 +63,8 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         self._pictures = pictures.Listings()
         self._populations = population.Populations(self._data)
         self._static_dir = static_dir
+        self._computing = threading.BoundedSemaphore(CONCURRENT_TABLES)
+        self._computing_heatmaps = threading.BoundedSemaphore(CONCURRENT_TABLES)
 
     def get_plugin_apps(self):
         """Route -> WSGI app, relative to ``/data/plugin/layer_dynamics``."""
@@ -110,12 +123,14 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         max_points = params.integer(request, "max_points", DEFAULT_MAX_POINTS, 2, MAX_MAX_POINTS)
         start, end = _step_range(request)
         encoding_format = params.choice(request, "format", FORMATS, "json")
-        entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
-        total = len(entry.table.steps)
-        if encoding_format == "binary":
-            body = payloads.series_binary(entry, found, metric, target, total)
-            return http_util.Respond(request, body, "application/octet-stream")
-        return _respond_json(request, payloads.series(entry, found, metric, target, total))
+        with self._computing:
+            entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
+            total = len(entry.table.steps)
+            if encoding_format == "binary":
+                body = payloads.series_binary(entry, found, metric, target, total)
+                return http_util.Respond(request, body, "application/octet-stream")
+            body = payloads.series(entry, found, metric, target, total)
+        return _respond_json(request, body)
 
     def series_impl(self, run, model, metric, target, max_points, start=None, end=None):
         """One metric of one model against step over ``[start, end]``: an ``Entry`` and the
@@ -151,8 +166,10 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         one body: a ``uint32`` count, then per entry a ``uint32`` length and that many bytes."""
         parts = []
         for run, model in entries:
-            entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
-            parts.append(payloads.series_binary(entry, found, metric, target, len(entry.table.steps)))
+            # One entry at a time holds a turn, so concurrent batches take turns entry by entry.
+            with self._computing:
+                entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
+                parts.append(payloads.series_binary(entry, found, metric, target, len(entry.table.steps)))
         return payloads.concatenated(parts)
 
     # heatmap
@@ -165,12 +182,14 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         max_steps = params.integer(request, "max_steps", DEFAULT_MAX_STEPS, 1, MAX_MAX_STEPS)
         start, end = _step_range(request)
         encoding_format = params.choice(request, "format", FORMATS, "json")
-        entry = self._metric_entry(run, model, metric)
-        found = entry.table.heatmap(metric, target, max_steps, start, end)
-        if encoding_format == "binary":
-            body = payloads.heatmap_binary(entry, found, metric, target)
-            return http_util.Respond(request, body, "application/octet-stream")
-        return _respond_json(request, payloads.heatmap(entry, found, metric, target))
+        with self._computing_heatmaps:
+            entry = self._metric_entry(run, model, metric)
+            found = entry.table.heatmap(metric, target, max_steps, start, end)
+            if encoding_format == "binary":
+                body = payloads.heatmap_binary(entry, found, metric, target)
+                return http_util.Respond(request, body, "application/octet-stream")
+            body = payloads.heatmap(entry, found, metric, target)
+        return _respond_json(request, body)
 
     # summary
 
