@@ -32,12 +32,10 @@ FORMATS = ("json", "binary")
 # Most entries one ``series_batch`` request may ask for.
 MAX_BATCH = 256
 # Curves computed at once, and heatmaps, two of each per core: TensorBoard serves each request on
-# its own thread, and the tab asks for ten batches of curves and a dozen heatmaps at a time;
-# computed all together they hold their temporaries (several times an answer's bytes) at once and
-# finish no sooner. Curves and heatmaps take separate turns, so that heatmaps never hold up the
-# chart. Measured on 20 runs x 200 layers x 100,000 steps (2 cores, six rounds side by side against
-# no bound): peak memory 217 against 238 MB, a zoom 0.76x the time, a metric switch 0.96x; one
-# turn per core saved more memory (194 MB) but made the switch 1.17x as long.
+# its own thread, and the tab asks for ten batches of curves and a dozen heatmaps at once; computed
+# all together they hold their temporaries (several times an answer's bytes) at once and finish no
+# sooner. Curves and heatmaps take separate turns, so that heatmaps never hold up the chart; one
+# turn per core saves more memory but slows a metric switch (README, "Reading and the tab").
 CONCURRENT_TABLES = 2 * max(1, os.cpu_count() or 1)
 
 
