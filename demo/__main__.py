@@ -100,6 +100,10 @@ def train_all(args):
     return results
 
 
+# Seconds TensorBoard has to exit after Ctrl+C before the demo kills it.
+STOP_TIMEOUT_S = 10
+
+
 def free_port(start):
     """The first port from ``start`` that nothing on 127.0.0.1 listens on."""
     for port in range(start, start + 100):
@@ -124,8 +128,14 @@ def serve(logdir, port):
     try:
         server.wait()
     except KeyboardInterrupt:
+        # Ctrl+C reached TensorBoard too (one process group); asked again, it has a few seconds
+        # to exit before it is killed, so that the demo never hangs on its way out.
         server.terminate()
-        server.wait()
+        try:
+            server.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def main(argv=None):

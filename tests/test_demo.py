@@ -735,6 +735,8 @@ def test_demo_serves_tensorboard_on_localhost_at_the_printed_url(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 0
+    while not lines.empty():
+        printed.append(lines.get())
+    assert process.returncode == 0, "".join(printed[-40:])
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "TensorBoard outlived the demo"
