@@ -42,6 +42,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 from benchmarks import timing
+from demo import models
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import pictures as payload
 from tb_layerdyn.format.framing import masked_crc32c_of
@@ -61,21 +62,6 @@ KIND_SETS = {
 }
 # (steps per repetition, repetitions) of the loops; calls timed for the per-call rows
 PLANS = {False: ((40, 15), 30), True: ((20, 3), 8)}
-
-
-class LeNet5(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
 
 
 class Stripe(nn.Module):
@@ -106,7 +92,7 @@ class Trainer:
     def __init__(self, name):
         torch.manual_seed(0)
         if name == "LeNet-5":
-            self.model = LeNet5()
+            self.model = models.FunctionalLeNet5()
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
             self.inputs = torch.randn(64, 1, 32, 32)
             targets = torch.randint(0, 10, (64,))
