@@ -347,6 +347,17 @@ def quantize(values, map_name, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.
     return levels[0], planes[0]
 
 
+def _checked_maps(bits, map_names) -> list:
+    """``map_names`` as a list, once ``bits`` and every name are ones the format allows."""
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
+    map_names = list(map_names)
+    for map_name in map_names:
+        if map_name not in ("diverging", "gray", "opacity"):
+            raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
+    return map_names
+
+
 def quantize_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES) -> Tuple[np.ndarray, list]:
     """``quantize`` of several pictures of one shape at once, each over its own interval.
 
@@ -364,12 +375,7 @@ def quantize_batch(values, map_names, bits=8, quantiles=DEFAULT_QUANTILES) -> Tu
         ValueError: ``bits`` or a map name is not one of the allowed values, or there is not one
             map per picture.
     """
-    if bits not in BIT_DEPTHS:
-        raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
-    map_names = list(map_names)
-    for map_name in map_names:
-        if map_name not in ("diverging", "gray", "opacity"):
-            raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
+    map_names = _checked_maps(bits, map_names)
     values = np.asarray(values)
     if values.dtype not in (np.float32, np.float64):
         values = values.astype(np.float64)
@@ -472,12 +478,7 @@ def encode_groups(flat, groups, map_names, bits=8, quantiles=DEFAULT_QUANTILES, 
     Raises:
         ValueError: as ``encode_batch``'s, or ``flat`` is not the groups' size.
     """
-    if bits not in BIT_DEPTHS:
-        raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
-    map_names = list(map_names)
-    for map_name in map_names:
-        if map_name not in ("diverging", "gray", "opacity"):
-            raise ValueError(f"map_name must be 'diverging', 'gray' or 'opacity', got {map_name!r}")
+    map_names = _checked_maps(bits, map_names)
     flat = np.asarray(flat)
     if flat.dtype not in (np.float32, np.float64):
         flat = flat.astype(np.float64)
