@@ -36,7 +36,9 @@ MAX_BATCH = 256
 # all together they hold their temporaries (several times an answer's bytes) at once and finish no
 # sooner. Curves and heatmaps take separate turns, so that heatmaps never hold up the chart; one
 # turn per core saves more memory but slows a metric switch (README, "Reading and the tab").
-CONCURRENT_TABLES = 2 * max(1, os.cpu_count() or 1)
+# (The cores this process may run on, where the system says: a container's share, not the host's.)
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CONCURRENT_TABLES = 2 * max(1, _CORES)
 
 
 def _respond_json(request, body):
