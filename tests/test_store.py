@@ -561,3 +561,45 @@ def test_small_pages_arrays_are_ordinary_writable_arrays_with_their_own_mapping(
     small = columns.small_pages((3, 4), np.int64)  # below 4 MB: plain np.empty
     assert small.shape == (3, 4) and small.dtype == np.int64 and small.flags.owndata
     assert columns.small_pages(0, np.uint8).shape == (0,)
+
+
+@pytest.mark.parametrize("first, stride, count", [(0, 1, 1000), (5, 3, 7), (-4, 10, 2), (2**40, 2**20, 50)])
+def test_even_steps_answer_as_the_array_they_stand_for(first, stride, count):
+    array = first + stride * np.arange(count, dtype=np.int64)
+    even = models.EvenSteps.of(array)
+    assert isinstance(even, models.EvenSteps) and len(even) == count and even.nbytes < 100
+    np.testing.assert_array_equal(np.asarray(even), array)
+    for index in (0, count - 1, -1, -count, count // 2):
+        assert even[index] == array[index]
+    parts = (slice(None), slice(1, None), slice(2, 5), slice(count - 2, count + 9), slice(0, 0), slice(None, None, 2))
+    for part in parts:
+        np.testing.assert_array_equal(even[part], array[part])
+    picks = np.array([0, count - 1, count // 3, -1])
+    np.testing.assert_array_equal(even[picks], array[picks])
+    with pytest.raises(IndexError):
+        even[count]
+    with pytest.raises(IndexError):
+        even[np.array([0, -count - 1])]
+    probes = [first - stride - 1, first - 1, first, first + 1, first + stride * count // 2,
+              first + stride * (count - 1), first + stride * count + 3, first + 0.5, 2**62]
+    for value in probes:
+        for side in ("left", "right"):
+            assert even.searchsorted(value, side=side) == np.searchsorted(array, value, side=side), (value, side)
+
+
+def test_uneven_steps_stay_an_array():
+    for steps in ([3], [0, 1, 3], [0, 2, 2, 4], [5, 4, 3], []):
+        array = np.asarray(steps, dtype=np.int64)
+        assert models.EvenSteps.of(array) is array
+
+
+def test_a_run_logged_at_even_steps_keeps_no_step_array(long_run):
+    """The long run's later layout is logged every other step: after queries its table holds a
+    few bytes of steps, not 8 bytes a step, and answers as before (the tests above)."""
+    table, (steps, _, _) = long_run
+    table.series("rwc", "layers", 100)
+    table.series("rwc", "layers", 50, 1000, 30000)
+    table.heatmap("rwc", "layers", 80)
+    assert table.nbytes < 1000
+    assert table.num_steps == len(steps)
+    np.testing.assert_array_equal(table.steps, steps)

@@ -125,7 +125,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
         encoding_format = params.choice(request, "format", FORMATS, "json")
         with self._computing:
             entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
-            total = len(entry.table.steps)
+            total = entry.table.num_steps
             if encoding_format == "binary":
                 body = payloads.series_binary(entry, found, metric, target, total)
                 return http_util.Respond(request, body, "application/octet-stream")
@@ -169,7 +169,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             # One entry at a time holds a turn, so concurrent batches take turns entry by entry.
             with self._computing:
                 entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
-                parts.append(payloads.series_binary(entry, found, metric, target, len(entry.table.steps)))
+                parts.append(payloads.series_binary(entry, found, metric, target, entry.table.num_steps))
         return payloads.concatenated(parts)
 
     # heatmap

@@ -61,10 +61,62 @@ class _Tag:
         return self.layout.shape[1]
 
     @property
-    def steps(self) -> np.ndarray:
+    def steps(self):
+        """The tag's steps: an ``EvenSteps`` when they are evenly spaced (a run logged every
+        ``k`` steps, the usual case: a few bytes, whatever the length), else the int64 array."""
         if self._steps is None:
-            self._steps = columns.read_steps(self.files, self.rows)
+            self._steps = EvenSteps.of(columns.read_steps(self.files, self.rows))
         return self._steps
+
+
+class EvenSteps:
+    """Evenly spaced ascending steps ``first + stride * i`` for ``i < count``, held as those three
+    numbers: indexed like the array they stand for (an int, a slice or an int array gives what
+    the array would), with ``searchsorted`` and ``len``; ``np.asarray`` gives the array."""
+
+    def __init__(self, first: int, stride: int, count: int):
+        self.first, self.stride, self.count = first, stride, count
+        self.nbytes = 24
+
+    @classmethod
+    def of(cls, steps: np.ndarray):
+        """``EvenSteps`` of ``steps`` when they are evenly spaced and ascending, else ``steps``."""
+        if len(steps) < 2:
+            return steps
+        stride = int(steps[1]) - int(steps[0])
+        if stride <= 0 or not np.array_equal(np.diff(steps), np.full(len(steps) - 1, stride)):
+            return steps
+        return cls(int(steps[0]), stride, len(steps))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.first + self.stride * np.arange(*index.indices(self.count), dtype=np.int64)
+        positions = np.asarray(index)
+        if positions.dtype.kind not in "iu":
+            raise IndexError(f"steps are indexed by ints or slices, got {positions.dtype}")
+        if positions.size and (positions.min() < -self.count or positions.max() >= self.count):
+            raise IndexError(f"index out of range for {self.count} steps")
+        positions = np.where(positions < 0, positions + self.count, positions)
+        found = self.first + self.stride * positions.astype(np.int64)
+        return np.int64(found) if found.ndim == 0 else found
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def searchsorted(self, value, side: str = "left") -> int:
+        """Where ``value`` would go among the steps, as ``np.searchsorted`` of the array (on a
+        step, "left" gives its index and "right" the next one); exact in integers."""
+        if not isinstance(value, (int, np.integer)):
+            return int(np.searchsorted(self[:], value, side=side))
+        value = int(value)
+        if side == "left":
+            index = -((self.first - value) // self.stride)  # ceil((value - first) / stride)
+        else:
+            index = (value - self.first) // self.stride + 1
+        return min(max(index, 0), self.count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,18 +194,23 @@ class ModelTable:
     @property
     def steps(self) -> np.ndarray:
         """Every logged step, ascending."""
+        if len(self._tags) == 1:
+            return np.asarray(self._tags[0].steps)
         if self._all_steps is None:
-            if len(self._tags) == 1:
-                self._all_steps = self._tags[0].steps
-            else:
-                parts = [t.steps for t in self._tags]
-                self._all_steps = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+            parts = [np.asarray(t.steps) for t in self._tags]
+            self._all_steps = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         return self._all_steps
+
+    @property
+    def num_steps(self) -> int:
+        """How many steps were logged (``len(steps)``, without building them for one layout)."""
+        return len(self._tags[0].steps) if len(self._tags) == 1 else len(self.steps)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the steps this table holds in memory."""
-        return sum(t.steps.nbytes for t in self._tags if t._steps is not None)
+        held = sum(t.steps.nbytes for t in self._tags if t._steps is not None)
+        return held + (self._all_steps.nbytes if self._all_steps is not None else 0)
 
     def names(self, target: str) -> List[str]:
         """The series of a target: layers, or groups."""
@@ -211,8 +268,8 @@ class ModelTable:
         """``(tag, first row, stop row)`` of each tag's rows in ``[start, end]``, by first step."""
         found = []
         for tag in self._tags:
-            first = 0 if start is None else int(np.searchsorted(tag.steps, start, side="left"))
-            stop = tag.rows if end is None else int(np.searchsorted(tag.steps, end, side="right"))
+            first = 0 if start is None else int(tag.steps.searchsorted(start, side="left"))
+            stop = tag.rows if end is None else int(tag.steps.searchsorted(end, side="right"))
             if stop > first:
                 found.append((tag, first, stop))
         found.sort(key=lambda seg: int(seg[0].steps[seg[1]]))
