@@ -50,7 +50,7 @@ def test_envelope_matches_a_per_bin_reference(rows, max_points):
 
 
 def test_both_reductions_give_the_same_envelope(monkeypatch):
-    """The short-bin scan and ``reduceat`` agree bit for bit on the same bins."""
+    """The short bins' walk and ``_first_match`` agree bit for bit on the same bins."""
     rng = np.random.default_rng(7)
     values = rng.standard_normal((3000, 40))
     values[rng.random(values.shape) < 0.3] = np.nan

@@ -13,8 +13,11 @@ NaN marks an undefined value throughout; a bin with no defined value of a series
 
 import numpy as np
 
-# Bins of at most this many rows are reduced by ``_scan_bins`` (a chart zoomed in to a few steps
-# per pixel, summarised from the rows themselves); longer ones by ``reduceat``.
+from tb_layerdyn.reading import pyramid
+
+# Bins of at most this many rows find which extreme came first by ``pyramid.min_first``, a walk
+# over the bins' rows (a chart zoomed in to a few steps per pixel, summarised from the rows
+# themselves); longer ones by ``_first_match``, over arrays of the rows' size.
 SCAN_MAX_BIN = 16
 
 
@@ -61,51 +64,22 @@ def envelope(steps, values, max_points):
     out_steps = np.empty(2 * num_bins, dtype=steps.dtype)
     out_steps[0::2] = steps[firsts]
     out_steps[1::2] = steps[edges[1:] - 1]
+    # Bins reduce along the rows, a whole row of series at a time (fmin/fmax skip NaN; a bin with
+    # no defined value gives NaN).
+    low = np.fmin.reduceat(values, firsts, axis=0)
+    high = np.fmax.reduceat(values, firsts, axis=0)
     lengths = np.diff(edges)
-    if int(lengths.max()) <= SCAN_MAX_BIN:
-        low, high, low_first = _scan_bins(values, firsts, lengths)
+    longest = int(lengths.max())
+    if longest <= SCAN_MAX_BIN:
+        # Short bins: the bins' j-th rows for each j, one (bins, series) row at a time.
+        last = lengths - 1
+        low_first = pyramid.min_first(lambda j: values[firsts + np.minimum(j, last)], longest, low, high)
     else:
-        # Bins reduce along the rows, a whole row of series at a time (fmin/fmax skip NaN; a bin
-        # with no defined value gives NaN).
-        low = np.fmin.reduceat(values, firsts, axis=0)
-        high = np.fmax.reduceat(values, firsts, axis=0)
         low_first = _first_match(values, low, edges) <= _first_match(values, high, edges)
     out_values = np.empty((2 * num_bins, values.shape[1]), dtype=values.dtype)
     out_values[0::2] = np.where(low_first, low, high)
     out_values[1::2] = np.where(low_first, high, low)
     return out_steps, out_values, True
-
-
-def _scan_bins(values, firsts, lengths):
-    """Per bin and series of short bins: the minimum and maximum of the defined values (NaN when
-    none) and whether the minimum came first, from one pass over the bins' ``j``-th rows for each
-    ``j``. Holds a few arrays of ``bins x series``, where ``_first_match`` holds several of the
-    rows' size."""
-    low = values[firsts]
-    undefined = np.isnan(low)
-    # Undefined values start as the extremes every value passes, and NaN rows pass no comparison.
-    # An extreme that stays infinite came at its first defined row or is a real infinity: either
-    # way both values of the bin, and their order, come out as the plain rule gives them.
-    low[undefined] = np.inf
-    high = low.copy()
-    high[undefined] = -np.inf
-    low_at = np.zeros(low.shape, dtype=np.int16)
-    high_at = np.zeros(low.shape, dtype=np.int16)
-    last = lengths - 1
-    for j in range(1, int(lengths.max())):
-        # A bin shorter than j + 1 rows sees its last row again, which changes nothing: only a
-        # strictly smaller (larger) value moves an extreme.
-        row = values[firsts + np.minimum(j, last)]
-        lower = row < low
-        np.copyto(low, row, where=lower)
-        np.copyto(low_at, j, where=lower)
-        higher = row > high
-        np.copyto(high, row, where=higher)
-        np.copyto(high_at, j, where=higher)
-    never = (low == np.inf) & (high == -np.inf)
-    low[never] = np.nan
-    high[never] = np.nan
-    return low, high, low_at <= high_at
 
 
 def _first_match(values, extremes, edges):

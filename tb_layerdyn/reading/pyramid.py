@@ -57,22 +57,34 @@ def nodes_from_rows(rows):
 
 
 def _min_first(block, low, high):
-    """Whether the first row equal to the minimum comes no later than the first equal to the
-    maximum (NaN equals nothing; a node without defined values counts as minimum first).
+    """``min_first`` of the nodes of ``block`` ``(nodes, BASE, series)``."""
+    return min_first(lambda j: block[:, j], block.shape[1], low, high)
+
+
+def min_first(row, count, low, high):
+    """Whether, per bin and series, the first row equal to the minimum comes no later than the
+    first equal to the maximum (NaN equals nothing; a bin without defined values counts as minimum
+    first).
+
+    Args:
+        row: ``row(j)`` is the ``j``-th row of every bin, ``(bins, series)``, for ``j < count``;
+            a bin shorter than ``count`` may repeat its last row: only a bin's first match counts.
+        count: rows per bin (of the longest bin).
+        low, high: ``(bins, series)``, each bin's minimum and maximum.
 
     Walks the rows from the last to the first, so the first row that equals an extreme decides:
     a row equal to the maximum clears the flag, one equal to the minimum sets it. Four in-place
-    operations on one row of nodes at a time: several times faster than two ``argmax`` along
+    operations on one row of bins at a time: several times faster than two ``argmax`` along
     the rows (measured: 0.4 ms against 2.1 ms for 181 nodes of 204 series).
     """
     first = np.ones(low.shape, dtype=bool)
     is_low = np.empty(low.shape, dtype=bool)
     is_high = np.empty(low.shape, dtype=bool)
-    for j in range(block.shape[1] - 1, -1, -1):
-        row = block[:, j]
-        np.equal(row, high, out=is_high)
+    for j in range(count - 1, -1, -1):
+        rows = row(j)
+        np.equal(rows, high, out=is_high)
         np.greater(first, is_high, out=first)  # first and not is_high
-        np.equal(row, low, out=is_low)
+        np.equal(rows, low, out=is_low)
         np.logical_or(first, is_low, out=first)
     return first
 
