@@ -22,6 +22,7 @@ from conftest import make_layout, random_values, write_layer_metrics
 from tb_layerdyn.format import envelope, layer_metrics, pictures
 from tb_layerdyn.plugin import in_process
 from tb_layerdyn.reading import collector, columns, models, pyramid
+from tb_layerdyn.reading import store as store_module
 from tb_layerdyn.reading.store import Store
 
 
@@ -265,6 +266,45 @@ def test_a_replaced_file_is_read_again_from_the_start(tmp_path):
     os.remove(path)
     path = write_layer_metrics(run_dir, layout, range(100, 105), values)
     store.refresh()
+    got = models.model_tables(store.run("run"))[None].table("rwc", "layers")
+    np.testing.assert_array_equal(got.steps, np.arange(100, 105))
+    np.testing.assert_array_equal(got.values, values[:, 0])
+
+
+def test_a_state_held_across_a_rebuild_answers_and_is_not_served_again(tmp_path, monkeypatch):
+    # A logdir deleted and written again under the same run names (the usual way to start over)
+    # rebuilds each run; TensorBoard's threads may still hold tables of the previous state, whose
+    # columns the rebuild removes while they answer. They answer without raising, from what is
+    # left (nothing), and the next look at the run sees the new state, never the old one.
+    rng = np.random.default_rng(7)
+    layout = make_layout(["a", "b"], metrics=["rwc"])
+    run_dir = str(tmp_path / "logdir" / "run")
+    path = write_layer_metrics(run_dir, layout, range(0, 400, 2), random_values(rng, 200, layout))
+    store = _store(tmp_path / "logdir", tmp_path)
+    held = models.model_tables(store.run("run"))[None]
+    os.remove(path)
+    values = random_values(rng, 5, layout)
+    write_layer_metrics(run_dir, layout, range(100, 105), values)
+    # What a reader looking at the run sees while the old state's columns are removed.
+    seen_while_removing = []
+    rmtree = store_module.shutil.rmtree
+
+    def watched_rmtree(path, *args, **kwargs):
+        seen_while_removing.append(models.model_tables(store.run("run")))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", watched_rmtree)
+    store.refresh()
+    assert seen_while_removing == [{}]
+    for start, end in ((None, None), (10, 300), (500, 600)):
+        for found in (
+            held.series("rwc", "layers", 40, start, end),
+            held.heatmap("rwc", "layers", 40, start, end),
+            held.table("rwc", "layers", start, end),
+        ):
+            assert found.values.shape == (len(found.steps), 2)
+            assert np.isnan(found.values).all()
+    assert np.isnan(held.latest("rwc", "layers")).all()
     got = models.model_tables(store.run("run"))[None].table("rwc", "layers")
     np.testing.assert_array_equal(got.steps, np.arange(100, 105))
     np.testing.assert_array_equal(got.values, values[:, 0])

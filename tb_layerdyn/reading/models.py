@@ -65,7 +65,11 @@ class _Tag:
         """The tag's steps: an ``EvenSteps`` when they are evenly spaced (a run logged every
         ``k`` steps, the usual case: a few bytes, whatever the length), else the int64 array."""
         if self._steps is None:
-            self._steps = EvenSteps.of(columns.read_steps(self.files, self.rows))
+            steps = columns.read_steps(self.files, self.rows)
+            # Fewer steps than the manifest counted: a rebuild removed or cut this state's columns
+            # while a table of it was still in use. It answers from what is left (often nothing).
+            self.rows = min(self.rows, len(steps))
+            self._steps = EvenSteps.of(steps[: self.rows])
         return self._steps
 
 
@@ -240,10 +244,11 @@ class ModelTable:
             m = tag.layout.metrics.index(metric)
             src, dst = _columns(tag.layout, names, target)
             last_rows = columns.read_latest(tag.files, tag.width)[m][src]
+            steps = tag.steps  # before ``tag.rows``, which they settle
             for s, d, row in zip(src, dst, last_rows):
                 if row < 0 or row >= tag.rows:
                     continue
-                step = int(tag.steps[row])
+                step = int(steps[row])
                 if step >= best_step[d]:
                     best_step[d] = step
                     values[d] = columns.read_rows(tag.files.values(m), tag.width, row, row + 1)[0, s]
@@ -268,8 +273,9 @@ class ModelTable:
         """``(tag, first row, stop row)`` of each tag's rows in ``[start, end]``, by first step."""
         found = []
         for tag in self._tags:
-            first = 0 if start is None else int(tag.steps.searchsorted(start, side="left"))
-            stop = tag.rows if end is None else int(tag.steps.searchsorted(end, side="right"))
+            steps = tag.steps  # read first: they settle ``tag.rows`` to what the files hold
+            first = 0 if start is None else int(steps.searchsorted(start, side="left"))
+            stop = tag.rows if end is None else int(steps.searchsorted(end, side="right"))
             if stop > first:
                 found.append((tag, first, stop))
         found.sort(key=lambda seg: int(seg[0].steps[seg[1]]))

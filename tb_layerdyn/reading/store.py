@@ -242,9 +242,7 @@ class _Refresh(collecting.Sink):
             if not self._still_valid(file_states):
                 manifest = None
         if manifest is None:
-            generation = self._new_generation()
-            manifest = {"format": STORE_FORMAT, "run": self._name, "generation": generation,
-                        "files": [], "tags": [], "index": 0, "warnings": []}
+            manifest = self._new_generation()
             file_states = []
         else:
             states = collecting.restore_states(manifest["tags"])
@@ -290,15 +288,25 @@ class _Refresh(collecting.Sink):
                 return False
         return True
 
-    def _new_generation(self) -> int:
+    def _new_generation(self) -> dict:
+        """Starts the run over in a new generation; returns its (empty) manifest.
+
+        The empty manifest is committed before the older generations are removed: from then on
+        readers see a run with nothing read yet, never a state whose event files are gone (tables
+        of it already in use answer from what is left of its columns).
+        """
         existing = [
             int(name[1:]) for name in os.listdir(self._cache)
             if name.startswith("g") and name[1:].isdigit()
         ]
         generation = max(existing, default=-1) + 1
+        manifest = {"format": STORE_FORMAT, "run": self._name, "generation": generation,
+                    "files": [], "tags": [], "index": 0, "warnings": []}
+        if existing:
+            _write_json(os.path.join(self._cache, "run.json"), manifest)
         for old in existing:
             shutil.rmtree(os.path.join(self._cache, f"g{old}"), ignore_errors=True)
-        return generation
+        return manifest
 
     def _read_file(self, index: int, state: FileState) -> bool:
         """Reads file ``index`` from where the last refresh stopped. Returns whether it read any."""
