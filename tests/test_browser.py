@@ -593,6 +593,9 @@ def test_layer_dynamics_tab(tensorboard, browser):
     assert _canvas_stats(frame, GROUPS)[0]["coloured"] > 100
     group_legend = _texts(frame, "[data-panel=group-curves] [data-legend=depth] .ld-legend-entry")
     assert set(group_legend) >= set(LENET_GROUPS)
+    # The MLP has no groups: one line says so, its hostile name as plain text.
+    notes = _texts(frame, "[data-panel=group-curves] .ld-state-empty")
+    assert notes == [f"Run {HOSTILE_RUN} has no groups to show."]
 
     # Interpolation sweeps: every scope drawn as the routes serve it; nothing parsed from names.
     _check_sweeps(page, frame, tensorboard)

@@ -16,6 +16,7 @@ import { el, chip, yieldToBrowser } from '../../core/dom.js';
 import { depthLegend, runLegend } from '../../core/legend.js';
 import { createRequestGuard } from '../../core/api.js';
 import { PanelShell, firstRuns, tickedRunsOrState } from '../../core/panel.js';
+import { RunNotes } from '../../core/run_notes.js';
 import { isGap, joinColumns, pickColumns, positiveOnly, unionNames } from '../../core/shaping.js';
 import { smoothSeries } from '../../core/smoothing.js';
 
@@ -157,14 +158,13 @@ export function createCurvesPanel(context, config) {
     const palette = { ...layerSets(runs.map((r) => ({ run: r.run, names: config.seriesOf(r) }))), labelOf: layerLabels(runs) };
     const colours = palette.colorOf;
     const order = unionNames(runs.map(config.seriesOf)).filter((n) => keep.has(n));
-    /** @type {string[]} */
-    const notes = [];
+    const left = new RunNotes();
     /** @type {Array<{run: RunInfo, names: string[], columns: Columns}>} */
     const kept = [];
     payloads.forEach((payload, r) => {
       const run = runs[r];
       if (payload.total_steps === 0) {
-        notes.push(`Nothing logged for run ${run.run} yet.`);
+        left.add(run.run, 'has nothing logged yet', 'have nothing logged yet');
         return;
       }
       const indices = [];
@@ -179,11 +179,13 @@ export function createCurvesPanel(context, config) {
         columns.push(state.smoothing > 0 ? smoothSeries(picked[c], state.smoothing) : picked[c]);
       }
       if (!columns.slice(1).some((values) => hasValue(display(state, values)))) {
-        notes.push(`Run ${run.run} has no ${state.logY ? 'positive ' : ''}values of ${state.metric} for these ${config.target}.`);
+        const what = `no ${state.logY ? 'positive ' : ''}values of ${state.metric} for these ${config.target}`;
+        left.add(run.run, `has ${what}`, `have ${what}`);
         return;
       }
       kept.push({ run, names: indices.map((i) => payload.names[i]), columns });
     });
+    const notes = left.lines();
     if (state.layout === 'averaged') return { curves: averaged(state, kept, order, colours), notes, order, palette };
     if (state.layout === 'multiples') {
       const { shown, note } = firstRuns(kept);
@@ -351,19 +353,19 @@ export function createCurvesPanel(context, config) {
     if (config.leads) context.firstPaint.open();
     const runs = tickedRunsOrState(state, shell, { nothing: config.nothing, clear: destroyPlots });
     if (runs === null) return;
-    /** @type {string[]} */
-    const notes = [];
+    const left = new RunNotes();
     const usable = runs.filter((r) => {
       if (!r.metrics.includes(state.metric)) {
-        notes.push(`Run ${r.run} did not log ${state.metric}.`);
+        left.add(r.run, `did not log ${state.metric}`);
         return false;
       }
       if (config.seriesOf(r).length === 0) {
-        notes.push(`Run ${r.run} has no ${config.target} to show.`);
+        left.add(r.run, `has no ${config.target} to show`, `have no ${config.target} to show`);
         return false;
       }
       return true;
     });
+    const notes = left.lines();
     shell.setBusy(true);
     if (config.leads) context.firstPaint.close();
     else await context.firstPaint.wait();
