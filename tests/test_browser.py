@@ -447,9 +447,16 @@ def _check_averaged_and_settling(frame, base, overlaid):
     rows = frame.eval_on_selector_all(settling, "rows => rows.map(r => r.dataset.layer)")
     mlp_layers = next(r for r in _route(base, "runs")["runs"] if r["run"] == HOSTILE_RUN)["layers"]
     assert rows == LENET_LAYERS + mlp_layers
+    # LeNet's runs and the MLP have tables of their own: no cell stands for a layer a run lacks.
+    tables = frame.eval_on_selector_all(
+        "[data-panel=settling] table",
+        "tables => tables.map(t => [t.dataset.set, t.querySelectorAll('thead th[data-column]').length])",
+    )
+    assert tables == [["0", 1], ["1", 1]]
+    assert "—" not in _texts(frame, f"{settling} td")
     series = _route(base, "series", run=LENET_RUN, metric="rwc", target="layers", max_points=2000)
     cells = frame.eval_on_selector_all(
-        f"{settling} td:nth-of-type(1) [data-state]",
+        f"[data-panel=settling] table[data-set='0'] tbody tr td:nth-of-type(1) [data-state]",
         "cells => cells.map(c => c.dataset.step ? Number(c.dataset.step) : c.dataset.state)",
     )
     assert len(cells) == len(LENET_LAYERS)

@@ -10,9 +10,11 @@
 import './style.css';
 
 import { CSS, CURVE_MAX_POINTS, METRICS } from '../../core/constants.js';
+import { layerSets } from '../../core/colors.js';
 import { chip, el, stateMessage, yieldToBrowser } from '../../core/dom.js';
 import { createRequestGuard } from '../../core/api.js';
 import { PanelShell } from '../../core/panel.js';
+import { RunNotes } from '../../core/run_notes.js';
 import { averageRuns, groupRunsBySeed, spreadOf } from '../../core/seed_average.js';
 import { activeRuns, visibleLayers } from '../../core/selection.js';
 import { earliestStep, parsePercent, settlingCorrelation, settlingStep } from './rule.js';
@@ -197,9 +199,10 @@ export function createSettlingPanel(context) {
   /**
    * @param {SettlingColumn[]} columns
    * @param {string[]} order
+   * @param {number} set which set of runs sharing their layers the table shows (``data-set``).
    * @returns {HTMLElement}
    */
-  function table(columns, order) {
+  function table(columns, order, set) {
     const head = el('tr', {}, [
       el('th', { text: 'Layer', attrs: { scope: 'col' } }),
       ...columns.map((c) => el('th', { title: c.runs.join(', '), attrs: { scope: 'col', 'data-column': c.name } }, [
@@ -254,7 +257,7 @@ export function createSettlingPanel(context) {
       }),
     ]);
     return el('div', { className: SETTLING_CSS.scroll }, [
-      el('table', { className: SETTLING_CSS.table }, [
+      el('table', { className: SETTLING_CSS.table, attrs: { 'data-set': String(set) } }, [
         el('thead', {}, [head]), el('tbody', {}, rows), el('tfoot', {}, [correlation]),
       ]),
     ]);
@@ -277,11 +280,10 @@ export function createSettlingPanel(context) {
       showState('empty', state.runs.length ? 'No run selected: tick runs on the left.' : 'No layer dynamics logged yet.');
       return;
     }
-    /** @type {string[]} */
-    const notes = [];
+    const left = new RunNotes();
     const usable = runs.filter((r) => {
       if (r.metrics.includes(local.metric) && r.layers.length) return true;
-      notes.push(`Run ${r.run} did not log ${local.metric}.`);
+      left.add(r.run, `did not log ${local.metric}`);
       return false;
     });
     const metric = local.metric;
@@ -304,10 +306,11 @@ export function createSettlingPanel(context) {
     shell.setBusy(false);
     const keep = visibleLayers(state, usable);
     const order = unionNames(usable.map((r) => r.layers)).filter((n) => keep.has(n));
+    /** @type {Array<{run: RunInfo, names: string[], columns: Columns}>} */
     const tables = [];
     for (const [r, payload] of payloads.entries()) {
       if (payload.total_steps === 0) {
-        notes.push(`Nothing logged for run ${usable[r].run} yet.`);
+        left.add(usable[r].run, 'has nothing logged yet', 'have nothing logged yet');
         continue;
       }
       const indices = [];
@@ -316,12 +319,20 @@ export function createSettlingPanel(context) {
       const smoothed = picked.slice(1).map((v) => (state.smoothing > 0 ? smoothSeries(v, state.smoothing) : v));
       tables.push({ run: usable[r], names: indices.map((i) => payload.names[i]), columns: [picked[0], ...smoothed] });
     }
-    const noteNodes = notes.map((text) => stateMessage('empty', text));
+    const noteNodes = left.lines().map((text) => stateMessage('empty', text));
     if (tables.length === 0 || order.length === 0) {
       shell.show([controls, ...noteNodes, order.length ? null : stateMessage('empty', 'No layers match the filter.')]);
       return;
     }
-    shell.show([controls, ...noteNodes, table(settle(state, tables, order), order)]);
+    // One table per set of runs that share their layers: runs of different models side by side
+    // would fill most cells with layers they do not have.
+    const blocks = layerSets(tables.map((t) => ({ run: t.run.run, names: t.names })))
+      .sets.filter((set) => set.names.length)
+      .map((set, k) => {
+        const members = tables.filter((t) => set.runs.includes(t.run.run));
+        return table(settle(state, members, set.names), set.names, k);
+      });
+    shell.show([controls, ...noteNodes, ...blocks]);
   }
 
   /**
