@@ -456,7 +456,7 @@ def _check_averaged_and_settling(frame, base, overlaid):
     assert "—" not in _texts(frame, f"{settling} td")
     series = _route(base, "series", run=LENET_RUN, metric="rwc", target="layers", max_points=2000)
     cells = frame.eval_on_selector_all(
-        f"[data-panel=settling] table[data-set='0'] tbody tr td:nth-of-type(1) [data-state]",
+        "[data-panel=settling] table[data-set='0'] tbody tr td:nth-of-type(1) [data-state]",
         "cells => cells.map(c => c.dataset.step ? Number(c.dataset.step) : c.dataset.state)",
     )
     assert len(cells) == len(LENET_LAYERS)
