@@ -6,6 +6,7 @@ read from where the last read stopped; TensorBoard's own Rust data server is the
 what a run holds when steps go back or two files overlap.
 """
 
+import json
 import logging
 import os
 import time
@@ -308,6 +309,92 @@ def test_a_state_held_across_a_rebuild_answers_and_is_not_served_again(tmp_path,
     got = models.model_tables(store.run("run"))[None].table("rwc", "layers")
     np.testing.assert_array_equal(got.steps, np.arange(100, 105))
     np.testing.assert_array_equal(got.values, values[:, 0])
+
+
+def _cached_runs(store):
+    """The runs the store's directory holds data of (their manifests)."""
+    names = []
+    for entry in sorted(os.listdir(store.root)):
+        manifest = os.path.join(store.root, entry, "run.json")
+        if os.path.exists(manifest):
+            with open(manifest) as f:
+                names.append(json.load(f)["run"])
+    return sorted(names)
+
+
+def _disk_bytes(directory):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(directory) for f in fs)
+
+
+def test_a_deleted_run_leaves_nothing_in_the_cache(tmp_path):
+    rng = np.random.default_rng(8)
+    layout = make_layout(["a", "b"], metrics=["rwc"])
+    logdir = tmp_path / "logdir"
+    kept_values = random_values(rng, 30, layout)
+    for run in ("gone/seed0", "kept", "gone/seed1"):
+        values = kept_values if run == "kept" else random_values(rng, 30, layout)
+        write_layer_metrics(str(logdir / run), layout, range(30), values)
+    store = _store(logdir, tmp_path)
+    assert _cached_runs(store) == ["gone/seed0", "gone/seed1", "kept"]
+    held = models.model_tables(store.run("gone/seed0"))[None]
+    import shutil
+
+    shutil.rmtree(logdir / "gone")
+    store.refresh()
+    assert _cached_runs(store) == ["kept"]
+    # Each removed run leaves an empty directory and its lock file: no bytes.
+    assert sum(_disk_bytes(os.path.join(store.root, e)) for e in os.listdir(store.root)
+               if os.path.isdir(os.path.join(store.root, e))) == _disk_bytes(
+                   os.path.join(store.root, store_module._digest("kept")))
+    assert store.run("gone/seed0") is None
+    assert held.table("rwc", "layers").steps.size == 0
+    got = models.model_tables(store.run("kept"))[None].table("rwc", "layers")
+    np.testing.assert_array_equal(got.values, kept_values[:, 0])
+    # Written again under the same name, the run is read from its new files.
+    values = random_values(rng, 4, layout)
+    write_layer_metrics(str(logdir / "gone" / "seed0"), layout, range(4), values)
+    store.refresh()
+    np.testing.assert_array_equal(
+        models.model_tables(store.run("gone/seed0"))[None].table("rwc", "layers").values, values[:, 0]
+    )
+
+
+def test_a_gone_run_that_another_process_is_refreshing_is_left_for_later(tmp_path):
+    import fcntl
+    import shutil
+
+    rng = np.random.default_rng(9)
+    layout = make_layout(["a"], metrics=["rwc"])
+    logdir = tmp_path / "logdir"
+    for run in ("a", "b"):
+        write_layer_metrics(str(logdir / run), layout, range(5), random_values(rng, 5, layout))
+    store = _store(logdir, tmp_path)
+    shutil.rmtree(logdir / "a")
+    with open(os.path.join(store.root, store_module._digest("a"), "lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        store.refresh()
+        assert _cached_runs(store) == ["a", "b"]
+    store.refresh()
+    assert _cached_runs(store) == ["b"]
+
+
+def test_a_remote_logdir_keeps_what_it_read_of_runs_its_listing_misses(tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    rng = np.random.default_rng(10)
+    layout = make_layout(["a"], metrics=["rwc"])
+    memory = fsspec.filesystem("memory")
+    for run in ("a", "b"):
+        path = write_layer_metrics(str(tmp_path / "local" / run), layout, range(5), random_values(rng, 5, layout))
+        memory.pipe(f"/layerdyn-gone-test/{run}/{os.path.basename(path)}", open(path, "rb").read())
+    try:
+        store = _store("memory://layerdyn-gone-test", tmp_path)
+        assert _cached_runs(store) == ["a", "b"]
+        memory.rm("/layerdyn-gone-test/a", recursive=True)
+        store.refresh()
+        assert store.run_names() == ["b"]
+        assert _cached_runs(store) == ["a", "b"]
+    finally:
+        memory.rm("/layerdyn-gone-test", recursive=True)
 
 
 # ---------------------------------------------------------------- TensorBoard's rules

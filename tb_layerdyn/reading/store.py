@@ -16,7 +16,8 @@ Layout of the cache (``default_cache_dir()``, or the ``cache_dir`` given)::
         g<N>/          the data of generation N (a rebuild starts N + 1)
 
 A manifest is written to a temporary file and renamed, so a reader sees one whole state. A run is
-rebuilt from its files when one of them shrank, changed its first bytes, or disappeared.
+rebuilt from its files when one of them shrank, changed its first bytes, or disappeared; a run no
+longer in a local logdir is removed at the next refresh (its directory and lock file stay, empty).
 """
 
 import dataclasses
@@ -62,6 +63,11 @@ def default_cache_dir() -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _is_digest(name: str) -> bool:
+    """Whether a directory name in a logdir's store is a run's (``_digest``)."""
+    return len(name) == 16 and all(c in "0123456789abcdef" for c in name)
 
 
 @dataclasses.dataclass
@@ -124,9 +130,45 @@ class Store:
             wait: wait for another process refreshing a run; otherwise skip that run this time.
         """
         found = self.discover()
+        self._forget_gone(found)
         for name in sorted(found if runs is None else [r for r in runs if r in found]):
             run_cache = os.path.join(self.root, _digest(name))
             _Refresh(self.logdir, name, found[name], run_cache).run(wait=wait)
+
+    def _forget_gone(self, found) -> None:
+        """Removes what the cache holds of runs no longer in a local logdir, so that runs deleted
+        (or a logdir written again without them) leave nothing behind on disk but an empty
+        directory and its lock file (kept, so that the lock stays one file for every process).
+
+        A run another process is refreshing is left for a later pass. Remote logdirs keep every
+        run: a listing that misses a run for a moment must not cost reading it all again.
+        """
+        if files.is_remote(self.logdir):
+            return
+        kept = {_digest(name) for name in found}
+        try:
+            entries = [e for e in os.listdir(self.root) if e not in kept and _is_digest(e)]
+        except OSError:
+            return
+        for entry in entries:
+            run_cache = os.path.join(self.root, entry)
+            try:
+                held = [name for name in os.listdir(run_cache) if name != "lock"]
+                if not held:
+                    continue
+                with open(os.path.join(run_cache, "lock"), "a+") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    # The manifest first: a reader looking now finds no run, rather than a state
+                    # whose columns are half gone (tables already in use answer from what is left).
+                    held.sort(key=lambda name: name != "run.json")
+                    for name in held:
+                        path = os.path.join(run_cache, name)
+                        if os.path.isdir(path):
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            os.unlink(path)
+            except OSError:  # being refreshed (the lock is taken), or removed by another process
+                continue
 
     def run(self, name: str) -> Optional["RunData"]:
         """The committed state of a run, or ``None`` when it was never read."""
