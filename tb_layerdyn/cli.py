@@ -2,10 +2,12 @@
 
     tb-layerdyn export LOGDIR [--format csv|parquet] [-o FILE] [--runs REGEX] [--metrics M ...]
     tb-layerdyn report LOGDIR [--runs REGEX] [--metric rwc] [--percent 10] [--smoothing 0]
+    tb-layerdyn cache [LOGDIR] [--prune | --clear]
 
 ``export`` writes the long table of ``tb_layerdyn.read()`` (``reading.export``); ``report``
 prints per run the settling order, the robust and ambient layers and the layers that moved least
-(``reading.report``). Neither imports torch.
+(``reading.report``); ``cache`` lists or removes what the cache holds per logdir
+(``reading.store``). None imports torch.
 """
 
 import argparse
@@ -82,7 +84,60 @@ def _parser() -> argparse.ArgumentParser:
         "--seed-pattern", default=settling.SEED_PATTERN, metavar="REGEX",
         help=f"the seed part of a run name, cut out to group seeds (default {settling.SEED_PATTERN})",
     )
+    cache = commands.add_parser(
+        "cache",
+        help="list what the cache holds per logdir, or remove it",
+        description="The cache read() and the Layer Dynamics tab keep outside the logdir "
+        "($TB_LAYERDYN_CACHE, else $XDG_CACHE_HOME/tb_layerdyn, else ~/.cache/tb_layerdyn): list "
+        "its logdirs with their runs and size, or remove them. A TensorBoard still using a "
+        "removed logdir reads it again from its event files.",
+    )
+    cache.add_argument("logdir", nargs="?", metavar="LOGDIR", help="only this logdir")
+    action = cache.add_mutually_exclusive_group()
+    action.add_argument(
+        "--prune", action="store_true",
+        help="remove what the cache holds of local logdirs that no longer exist",
+    )
+    action.add_argument(
+        "--clear", action="store_true", help="remove LOGDIR from the cache, or everything without LOGDIR",
+    )
     return parser
+
+
+def _size(count: int) -> str:
+    """Bytes as a person reads them: 512 B, 3.4 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _cache(args) -> int:
+    """``tb-layerdyn cache``: lists the cached logdirs, or removes some."""
+    from tb_layerdyn.reading import files, store
+
+    cached = store.cached_logdirs()
+    if args.logdir is not None:
+        wanted = files.normalize(args.logdir)
+        cached = [c for c in cached if c.logdir == wanted]
+    if args.prune:
+        cached = [c for c in cached if c.gone]
+    if args.prune or args.clear:
+        left = [c for c in cached if not store.remove_cached(c)]
+        freed = sum(c.bytes for c in cached if c not in left)
+        print(f"removed {_count(len(cached) - len(left), 'logdir')} from {store.default_cache_dir()}, {_size(freed)}")
+        for c in left:
+            print(f"left {c.logdir or c.root}: another process is reading it; run this again later")
+        return 1 if left else 0
+    print(f"{store.default_cache_dir()}: {_count(len(cached), 'logdir')}, {_size(sum(c.bytes for c in cached))}")
+    for c in cached:
+        where = c.logdir if c.logdir is not None else f"(logdir unknown) {c.root}"
+        print(f"{_size(c.bytes):>10}  {_count(c.runs, 'run'):>10}  {where}{'  (gone)' if c.gone else ''}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -93,6 +148,8 @@ def main(argv=None) -> int:
     # read() reports files it skips through logging; without a handler they would be lost.
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
     try:
+        if args.command == "cache":
+            return _cache(args)
         if args.command == "export":
             rows = exporting.export(
                 args.logdir, args.output, format=args.format, runs=args.runs, metrics=args.metrics
@@ -119,7 +176,7 @@ def main(argv=None) -> int:
 
 def _check(parser, args) -> None:
     """Refuses, naming the option, what argparse's types let through."""
-    if args.runs is not None:
+    if getattr(args, "runs", None) is not None:
         try:
             re.compile(args.runs)
         except re.error as error:

@@ -309,3 +309,80 @@ def test_the_command_imports_no_torch(logdir):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "net/seed0" in done.stdout
+
+
+# ---------------------------------------------------------------- tb-layerdyn cache
+
+
+def _cache_listing(capsys, *args):
+    """``tb-layerdyn cache`` run in this process: its exit code and its lines."""
+    from tb_layerdyn import cli
+
+    code = cli.main(["cache", *map(str, args)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_cache_lists_removes_and_prunes_logdirs(tmp_path, monkeypatch, capsys):
+    from tb_layerdyn.reading import store
+
+    rng = np.random.default_rng(3)
+    layout = make_layout(LAYERS)
+    monkeypatch.setenv("TB_LAYERDYN_CACHE", str(tmp_path / "cache"))
+    logdirs = {name: tmp_path / name for name in ("kept", "deleted", "cleared")}
+    for name, logdir in logdirs.items():
+        for run in range(2 if name == "kept" else 1):
+            write_layer_metrics(str(logdir / f"run{run}"), layout, STEPS, _metrics_values([20, 40, 60], rng))
+        tb_layerdyn.read(str(logdir))
+    shutil.rmtree(logdirs["deleted"])
+
+    code, lines = _cache_listing(capsys)
+    assert code == 0
+    assert lines[0].startswith(f"{tmp_path / 'cache'}: 3 logdirs, ")
+    assert len(lines) == 4
+    listed = {name: next(line for line in lines[1:] if str(logdir) in line) for name, logdir in logdirs.items()}
+    assert " 2 runs " in listed["kept"] and " 1 run " in listed["cleared"]
+    assert listed["deleted"].endswith(f"{logdirs['deleted']}  (gone)")
+    assert listed["kept"].endswith(str(logdirs["kept"]))
+    sizes = {c.logdir: c.bytes for c in store.cached_logdirs()}
+    assert len(sizes) == 3 and all(size > 0 for size in sizes.values())
+
+    # --prune removes the logdir that is gone, and only it.
+    code, lines = _cache_listing(capsys, "--prune")
+    assert code == 0 and lines[0].startswith("removed 1 logdir from ")
+    assert set(sizes) - {c.logdir for c in store.cached_logdirs()} == {str(logdirs["deleted"])}
+    # --clear LOGDIR removes that one; reading it again reads it from its event files.
+    want = tb_layerdyn.read(str(logdirs["cleared"]))
+    code, lines = _cache_listing(capsys, "--clear", logdirs["cleared"])
+    assert code == 0 and lines[0].startswith("removed 1 logdir from ")
+    assert [c.logdir for c in store.cached_logdirs()] == [str(logdirs["kept"])]
+    again = tb_layerdyn.read(str(logdirs["cleared"]))
+    np.testing.assert_array_equal(again["run0"].metrics["rwc"], want["run0"].metrics["rwc"])
+    # --clear alone removes everything.
+    code, lines = _cache_listing(capsys, "--clear")
+    assert code == 0 and lines[0].startswith("removed 2 logdirs from ")
+    assert store.cached_logdirs() == []
+    code, lines = _cache_listing(capsys)
+    assert lines == [f"{tmp_path / 'cache'}: 0 logdirs, 0 B"]
+
+
+def test_cache_leaves_a_run_another_process_is_refreshing(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from tb_layerdyn.reading import store
+
+    monkeypatch.setenv("TB_LAYERDYN_CACHE", str(tmp_path / "cache"))
+    logdir = tmp_path / "logdir"
+    values = _metrics_values([20, 40, 60], np.random.default_rng(4))
+    write_layer_metrics(str(logdir / "run"), make_layout(LAYERS), STEPS, values)
+    tb_layerdyn.read(str(logdir))
+    [cached] = store.cached_logdirs()
+    [run_cache] = [e.path for e in os.scandir(cached.root) if e.is_dir()]
+    with open(os.path.join(run_cache, "lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, lines = _cache_listing(capsys, "--clear")
+        assert code == 1
+        assert lines == [f"removed 0 logdirs from {tmp_path / 'cache'}, 0 B",
+                         f"left {logdir}: another process is reading it; run this again later"]
+        assert os.path.exists(os.path.join(run_cache, "run.json"))
+    code, lines = _cache_listing(capsys, "--clear")
+    assert code == 0 and store.cached_logdirs() == []

@@ -70,6 +70,96 @@ def _is_digest(name: str) -> bool:
     return len(name) == 16 and all(c in "0123456789abcdef" for c in name)
 
 
+def _remove_run(run_cache: str) -> bool:
+    """Empties one run's directory of the cache under its lock, the manifest first (a reader looking
+    then finds no run, rather than a state whose columns are half gone; tables already in use answer
+    from what is left). The directory and its lock file stay, so that every process keeps locking
+    the same file. Returns False when another process holds the lock (it is refreshing the run)."""
+    try:
+        held = [name for name in os.listdir(run_cache) if name != "lock"]
+        if not held:
+            return True
+        with open(os.path.join(run_cache, "lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.sort(key=lambda name: name != "run.json")
+            for name in held:
+                path = os.path.join(run_cache, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+    except BlockingIOError:
+        return False
+    except FileNotFoundError:  # removed by another process meanwhile
+        return True
+    return True
+
+
+@dataclasses.dataclass
+class CachedLogdir:
+    """What the cache holds of one logdir (``cached_logdirs``).
+
+    Attributes:
+        root: its directory in the cache.
+        logdir: the logdir, as given to ``read()`` or ``tensorboard --logdir`` (``None`` when the
+            cache no longer says).
+        runs: runs with data in the cache.
+        bytes: bytes of files under ``root``.
+        gone: a local logdir that no longer exists.
+    """
+
+    root: str
+    logdir: Optional[str]
+    runs: int
+    bytes: int
+    gone: bool
+
+
+def cached_logdirs(cache_dir=None) -> List[CachedLogdir]:
+    """Every logdir the cache (``default_cache_dir()`` when ``None``) holds data of, largest first."""
+    base = os.path.join(cache_dir or default_cache_dir(), f"store-v{STORE_FORMAT}")
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        root = os.path.join(base, entry)
+        if not os.path.isdir(root):
+            continue
+        logdir = (_read_json(os.path.join(root, "logdir.json")) or {}).get("logdir")
+        runs, size = 0, 0
+        for directory, _, names in os.walk(root):
+            for name in names:
+                try:
+                    size += os.path.getsize(os.path.join(directory, name))
+                except OSError:
+                    pass
+            runs += "run.json" in names and directory != root
+        gone = logdir is not None and not files.is_remote(logdir) and not os.path.isdir(logdir)
+        found.append(CachedLogdir(root, logdir, runs, size, gone))
+    found.sort(key=lambda c: (-c.bytes, c.root))
+    return found
+
+
+def remove_cached(cached: CachedLogdir) -> bool:
+    """Removes what the cache holds of one logdir. Returns False when some run was left because
+    another process is refreshing it (run again later); a TensorBoard using the logdir reads it
+    again from its event files."""
+    whole = True
+    try:
+        entries = os.listdir(cached.root)
+    except FileNotFoundError:
+        return True
+    for entry in entries:
+        path = os.path.join(cached.root, entry)
+        if _is_digest(entry) and os.path.isdir(path):
+            whole &= _remove_run(path)
+    if whole:
+        shutil.rmtree(cached.root, ignore_errors=True)
+    return whole
+
+
 @dataclasses.dataclass
 class FileState:
     """How far one event file of a run has been read."""
@@ -131,6 +221,13 @@ class Store:
         """
         found = self.discover()
         self._forget_gone(found)
+        marker = os.path.join(self.root, "logdir.json")
+        if not os.path.exists(marker):  # the cache was cleared while this store was in use
+            try:
+                os.makedirs(self.root, exist_ok=True)
+                _write_json(marker, {"logdir": self.logdir})
+            except OSError:
+                pass
         for name in sorted(found if runs is None else [r for r in runs if r in found]):
             run_cache = os.path.join(self.root, _digest(name))
             _Refresh(self.logdir, name, found[name], run_cache).run(wait=wait)
@@ -138,7 +235,7 @@ class Store:
     def _forget_gone(self, found) -> None:
         """Removes what the cache holds of runs no longer in a local logdir, so that runs deleted
         (or a logdir written again without them) leave nothing behind on disk but an empty
-        directory and its lock file (kept, so that the lock stays one file for every process).
+        directory and its lock file.
 
         A run another process is refreshing is left for a later pass. Remote logdirs keep every
         run: a listing that misses a run for a moment must not cost reading it all again.
@@ -151,24 +248,7 @@ class Store:
         except OSError:
             return
         for entry in entries:
-            run_cache = os.path.join(self.root, entry)
-            try:
-                held = [name for name in os.listdir(run_cache) if name != "lock"]
-                if not held:
-                    continue
-                with open(os.path.join(run_cache, "lock"), "a+") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    # The manifest first: a reader looking now finds no run, rather than a state
-                    # whose columns are half gone (tables already in use answer from what is left).
-                    held.sort(key=lambda name: name != "run.json")
-                    for name in held:
-                        path = os.path.join(run_cache, name)
-                        if os.path.isdir(path):
-                            shutil.rmtree(path, ignore_errors=True)
-                        else:
-                            os.unlink(path)
-            except OSError:  # being refreshed (the lock is taken), or removed by another process
-                continue
+            _remove_run(os.path.join(self.root, entry))
 
     def run(self, name: str) -> Optional["RunData"]:
         """The committed state of a run, or ``None`` when it was never read."""
