@@ -338,6 +338,7 @@ def test_cache_lists_removes_and_prunes_logdirs(tmp_path, monkeypatch, capsys):
     code, lines = _cache_listing(capsys)
     assert code == 0
     assert lines[0].startswith(f"{tmp_path / 'cache'}: 3 logdirs, ")
+    assert _run("cache").stdout.splitlines() == lines  # the console script says the same
     assert len(lines) == 4
     listed = {name: next(line for line in lines[1:] if str(logdir) in line) for name, logdir in logdirs.items()}
     assert " 2 runs " in listed["kept"] and " 1 run " in listed["cleared"]
