@@ -682,6 +682,14 @@ def test_small_pages_arrays_are_ordinary_writable_arrays_with_their_own_mapping(
         root = root.base
     root = root.obj if isinstance(root, memoryview) else root
     assert big.flags.c_contiguous and isinstance(root, mmap.mmap)
+    if os.path.exists("/proc/self/maps"):  # private, not shared memory, whose faults cost more
+        address = big.ctypes.data
+        with open("/proc/self/maps") as maps:
+            [perms] = [
+                line.split()[1] for line in maps
+                if int(line.split("-")[0], 16) <= address < int(line.split()[0].split("-")[1], 16)
+            ]
+        assert perms == "rw-p"
     big[:] = np.arange(1000, dtype=np.float32)
     big[-1, -1] = np.nan
     assert big[7, 999] == 999 and np.isnan(big[-1, -1]) and np.isnan(big).sum() == 1
