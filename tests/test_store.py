@@ -172,6 +172,42 @@ def test_random_ranges_are_exact_rows_or_exact_envelopes(long_run):
         _check_bins(found, steps[mask], rows)
 
 
+def test_an_envelope_read_in_chunks_is_the_envelope_read_at_once(long_run, monkeypatch):
+    # Ranges of 2 to 8 times the bins in rows are summarised from the rows themselves, read a
+    # chunk of bins at a time; any chunk size gives the points of the whole range at once.
+    table, _ = long_run
+    rng = np.random.default_rng(12)
+    ranges = []
+    for _ in range(25):
+        bins = int(rng.integers(3, 120))
+        rows = int(rng.integers(2 * bins + 1, pyramid.BASE * bins // 2 + 1))
+        lo = int(rng.integers(0, 40000 - 2 * rows)) // 2 * 2
+        ranges.append((lo, lo + 2 * (rows - 1), bins))
+    ranges.append((None, 3998, 400))  # across the two layouts: one chunked envelope per segment
+    answers = {}
+    for chunk_bytes in (1 << 40, 1, 100, 4096):
+        monkeypatch.setattr(models, "_ENVELOPE_CHUNK_BYTES", chunk_bytes)
+        answers[chunk_bytes] = [table.series("rwc", "layers", bins, lo, hi) for lo, hi, bins in ranges]
+    whole = answers.pop(1 << 40)
+    for found in whole:
+        assert found.downsampled
+    for chunked in answers.values():
+        for a, b in zip(whole, chunked):
+            np.testing.assert_array_equal(a.steps, b.steps)
+            np.testing.assert_array_equal(a.values, b.values)
+            np.testing.assert_array_equal(a.bounds, b.bounds)
+    # And the whole range at once is downsample.envelope of the rows, point for point.
+    tag = table._tags[-1]
+    m = tag.layout.metrics.index("rwc")
+    src, _ = models._columns(tag.layout, table.names("layers"), "layers")
+    for lo, hi, bins in ranges[:-1]:
+        first, stop = int(tag.steps.searchsorted(lo)), int(tag.steps.searchsorted(hi, side="right"))
+        want = models._envelope_rows(tag.steps[first:stop], models._raw(tag, m, src, first, stop), bins)
+        got = models._envelope_read_in_chunks(tag, m, src, first, stop, bins)
+        for w, g in zip(want, got):
+            np.testing.assert_array_equal(w, g)
+
+
 def test_random_ranges_of_bin_means(long_run):
     table, (steps, written, _) = long_run
     rng = np.random.default_rng(3)

@@ -169,7 +169,7 @@ class LayerDynamicsPlugin(base_plugin.TBPlugin):
             # One entry at a time holds a turn, so concurrent batches take turns entry by entry.
             with self._computing:
                 entry, found = self.series_impl(run, model, metric, target, max_points, start, end)
-                parts.append(payloads.series_binary(entry, found, metric, target, entry.table.num_steps))
+                parts.append(payloads.series_binary_pieces(entry, found, metric, target, entry.table.num_steps))
         return payloads.concatenated(parts)
 
     # heatmap

@@ -58,8 +58,26 @@ def envelope(steps, values, max_points):
     num_steps = len(steps)
     if num_steps <= max_points:
         return steps, values, False
-    num_bins = max_points // 2
-    edges = bin_edges(num_steps, num_bins)
+    out_steps, out_values = envelope_bins(steps, values, bin_edges(num_steps, max_points // 2))
+    return out_steps, out_values, True
+
+
+def envelope_bins(steps, values, edges):
+    """The two points of each bin ``[edges[b], edges[b + 1])`` of ``envelope``: its first and last
+    step, and per series its minimum and maximum in the order they occurred.
+
+    Each bin is reduced on its own, so the bins of a long range may be taken a few at a time (their
+    edges shifted to the rows given) and give the same points as all at once.
+
+    Args:
+        steps: int array ``(n,)``, ascending.
+        values: float array ``(n, series)``; NaN where undefined.
+        edges: int array of bin boundaries from 0 to ``n``, each bin holding at least one row.
+
+    Returns:
+        ``(steps, values)`` of ``2 * (len(edges) - 1)`` points.
+    """
+    num_bins = len(edges) - 1
     firsts = edges[:-1]
     out_steps = np.empty(2 * num_bins, dtype=steps.dtype)
     out_steps[0::2] = steps[firsts]
@@ -79,7 +97,7 @@ def envelope(steps, values, max_points):
     out_values = np.empty((2 * num_bins, values.shape[1]), dtype=values.dtype)
     out_values[0::2] = np.where(low_first, low, high)
     out_values[1::2] = np.where(low_first, high, low)
-    return out_steps, out_values, True
+    return out_steps, out_values
 
 
 def _first_match(values, extremes, edges):

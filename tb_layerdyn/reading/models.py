@@ -300,9 +300,14 @@ class ModelTable:
             src, dst = _columns(tag.layout, names, target)
             m = tag.layout.metrics.index(metric) if metric in tag.layout.metrics else None
             steps, values, summarised, bounds = per_segment(tag, m, src, first, stop, share)
-            placed = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
-            placed[:, dst] = values
+            if values.dtype == np.float32 and np.array_equal(dst, np.arange(len(names))):
+                placed = values  # every series, in order: an answer's size is not copied again
+            else:
+                placed = np.full((len(steps), len(names)), np.nan, dtype=np.float32)
+                placed[:, dst] = values
             parts.append((steps, placed, summarised, bounds))
+        if len(parts) == 1:
+            return Series(names, *parts[0])
         return Series(
             names,
             np.concatenate([p[0] for p in parts]),
@@ -422,7 +427,14 @@ def _columns(layout: layer_metrics.Layout, names: List[str], target: str):
 def _raw(tag: _Tag, m: Optional[int], src, first: int, stop: int) -> np.ndarray:
     if m is None:
         return np.full((stop - first, len(src)), np.nan, dtype=np.float32)
-    return columns.read_rows(tag.files.values(m), tag.width, first, stop)[:, src]
+    return _pick(columns.read_rows(tag.files.values(m), tag.width, first, stop), src)
+
+
+def _pick(table: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """The columns ``src`` of rows or nodes just read: a view when they are consecutive (a
+    target's series usually are), else a copy."""
+    consecutive = _as_slice(src)
+    return table[:, consecutive] if consecutive is not None else table[:, src]
 
 
 def _envelope_rows(steps, rows, bins):
@@ -433,7 +445,7 @@ def _envelope_rows(steps, rows, bins):
         bounds = np.repeat(pairs, 2, axis=0)
     else:
         bounds = np.stack([out_steps, out_steps], axis=1)
-    return out_steps, values.astype(np.float32), summarised, bounds
+    return out_steps, values.astype(np.float32, copy=False), summarised, bounds
 
 
 def _means_rows(steps, rows, bins):
@@ -457,11 +469,40 @@ def _parts(parts):
     )
 
 
+def _envelope_read_in_chunks(tag: _Tag, m, src, first, stop, bins):
+    """``_envelope_rows`` of one tag's rows ``[first, stop)``, more than ``2 * bins`` of them, read
+    ``_ENVELOPE_CHUNK_BYTES`` of rows at a time: the same points, with temporaries the size of a
+    chunk rather than of the range (a zoomed range of several thousand rows, read from the rows
+    when the pyramid's nodes would be coarser than its bins, or a layout without the metric)."""
+    count = stop - first
+    edges = downsample.bin_edges(count, bins)
+    row_bytes = max(1, tag.width * np.dtype(np.float32).itemsize)
+    rows_per_bin = -(-count // bins)
+    per_chunk = max(1, _ENVELOPE_CHUNK_BYTES // (row_bytes * rows_per_bin))
+    out_steps = np.empty(2 * bins, dtype=np.int64)
+    out_values = np.empty((2 * bins, len(src)), dtype=np.float32)
+    for b0 in range(0, bins, per_chunk):
+        b1 = min(bins, b0 + per_chunk)
+        r0, r1 = int(edges[b0]), int(edges[b1])
+        rows = _raw(tag, m, src, first + r0, first + r1)
+        steps = tag.steps[first + r0 : first + r1]
+        part_steps, part_values = downsample.envelope_bins(steps, rows, edges[b0 : b1 + 1] - r0)
+        out_steps[2 * b0 : 2 * b1] = part_steps
+        out_values[2 * b0 : 2 * b1] = part_values
+    return out_steps, out_values, True, np.repeat(out_steps.reshape(-1, 2), 2, axis=0)
+
+
+# Bytes of rows a downsampled envelope reads from the rows at a time (``_envelope_read_in_chunks``).
+_ENVELOPE_CHUNK_BYTES = 1 << 20
+
+
 def _envelope_segment(tag: _Tag, m, src, first, stop, bins):
     """Envelope of one tag's rows ``[first, stop)`` in at most ``bins`` bins."""
     count = stop - first
     levels = columns.levels_for(tag.rows)
     level = pyramid.choose_level(count, bins, levels) if m is not None else None
+    if count > 2 * bins and level is None:
+        return _envelope_read_in_chunks(tag, m, src, first, stop, bins)
     if count <= 2 * bins or level is None:
         return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
     size = pyramid.node_size(level)
@@ -473,7 +514,7 @@ def _envelope_segment(tag: _Tag, m, src, first, stop, bins):
     if inner_first * size > first:  # the partial block at the start
         edge = slice(first, inner_first * size)
         parts.append(_envelope_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
-    nodes = columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop)[:, src]
+    nodes = _pick(columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop), src)
     if len(nodes) < inner_stop - inner_first:  # the level file was cut while reading
         return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
     one, two = pyramid.envelope_points(nodes)
@@ -508,7 +549,7 @@ def _means_segment(tag: _Tag, m, src, first, stop, bins):
     if inner_first * size > first:
         edge = slice(first, inner_first * size)
         parts.append(_means_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
-    nodes = columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop)[:, src]
+    nodes = _pick(columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop), src)
     if len(nodes) < inner_stop - inner_first:
         return _means_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
     starts = np.arange(inner_first, inner_stop) * size
