@@ -146,6 +146,11 @@ def _check_bins(found, steps, rows):
                 assert np.isnan(shown).all()
             else:
                 assert np.nanmin(shown) == defined.min() and np.nanmax(shown) == defined.max()
+                if len(shown) == 2 and defined.min() != defined.max():
+                    # The two points in the order the extremes first occurred.
+                    column = rows[inside, c]
+                    low_first = np.flatnonzero(column == defined.min())[0] < np.flatnonzero(column == defined.max())[0]
+                    assert shown[0] == (defined.min() if low_first else defined.max())
 
 
 def test_random_ranges_are_exact_rows_or_exact_envelopes(long_run):

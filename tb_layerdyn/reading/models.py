@@ -510,27 +510,37 @@ def _envelope_segment(tag: _Tag, m, src, first, stop, bins):
     inner_stop = min(stop // size, tag.rows // size)
     if inner_stop <= inner_first:
         return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
-    parts = []
-    if inner_first * size > first:  # the partial block at the start
-        edge = slice(first, inner_first * size)
-        parts.append(_envelope_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
+    ends = []  # the partial blocks at the start and the end, one bin each
+    for edge in (slice(first, inner_first * size), slice(inner_stop * size, stop)):
+        rows = _raw(tag, m, src, edge.start, edge.stop) if edge.stop > edge.start else None
+        ends.append(None if rows is None else _envelope_rows(tag.steps[edge], rows, 1))
     nodes = _pick(columns.read_nodes(tag.files.level(m, level), tag.width, inner_first, inner_stop), src)
     if len(nodes) < inner_stop - inner_first:  # the level file was cut while reading
-        return _envelope_rows(tag.steps[first:stop], _raw(tag, m, src, first, stop), bins)
-    one, two = pyramid.envelope_points(nodes)
-    node_steps = np.empty(2 * len(nodes), dtype=np.int64)
+        return _envelope_read_in_chunks(tag, m, src, first, stop, bins)
+    # Every point is written once into the answer's own arrays: the head's, the nodes' two each
+    # (the minimum first where it came first), the tail's.
+    head, tail = (0 if e is None else len(e[0]) for e in ends)
+    total = head + 2 * len(nodes) + tail
+    out_steps = np.empty(total, dtype=np.int64)
+    out_values = np.empty((total, len(src)), dtype=np.float32)
+    out_bounds = np.empty((total, 2), dtype=np.int64)
+    for end, at in zip(ends, (0, total - tail)):
+        if end is not None:
+            out_steps[at : at + len(end[0])] = end[0]
+            out_values[at : at + len(end[0])] = end[1]
+            out_bounds[at : at + len(end[0])] = end[3]
     starts = np.arange(inner_first, inner_stop) * size
-    node_steps[0::2] = tag.steps[starts]
-    node_steps[1::2] = tag.steps[starts + size - 1]
-    node_values = np.empty((2 * len(nodes), len(src)), dtype=np.float32)
-    node_values[0::2] = one
-    node_values[1::2] = two
-    node_bounds = np.repeat(node_steps.reshape(-1, 2), 2, axis=0)
-    parts.append((node_steps, node_values, True, node_bounds))
-    if stop > inner_stop * size:  # the partial block at the end
-        edge = slice(inner_stop * size, stop)
-        parts.append(_envelope_rows(tag.steps[edge], _raw(tag, m, src, edge.start, edge.stop), 1))
-    return _parts(parts)
+    one, two = slice(head, total - tail, 2), slice(head + 1, total - tail, 2)
+    out_steps[one] = tag.steps[starts]
+    out_steps[two] = tag.steps[starts + size - 1]
+    out_bounds[one, 0] = out_bounds[two, 0] = out_steps[one]
+    out_bounds[one, 1] = out_bounds[two, 1] = out_steps[two]
+    min_first = nodes["min_first"].astype(bool)
+    np.copyto(out_values[one], nodes["max"])
+    np.copyto(out_values[one], nodes["min"], where=min_first)
+    np.copyto(out_values[two], nodes["min"])
+    np.copyto(out_values[two], nodes["max"], where=min_first)
+    return out_steps, out_values, True, out_bounds
 
 
 def _means_segment(tag: _Tag, m, src, first, stop, bins):

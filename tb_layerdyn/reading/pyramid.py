@@ -134,11 +134,3 @@ def choose_level(num_rows, bins, levels):
         if num_rows // node_size(level) + 2 <= bins:
             return level
     return None
-
-
-def envelope_points(nodes):
-    """The two points each node contributes to a line chart: ``(first, second)`` value arrays
-    ``(nodes, series)``, the minimum first where it came first."""
-    first = np.where(nodes["min_first"].astype(bool), nodes["min"], nodes["max"])
-    second = np.where(nodes["min_first"].astype(bool), nodes["max"], nodes["min"])
-    return first, second
