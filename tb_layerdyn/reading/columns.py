@@ -8,13 +8,15 @@ Files of tag ``k`` in a run's cache directory::
     t<k>.latest         int64 metrics x columns: the last row with a defined value (-1: none)
 
 Rows are appended at the end; TensorBoard's rule for a step that goes back (see ``collector``) cuts
-every file back first. Readers never read past the row count of the manifest they loaded, and
-tolerate a file that is shorter than that (a cut happening while they read): missing values read
-as NaN.
+every file back first, into a new file renamed over the old one (``_keep_prefix``): no file is
+shortened in place, so a reader that mapped or opened one keeps it whole. Readers never read
+past the row count of the manifest they loaded, and tolerate a file that is shorter than that (a
+cut happening while they read): missing values read as NaN.
 """
 
 import mmap
 import os
+import tempfile
 from typing import List, Optional
 
 import numpy as np
@@ -196,14 +198,14 @@ class ColumnsWriter:
 
     def _truncate(self, rows: int) -> None:
         files = self._files
-        os.truncate(files.steps, rows * _STEP.itemsize)
+        _keep_prefix(files.steps, rows * _STEP.itemsize)
         for metric in range(files.metrics):
-            os.truncate(files.values(metric), rows * self._width * _VALUE.itemsize)
+            _keep_prefix(files.values(metric), rows * self._width * _VALUE.itemsize)
             for level in range(levels_for(self.rows)):
                 path = files.level(metric, level)
                 if os.path.exists(path):
                     nodes = rows // pyramid.node_size(level)
-                    os.truncate(path, nodes * self._width * pyramid.NODE.itemsize)
+                    _keep_prefix(path, nodes * self._width * pyramid.NODE.itemsize)
         self.rows = rows
         self._last_step = int(read_steps(files, rows)[-1]) if rows else None
         self._last = self._last_step
@@ -314,6 +316,30 @@ def read_latest(files: TagFiles, width: int) -> np.ndarray:
 def _write_latest(files: TagFiles, latest: np.ndarray) -> None:
     with open(files.latest, "wb") as f:
         f.write(latest.astype(_STEP).tobytes())
+
+
+def _keep_prefix(path: str, nbytes: int) -> None:
+    """Cuts a file back to its first ``nbytes``: they are copied to a new file renamed over it.
+
+    Files are never shortened in place. A reader that mapped the old file or has it open keeps
+    every byte it had; a truncation in place would make its mapped pages past the cut raise
+    ``SIGBUS`` on their next touch, which kills the reading process.
+    """
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-cut-")
+    try:
+        with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
+            left = nbytes
+            while left > 0:
+                chunk = source.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                target.write(chunk)
+                left -= len(chunk)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def _append(path: str, array: np.ndarray) -> None:

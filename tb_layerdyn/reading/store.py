@@ -39,7 +39,9 @@ from tb_layerdyn.reading import columns, files
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = 1
+# 2: a cut writes new files instead of truncating them (``columns._keep_prefix``), which arrays
+# mapped from them rely on; a release that truncates in place keeps to a directory of its own.
+STORE_FORMAT = 2
 # Bytes of an event file read at a time.
 CHUNK_BYTES = 16 << 20
 # Bytes of a file's start kept to notice that it was replaced.
