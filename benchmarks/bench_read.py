@@ -15,6 +15,9 @@ that of one ``read`` and nothing else:
 ``arrays MB``      bytes of the arrays ``read`` returned;
 ``peak / arrays``  the process's peak resident memory above what it held before ``read`` (the
                    interpreter and its imports), over ``arrays MB`` (target: at most 1.5);
+``used / arrays``  the same once every value has been looked at (``pass cpu s``: one ``nansum``
+                   of every array): tables mapped from the store (``columns.mapped_rows``) come
+                   into the process's memory only then, as file pages shared with the page cache;
 ``subset s``, ``subset peak MB``  the time and the peak above the baseline of
                    ``read(runs=one run, metrics=["rwc"], steps=the last tenth)`` on the warm cache
                    (its arrays are a few MB: what it does not read, it does not hold);
@@ -57,8 +60,14 @@ done.set()
 sampler.join()
 peak[0] = max(peak[0], rss_kb())
 arrays = sum(a.nbytes for r in runs.values() for a in [*r.metrics.values(), *r.group_metrics.values(), r.steps])
+# One pass over every value, as any use of them makes: mapped pages come into the process here.
+pass_cpu = time.process_time()
+for r in runs.values():
+    for a in [*r.metrics.values(), *r.group_metrics.values()]:
+        np.nansum(a)
+pass_cpu = time.process_time() - pass_cpu
 print(json.dumps({"wall": wall, "cpu": cpu, "arrays": arrays, "peak_kb": peak[0], "before_kb": before,
-                  "runs": len(runs)}))
+                  "used_kb": rss_kb(), "pass_cpu": pass_cpu, "runs": len(runs)}))
 """
 
 _TB_LOADER = r"""
@@ -108,8 +117,8 @@ def run(quick):
             tb_cpu = float(_python(_TB_LOADER, source))
             source_mb = os.path.getsize(source) / 1e6
 
-            def ratio(result):
-                return (result["peak_kb"] - result["before_kb"]) * 1024 / max(1, result["arrays"])
+            def ratio(result, key="peak_kb"):
+                return (result[key] - result["before_kb"]) * 1024 / max(1, result["arrays"])
 
             rows.append(
                 {
@@ -122,11 +131,13 @@ def run(quick):
                     "append s": appended["wall"],
                     "arrays MB": first["arrays"] / 1e6,
                     "peak / arrays": ratio(first),
+                    "used / arrays": ratio(first, "used_kb"),
+                    "pass cpu s": first["pass_cpu"],
                     "subset s": subset["wall"],
                     "subset peak MB": (subset["peak_kb"] - subset["before_kb"]) / 1024,
                     "tb loader MB/s": source_mb / tb_cpu,
                     "targets met": event_mb / first["cpu"] >= TARGET_MB_PER_S
-                    and ratio(first) <= TARGET_PEAK_RATIO,
+                    and max(ratio(first), ratio(first, "used_kb")) <= TARGET_PEAK_RATIO,
                 }
             )
     return rows

@@ -516,3 +516,115 @@ def test_read_stays_callable_after_its_module_is_imported(tmp_path):
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "Runs"
+
+
+# ---------------------------------------------------------------- arrays mapped from the store
+
+
+def _mapped_base(array):
+    """The ctypes block of pages an array of ``read`` is a view of, or ``None`` for a copy."""
+    import ctypes
+
+    base = array
+    while base is not None and not isinstance(base, ctypes.Array):
+        base = getattr(base, "base", None) if not isinstance(base, memoryview) else base.obj
+    return base
+
+
+def test_mapped_rows_are_the_rows_read_at_every_offset(tmp_path, monkeypatch):
+    """Rows mapped copy-on-write equal the rows read, wherever the range starts within a page."""
+    from tb_layerdyn.reading import columns
+
+    rng = np.random.default_rng(3)
+    width = 37  # a row of 148 bytes: ranges start at every offset within a page
+    table = rng.standard_normal((9000, width)).astype("<f4")
+    path = str(tmp_path / "values")
+    table.tofile(path)
+    assert columns.mapped_rows(path, width, 0, 10) is None  # too small to be worth a mapping
+    monkeypatch.setattr(columns, "MAP_FROM", 0)
+    for start, stop in [(0, 9000), (1, 9000), (7, 8000), (2000, 9000), (4095, 4096), (8999, 9000)]:
+        mapped = columns.mapped_rows(path, width, start, stop)
+        assert mapped is not None and mapped.shape == (stop - start, width)
+        np.testing.assert_array_equal(mapped, table[start:stop])
+        np.testing.assert_array_equal(mapped, columns.read_rows(path, width, start, stop))
+    # Past the file's end (the caller reads instead, NaN beyond it).
+    assert columns.mapped_rows(path, width, 0, 9001) is None
+    # Writable, and what is written stays in the array: the file keeps its bytes.
+    mapped = columns.mapped_rows(path, width, 5, 9000)
+    mapped[:] = 0.0
+    np.testing.assert_array_equal(np.fromfile(path, dtype="<f4").reshape(-1, width), table)
+
+
+def test_large_tables_are_mapped_writable_and_equal_to_reading_them(tmp_path, monkeypatch):
+    """Above ``MAP_FROM`` bytes, ``read`` gives views of the store's pages, not copies: the same
+    values as reading them, writable without changing the store, and no file left open."""
+    from tb_layerdyn.reading import columns
+
+    rng = np.random.default_rng(5)
+    layout = _layout()
+    values = _values(rng, 300, layout)
+    values[rng.uniform(size=values.shape) < 0.05] = np.nan
+    _write(str(tmp_path / "logdir" / "run"), layout, range(300), values)
+    cache = str(tmp_path / "cache")
+
+    monkeypatch.setattr(columns, "MAP_FROM", 1 << 40)  # every table read, as below the size
+    copied = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
+    fds_before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(columns, "MAP_FROM", 0)  # every table mapped
+    mapped = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
+    first = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache, steps=(100, 199))["run"]
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+    for m, metric in enumerate(layout["metrics"]):
+        assert _mapped_base(copied.metrics[metric]) is None
+        assert _mapped_base(mapped.metrics[metric]) is not None
+        assert _mapped_base(mapped.group_metrics[metric]) is not None
+        np.testing.assert_array_equal(mapped.metrics[metric], values[:, m, :5])
+        np.testing.assert_array_equal(mapped.metrics[metric], copied.metrics[metric])
+        np.testing.assert_array_equal(mapped.group_metrics[metric], values[:, m, 5:])
+        np.testing.assert_array_equal(mapped.groups["late"].metrics[metric], values[:, m, 6])
+        np.testing.assert_array_equal(first.metrics[metric], values[100:200, m, :5])
+    np.testing.assert_array_equal(mapped.steps, np.arange(300))
+
+    mapped.metrics["rwc"][:] = -1.0
+    again = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
+    np.testing.assert_array_equal(again.metrics["rwc"], values[:, 0, :5])
+
+
+_HOLD_THROUGH_A_CUT = r"""
+import os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+import tb_layerdyn
+from tb_layerdyn.reading import columns
+columns.MAP_FROM = 0
+logdir, cache = sys.argv[1], sys.argv[2]
+held = tb_layerdyn.read(logdir, cache_dir=cache)["run"]
+before = held.metrics["weight_norm"].copy()
+print("read", flush=True)
+sys.stdin.readline()  # the test appends a resumed run, whose steps go back, then reads again
+after = tb_layerdyn.read(logdir, cache_dir=cache)["run"]
+assert np.array_equal(held.metrics["weight_norm"], before, equal_nan=True), "a held array changed"
+print("steps", len(held.steps), len(after.steps), flush=True)
+"""
+
+
+def test_an_array_held_through_a_cut_of_the_store_keeps_its_values(tmp_path):
+    """A resumed run cuts the store's files back. A process still holding mapped arrays of the
+    old rows keeps them whole (a file shortened in place would kill it with SIGBUS on the next
+    touch), and its next ``read`` has the cut."""
+    rng = np.random.default_rng(11)
+    layout = _layout(groups=[])
+    run_dir = str(tmp_path / "logdir" / "run")
+    values = _values(rng, 500, layout)
+    _write(run_dir, layout, range(400), values[:400])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THROUGH_A_CUT, str(tmp_path / "logdir"), str(tmp_path / "cache"), REPO_ROOT],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "read"
+    time.sleep(1.1)  # a later file name: read after the first file
+    _write(run_dir, layout, range(100, 200), values[400:])  # resumed from step 100
+    out, err = holder.communicate("go\n", timeout=120)
+    assert holder.returncode == 0, err
+    assert out.split() == ["steps", "400", "200"]

@@ -261,7 +261,8 @@ class ModelTable:
     def tables(self, metric: str, targets: Sequence[str], start=None, end=None) -> List[Series]:
         """``table`` of several targets, each row of the store read once for all of them."""
         named = [(target, self.names(target)) for target in targets]
-        steps, outs = self._merged_targets(metric, named, start, end)
+        mapped = self._mapped_targets(metric, named, start, end)
+        steps, outs = mapped if mapped is not None else self._merged_targets(metric, named, start, end)
         return [
             Series(names, steps, rows, False, np.stack([steps, steps], axis=1))
             for (_, names), rows in zip(named, outs)
@@ -315,6 +316,29 @@ class ModelTable:
             any(p[2] for p in parts),
             np.concatenate([p[3] for p in parts]),
         )
+
+    def _mapped_targets(self, metric, targets, start, end) -> Optional[Tuple[np.ndarray, List[np.ndarray]]]:
+        """``_merged_targets`` as views of the rows mapped from the store (``columns.mapped_rows``)
+        when one tag holds the whole range and each target's series as one run of columns, in
+        order (the usual case); ``None`` otherwise, or when the rows cannot be mapped."""
+        segments = self._segments(start, end)
+        if len(segments) != 1:
+            return None
+        tag, first, stop = segments[0]
+        if metric not in tag.layout.metrics:
+            return None
+        slices = []
+        for target, names in targets:
+            src, dst = _columns(tag.layout, names, target)
+            src_slice = _as_slice(src)
+            if src_slice is None or not np.array_equal(dst, np.arange(len(names))):
+                return None
+            slices.append(src_slice)
+        path = tag.files.values(tag.layout.metrics.index(metric))
+        rows = columns.mapped_rows(path, tag.width, first, stop)
+        if rows is None:
+            return None
+        return np.asarray(tag.steps[first:stop], dtype=np.int64), [rows[:, cut] for cut in slices]
 
     def _merged_rows(self, metric, target, names, start, end) -> Tuple[np.ndarray, np.ndarray]:
         """Every step of ``[start, end]`` of every tag, merged by the rule of the module docstring."""

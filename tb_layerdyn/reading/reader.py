@@ -401,6 +401,9 @@ def read(
     Where one tag repeats a step, or its steps go back (a resumed run), the record read last wins
     and drops the later steps before it, as in TensorBoard (see ``collector``).
 
+    Tables of ``columns.MAP_FROM`` bytes and more are views of the store's files mapped
+    copy-on-write (``columns.mapped_rows``): writable, and what is written stays in this process.
+
     Args:
         logdir: the directory given to ``tensorboard --logdir`` (a ``str``, a path-like, or a URL
             that TensorBoard reads, such as ``s3://...`` or an fsspec ``memory://...``).
