@@ -5,6 +5,7 @@ Event files are written with the project's summary builders and TensorBoard's ow
 TensorBoard's own Python loaders (``EventMultiplexer``, ``EventFileLoader``) on the same files.
 """
 
+import gc
 import json
 import logging
 import os
@@ -522,12 +523,12 @@ def test_read_stays_callable_after_its_module_is_imported(tmp_path):
 
 
 def _mapped_base(array):
-    """The ctypes block of pages an array of ``read`` is a view of, or ``None`` for a copy."""
-    import ctypes
+    """The mapped pages an array of ``read`` is a view of, or ``None`` for a copy."""
+    from tb_layerdyn.reading import columns
 
     base = array
-    while base is not None and not isinstance(base, ctypes.Array):
-        base = getattr(base, "base", None) if not isinstance(base, memoryview) else base.obj
+    while base is not None and not isinstance(base, columns._Mapped):
+        base = getattr(base, "base", None)
     return base
 
 
@@ -589,6 +590,15 @@ def test_large_tables_are_mapped_writable_and_equal_to_reading_them(tmp_path, mo
     mapped.metrics["rwc"][:] = -1.0
     again = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
     np.testing.assert_array_equal(again.metrics["rwc"], values[:, 0, :5])
+
+    def mappings():
+        with open("/proc/self/maps") as f:
+            return sum(cache in line for line in f)
+
+    assert mappings() > 0
+    del mapped, first, again
+    gc.collect()
+    assert mappings() == 0  # unmapped with the last view
 
 
 _HOLD_THROUGH_A_CUT = r"""

@@ -431,10 +431,16 @@ def mapped_rows(path: str, width: int, start: int, stop: int) -> Optional[np.nda
         os.close(handle)
     if address is None or address == _MAP_FAILED:
         return None
-    pages = (ctypes.c_char * length).from_address(address)
-    weakref.finalize(pages, _LIBC.munmap, address, length)
-    flat = np.frombuffer(pages, dtype=_VALUE, count=(stop - start) * width, offset=offset - first_page)
-    return flat.reshape(stop - start, width)
+    return np.asarray(_Mapped(address, length, address + offset - first_page, (stop - start, width)))
+
+
+class _Mapped:
+    """Pages mapped by ``mapped_rows``, seen by numpy as a float32 table at ``data``: the arrays
+    made from it keep it alive, and the pages are unmapped when the last of them goes."""
+
+    def __init__(self, address: int, length: int, data: int, shape):
+        self.__array_interface__ = {"version": 3, "shape": shape, "typestr": _VALUE.str, "data": (data, False)}
+        weakref.finalize(self, _LIBC.munmap, address, length)
 
 
 def _libc():
