@@ -572,12 +572,17 @@ def test_large_tables_are_mapped_writable_and_equal_to_reading_them(tmp_path, mo
     copied = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
     fds_before = len(os.listdir("/proc/self/fd"))
     monkeypatch.setattr(columns, "MAP_FROM", 0)  # every table mapped
+    with monkeypatch.context() as no_mmap:  # where there is no POSIX mmap: read, as before
+        no_mmap.setattr(columns, "_LIBC", None)
+        unmapped = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
     mapped = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache)["run"]
     first = tb_layerdyn.read(str(tmp_path / "logdir"), cache_dir=cache, steps=(100, 199))["run"]
     assert len(os.listdir("/proc/self/fd")) == fds_before
 
     for m, metric in enumerate(layout["metrics"]):
         assert _mapped_base(copied.metrics[metric]) is None
+        assert _mapped_base(unmapped.metrics[metric]) is None
+        np.testing.assert_array_equal(unmapped.metrics[metric], values[:, m, :5])
         assert _mapped_base(mapped.metrics[metric]) is not None
         assert _mapped_base(mapped.group_metrics[metric]) is not None
         np.testing.assert_array_equal(mapped.metrics[metric], values[:, m, :5])
