@@ -37,13 +37,11 @@ def small_pages(shape, dtype) -> np.ndarray:
     """An uninitialised array of ``shape``, in private anonymous memory of its own mapped in 4 kB
     pages.
 
-    numpy asks for transparent huge pages for every array of 4 MB and more. Filling freshly
-    mapped huge pages was the largest kernel cost of a first read: on the 2-core VM of
-    ``benchmarks/`` a 20-run ``read`` spent 1.5-2 s of its 3.5-4 s of system time zeroing 2 MB
-    pages at their first touch, against 0.4 s for the same bytes in 4 kB pages (the result's
-    arrays alone are 1.1 GB). The mapping is private (a shared anonymous one is shared memory,
-    whose page faults cost more: 0.50-0.77 s against 0.42 s to fill 1.1 GB there) and asks for
-    no huge pages where the kernel would give them unasked. The array owns its mapping: it is
+    numpy asks for transparent huge pages for every array of 4 MB and more, and zeroing freshly
+    mapped huge pages at their first touch was the largest kernel cost of a first read on the VM
+    of ``benchmarks/`` (README, "Reading and the tab", has the figures). The mapping is private
+    (a shared anonymous one is shared memory, whose page faults cost more) and asks for no huge
+    pages where the kernel would give them unasked. The array owns its mapping: it is
     unmapped when the array and its views are gone. Smaller arrays come from ``np.empty``.
     """
     dtype = np.dtype(dtype)
@@ -405,12 +403,11 @@ def mapped_rows(path: str, width: int, start: int, stop: int) -> Optional[np.nda
 
     The array shares its memory with the page cache the store has just written, instead of being
     a copy of it: no second copy of every value in memory, and no fresh pages to fault in and
-    zero (on the 2-core VM of ``benchmarks/``, the system time of a first ``read`` of 20 runs, a
-    quarter of its CPU time, was mostly that). It is writable; what is written stays in this
-    process (``MAP_PRIVATE``). The store never changes bytes a mapping can see: rows are only
-    appended, and a cut writes a new file (``_keep_prefix``). The file descriptor is closed at
-    once (``mmap.mmap`` would keep one per array), and the pages are unmapped when the array and
-    its views are gone.
+    zero (most of a first ``read``'s system time on the VM of ``benchmarks/``; README, "Reading
+    and the tab"). It is writable; what is written stays in this process (``MAP_PRIVATE``). The
+    store never changes bytes a mapping can see: rows are only appended, and a cut writes a new
+    file (``_keep_prefix``). The file descriptor is closed at once (``mmap.mmap`` would keep one
+    per array), and the pages are unmapped when the array and its views are gone.
     """
     nbytes = (stop - start) * width * _VALUE.itemsize
     if _LIBC is None or nbytes < MAP_FROM:
