@@ -14,6 +14,7 @@ past the row count of the manifest they loaded, and tolerate a file that is shor
 cut happening while they read): missing values read as NaN.
 """
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -318,28 +319,39 @@ def _write_latest(files: TagFiles, latest: np.ndarray) -> None:
         f.write(latest.astype(_STEP).tobytes())
 
 
-def _keep_prefix(path: str, nbytes: int) -> None:
-    """Cuts a file back to its first ``nbytes``: they are copied to a new file renamed over it.
+@contextlib.contextmanager
+def replacing(path: str):
+    """A new binary file that takes the place of ``path`` when the block ends without an error.
 
-    Files are never shortened in place. A reader that mapped the old file (``mapped_rows``) or has
-    it open keeps every byte it had; a truncation in place would make its mapped pages past the
-    cut raise ``SIGBUS`` on their next touch, which kills the reading process.
+    It is written beside ``path`` and renamed over it, so a reader sees the old file or the new
+    one, whole; on an error it is removed and ``path`` is left as it was.
     """
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-cut-")
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
-        with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
-            left = nbytes
-            while left > 0:
-                chunk = source.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                target.write(chunk)
-                left -= len(chunk)
+        with os.fdopen(handle, "wb") as f:
+            yield f
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _keep_prefix(path: str, nbytes: int) -> None:
+    """Cuts a file back to its first ``nbytes``: they are copied into a file that replaces it.
+
+    Files are never shortened in place. A reader that mapped the old file (``mapped_rows``) or has
+    it open keeps every byte it had; a truncation in place would make its mapped pages past the
+    cut raise ``SIGBUS`` on their next touch, which kills the reading process.
+    """
+    with open(path, "rb") as source, replacing(path) as target:
+        left = nbytes
+        while left > 0:
+            chunk = source.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            target.write(chunk)
+            left -= len(chunk)
 
 
 def _append(path: str, array: np.ndarray) -> None:
@@ -410,7 +422,7 @@ def mapped_rows(path: str, width: int, start: int, stop: int) -> Optional[np.nda
     per array), and the pages are unmapped when the array and its views are gone.
     """
     nbytes = (stop - start) * width * _VALUE.itemsize
-    if _LIBC is None or nbytes < MAP_FROM:
+    if _LIBC is None or nbytes <= 0 or nbytes < MAP_FROM:
         return None
     try:
         handle = os.open(path, os.O_RDONLY)

@@ -577,17 +577,9 @@ class _Refresh(collecting.Sink):
 
 
 def _write_json(path: str, body) -> None:
-    """Writes JSON to ``path`` atomically (a temporary file renamed over it)."""
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(body, f, separators=(",", ":"))
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Writes JSON to ``path`` atomically (``columns.replacing``)."""
+    with columns.replacing(path) as f:
+        f.write(json.dumps(body, separators=(",", ":")).encode())
 
 
 def _read_json(path: str):
