@@ -261,8 +261,9 @@ class ModelTable:
     def tables(self, metric: str, targets: Sequence[str], start=None, end=None) -> List[Series]:
         """``table`` of several targets, each row of the store read once for all of them."""
         named = [(target, self.names(target)) for target in targets]
-        mapped = self._mapped_targets(metric, named, start, end)
-        steps, outs = mapped if mapped is not None else self._merged_targets(metric, named, start, end)
+        segments = self._segments(start, end)
+        mapped = self._mapped_targets(metric, named, segments)
+        steps, outs = mapped if mapped is not None else self._merged_targets(metric, named, segments)
         return [
             Series(names, steps, rows, False, np.stack([steps, steps], axis=1))
             for (_, names), rows in zip(named, outs)
@@ -293,7 +294,7 @@ class ModelTable:
             for (a, _, a_stop), (b, b_first, _) in zip(segments, segments[1:])
         )
         if not disjoint:
-            steps, rows = self._merged_rows(metric, target, names, start, end)
+            steps, [rows] = self._merged_targets(metric, [(target, names)], segments)
             return Series(names, *per_rows(steps, rows, bins))
         shares = _shares([stop - first for _, first, stop in segments], bins)
         parts = []
@@ -317,11 +318,10 @@ class ModelTable:
             np.concatenate([p[3] for p in parts]),
         )
 
-    def _mapped_targets(self, metric, targets, start, end) -> Optional[Tuple[np.ndarray, List[np.ndarray]]]:
+    def _mapped_targets(self, metric, targets, segments) -> Optional[Tuple[np.ndarray, List[np.ndarray]]]:
         """``_merged_targets`` as views of the rows mapped from the store (``columns.mapped_rows``)
         when one tag holds the whole range and each target's series as one run of columns, in
         order (the usual case); ``None`` otherwise, or when the rows cannot be mapped."""
-        segments = self._segments(start, end)
         if len(segments) != 1:
             return None
         tag, first, stop = segments[0]
@@ -340,15 +340,10 @@ class ModelTable:
             return None
         return np.asarray(tag.steps[first:stop], dtype=np.int64), [rows[:, cut] for cut in slices]
 
-    def _merged_rows(self, metric, target, names, start, end) -> Tuple[np.ndarray, np.ndarray]:
-        """Every step of ``[start, end]`` of every tag, merged by the rule of the module docstring."""
-        steps, [rows] = self._merged_targets(metric, [(target, names)], start, end)
-        return steps, rows
-
-    def _merged_targets(self, metric, targets, start, end) -> Tuple[np.ndarray, List[np.ndarray]]:
-        """``_merged_rows`` of several ``(target, names)`` at once: each chunk of rows is read once
-        for all of them."""
-        segments = self._segments(start, end)
+    def _merged_targets(self, metric, targets, segments) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """Every step of ``segments`` (those of ``_segments``) of every tag, merged by the rule of
+        the module docstring, for each ``(target, names)``: each chunk of rows is read once for
+        all of them."""
         if not segments:
             return np.zeros(0, np.int64), [np.zeros((0, len(names)), np.float32) for _, names in targets]
         disjoint = all(
