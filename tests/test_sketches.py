@@ -244,6 +244,65 @@ def test_logged_sketches_are_the_reference_sketch_of_the_saved_weights(populatio
         start += dim
 
 
+class _Scale(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, n, dtype=torch.float64))
+
+    def forward(self, x):
+        return x * self.weight.float()
+
+
+class _Mixed(nn.Module):
+    """Parameters of every path the metrics' pass takes: a small channels_last convolution (the
+    flat row, in storage order), a linear layer over the flat bound (reduced on its own), and a
+    float64 weight (copied per call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+        self.big = nn.Linear(400, 200)  # 80,000 weights: above the flat path's 65,536
+        self.head = nn.Linear(200, 5)
+        self.scale = _Scale(5)
+        self.small = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.conv(x).flatten(1)[:, :400]
+        return self.small(self.scale(self.head(self.big(h))))
+
+
+@pytest.mark.parametrize("size", [16, 256])
+def test_sketches_of_every_kind_of_parameter_equal_the_reference_of_each_layer(tmp_path, size):
+    torch.manual_seed(2)
+    model = _Mixed()
+    assert not model.conv.weight.is_contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tracker = LayerDynamics(model, str(tmp_path / "mixed"), histogram_every=None, sketch_size=size, sketch_every=2)
+    x, y = torch.randn(4, 3, 12, 12).to(memory_format=torch.channels_last), torch.randint(0, 3, (4,))
+    saved = {}
+    for step in range(5):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        tracker.log(step)
+        opt.zero_grad()
+        saved[step] = {name: p.detach().clone() for name, p in model.named_parameters()}
+    tracker.flush()
+    [found] = tb_layerdyn.read(str(tmp_path)).populations()
+    [member] = found.members
+    assert member.steps.tolist() == [0, 2, 4]
+    for step in member.steps.tolist():
+        row = member.rows(np.array([step]))[0]
+        start = 0
+        for layer, dim in zip(found.layers, found.dims):
+            params = [(n, p) for n, p in saved[step].items() if n.rsplit(".", 1)[0] == layer]
+            seed = sketches.layer_seed(layer, [(n, tuple(p.shape)) for n, p in params])
+            flat = np.concatenate([p.double().reshape(-1).numpy() for _, p in params])  # logical order
+            want = sketches.sketch_reference(flat, seed, dim)
+            np.testing.assert_allclose(row[start:start + dim], want, rtol=1e-5, atol=1e-5, err_msg=layer)
+            start += dim
+    assert found.layers == ["conv", "big", "head", "scale", "small"]
+
+
 def test_the_projection_is_the_same_for_every_run_of_an_architecture(runs):
     (pop, other) = runs.populations()
     assert len(pop.members) == helpers.SEEDS + 1 and [m.run for m in other.members] == ["other/wide"]

@@ -196,3 +196,25 @@ def test_sharded_parameters_in_one_process_group(tmp_path, one_process_group):
         for key, value in plain[step].items():
             other = sharded[step][key]
             assert (math.isnan(value) and math.isnan(other)) or other == pytest.approx(value, rel=1e-5, abs=1e-7)
+
+
+def test_a_float64_model_is_measured_like_its_float32_copy(tmp_path):
+    """Half and double parameters are copied to float32 for the pass; a double gradient's norm
+    is taken in double (torch refuses to narrow it inside the norm)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 2)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tracker = LayerDynamics(model, str(tmp_path), histogram_every=None)
+    grads = {}
+    for step in range(3):
+        model(torch.randn(8, 5, dtype=torch.float64)).square().sum().backward()
+        opt.step()
+        tracker.log(step)
+        grads[step] = {name: p.grad.clone() for name, p in model.named_parameters()}
+        opt.zero_grad()
+    tracker.flush()
+    logged = values_by_step(str(tmp_path))
+    for step, by_name in grads.items():
+        for layer in ("0", "1"):
+            want = math.sqrt(sum(float((g * g).sum()) for n, g in by_name.items() if n.startswith(layer + ".")))
+            assert logged[step][("grad_norm", layer)] == pytest.approx(want, rel=1e-6)

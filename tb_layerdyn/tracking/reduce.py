@@ -625,7 +625,10 @@ class Reducer:
             flat = _flat(grad)
             torch.dot(flat, flat, out=out)
         else:
-            norm = torch.linalg.vector_norm(grad, 2, dtype=torch.float32)
+            # Half precision is summed in float32; float64 in itself (vector_norm refuses to narrow),
+            # its square rounded to float32 by the copy.
+            wide = grad.dtype.itemsize > 4 and grad.is_floating_point()
+            norm = torch.linalg.vector_norm(grad, 2, dtype=None if wide else torch.float32)
             out.copy_(norm * norm)
 
     # ----------------------------------------------------------------------------- host side
