@@ -256,6 +256,53 @@ def test_nothing_held_is_lost_at_interpreter_exit(tmp_path):
     assert _logged_steps(tmp_path) == {"writer": list(range(7)), "path": list(range(7))}
 
 
+def test_a_nan_inside_a_packed_batch_is_written_in_its_place_with_its_warning(tmp_path):
+    """A NaN weight at one step of a packed run: that call (and the next, whose previous weights
+    hold the NaN) gets the values and the warning it gets with one record per call, in its place,
+    and the calls around it stay in their packed records."""
+    model = _model()
+    writers = {name: SummaryWriter(str(tmp_path / name)) for name in ("single", "packed")}
+    trackers = {
+        "single": LayerDynamics(model, writers["single"], pack=1, histogram_every=None),
+        "packed": LayerDynamics(model, writers["packed"], pack=4, histogram_every=None),
+    }
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    warned = {name: [] for name in trackers}
+    broken = model[2][0].weight
+    for step in range(10):
+        x = torch.randn(16, 6, generator=gen)
+        y = torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        if step == 5:
+            kept = broken.detach()[0, 0].item()
+            broken.data[0, 0] = float("nan")
+        for name, tracker in trackers.items():
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                tracker.log(step)
+            warned[name] += [str(w.message) for w in seen if "NaN or Inf" in str(w.message)]
+        if step == 5:
+            broken.data[0, 0] = kept
+    for writer in writers.values():
+        writer.close()
+    for name in trackers:
+        assert len(warned[name]) == 1 and "2.0" in warned[name][0] and "step 5" in warned[name][0], warned
+    runs = tb_layerdyn.read(str(tmp_path), cache_dir=None)
+    _assert_runs_equal(runs["single"], runs["packed"])
+    packed = runs["packed"]
+    assert packed.steps.tolist() == list(range(10))
+    layer = packed.layers.index("2.0")
+    # Step 6's previous weights are step 5's, NaN included: its values are NaN too.
+    assert np.isnan(packed.metrics["weight_norm"][[5, 6], layer]).all()
+    assert np.isfinite(packed.metrics["weight_norm"][[0, 1, 2, 3, 4, 7, 8, 9], layer]).all()
+    others = [i for i in range(len(packed.layers)) if i != layer]
+    assert np.isfinite(packed.metrics["weight_norm"][:, others]).all()
+    assert max(len(shape) == 3 and shape[0] for shape in sum(_records(tmp_path / "packed").values(), [])) > 1
+
+
 def test_packed_values_equal_unpacked_bit_for_bit():
     """``summary`` and ``decode`` of a packed record: the float32 bytes and steps unchanged."""
     content = layer_metrics.layout(
