@@ -80,7 +80,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=PYTHON_REQUIRES,
     packages=find_packages(include=["tb_layerdyn", "tb_layerdyn.*"]),
-    package_data={"tb_layerdyn.plugin": ["static/*"]},
+    # sums.cpp: the native kernels' source, compiled after install by
+    # `python -m tb_layerdyn.tracking.native` (scripts/setup.sh runs it; optional).
+    package_data={"tb_layerdyn.plugin": ["static/*"], "tb_layerdyn.tracking.native": ["sums.cpp"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.2",

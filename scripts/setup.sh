@@ -51,3 +51,6 @@ else
 fi
 # The editable install registers the plugin; this (re)builds the bundle it serves.
 (cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && node build.mjs)
+# The metrics' pass in one loop on the CPU (tb_layerdyn/tracking/native): compiled once for this
+# torch, about 30 s. Optional: without a C++ compiler logging uses the eager pass.
+"$PY" -m tb_layerdyn.tracking.native || true

@@ -24,14 +24,18 @@ Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
 
 Every op writes into preallocated scratch (``out=``, in place): allocation churn on the hot path
 slows the *next* training step more than the call itself costs.
+
+On the CPU, when the native kernel is built (``tracking/native``), the flat path's seven ops after
+its copies are one loop, ``flat_block_sums``. The element-wise variant stays eager.
 """
 
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from tb_layerdyn.tracking import metrics
+from tb_layerdyn.tracking import guards, metrics, native
 from tb_layerdyn.tracking.fused import ELEMENTWISE_COLUMNS, MAIN_COLUMNS, FusedSums
 
 # Elements per chunk on an accelerator: 1 MiB of fp32, few enough launches per parameter.
@@ -183,6 +187,9 @@ class Reducer:
             self._fused = FusedSums(elementwise, fused if isinstance(fused, dict) else None)
             # Every parameter the kernel can take goes to it, whatever the flat path's bound.
             self._flat_max = min(flat_max_numel, FUSED_MIN_NUMEL - 1)
+        # The native flat kernel, when built and wanted (``fused=True`` asked for compiled kernels).
+        self._native = None if (fused or elementwise) else native.kernels()
+        self._native_flat = False
         self._params: List[_Param] = []
         self._chunked_params: List[_Param] = []
         self._sharded = False
@@ -270,6 +277,7 @@ class Reducer:
         self._pads = np.asarray(pads, dtype=np.float64)
         self._num_blocks = offset // BLOCK
         self._flat_state = None
+        self._native_flat = False
         if not offset:
             return
         # Two states, used in turns: a call writes the weights into its state's WEIGHTS row, which
@@ -296,6 +304,7 @@ class Reducer:
             entry.init = _segment(initial, entry.offset, entry.local)
         self._flat_state = state
         self._flat_initial = initial
+        self._native_flat = self._native is not None and device.type == "cpu"
         self._flat_zero = torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None
 
     def _chunk_size(self, device) -> int:
@@ -535,6 +544,17 @@ class Reducer:
         # Holding this call's gradients until the next would keep them alive across zero_grad.
         sources[:] = self._g_zero
 
+    def _native_failed(self, error) -> None:
+        """Turns the native kernel off for this reducer, once, saying why; the pass goes on eager."""
+        self._native = None
+        self._native_flat = False
+        warnings.warn(
+            f"the native kernel of the metrics' pass failed ({error}); this tracker uses the "
+            "eager pass from now on. TB_LAYERDYN_NATIVE=0 turns it off",
+            RuntimeWarning,
+            stacklevel=guards.user_stacklevel(),
+        )
+
     def _reduce_flat(self, grads: bool = True) -> None:
         cur = self._cur
         weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
@@ -544,6 +564,17 @@ class Reducer:
         torch._foreach_copy_(self._w_dst[cur], self._w_src)
         if grads:
             self._copy_flat_grads(cur)
+        if self._native_flat:
+            try:
+                # Rows 0..5: the four sums of squares, then |w - w_prev| and |w_prev|.
+                self._native.flat_block_sums(
+                    weights, self._flat_state[cur, _GRADS], previous, self._flat_initial,
+                    blocks[: _BLOCK_ROOTED.stop + 2],
+                )
+                self._cur = 1 - cur
+                return
+            except RuntimeError as error:
+                self._native_failed(error)
         torch.sub(weights, previous, out=diff)
         torch.sub(weights, self._flat_initial, out=init_diff)
         # One norm op over the four rows (weights, gradients, both differences) gives each block's
