@@ -75,7 +75,7 @@ class _Both(nn.Module):
         return self.out(F.relu(self.big(F.relu(self.conv(x)).flatten(1)[:, :144])))
 
 
-def _log(tmp_path, name, monkeypatch, enabled, steps=6, **options):
+def _log(tmp_path, name, monkeypatch, enabled, steps=6, before_log=None, **options):
     monkeypatch.setenv(native.ENV, "1" if enabled else "0")
     torch.manual_seed(0)
     model = _Both()
@@ -86,6 +86,8 @@ def _log(tmp_path, name, monkeypatch, enabled, steps=6, **options):
         x = torch.randn(8, 1, 8, 8, generator=gen).to(memory_format=torch.channels_last)
         F.cross_entropy(model(x), torch.randint(0, 3, (8,), generator=gen)).backward()
         opt.step()
+        if before_log is not None:
+            before_log(step, tracker)
         tracker.log(step)
         opt.zero_grad()
     tracker.flush()
@@ -94,7 +96,7 @@ def _log(tmp_path, name, monkeypatch, enabled, steps=6, **options):
 
 def test_the_native_pass_logs_the_eager_values(kernels, tmp_path, monkeypatch):
     tracker, fast = _log(tmp_path, "native", monkeypatch, True)
-    assert tracker._reducer._native is not None and tracker._reducer._native_flat
+    assert tracker._reducer._native is not None and tracker._reducer._native_args is not None
     assert tracker._reducer._chunked_params  # the large layer stays on the eager chunked path
     eager_tracker, eager = _log(tmp_path, "eager", monkeypatch, False)
     assert eager_tracker._reducer._native is None
@@ -130,26 +132,16 @@ def test_a_failing_kernel_warns_once_and_the_values_stay_right(kernels, tmp_path
             raise RuntimeError("simulated failure")
 
     _, eager = _log(tmp_path, "eager", monkeypatch, False)
-    monkeypatch.setenv(native.ENV, "1")
-    torch.manual_seed(0)
-    model = _Both()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    tracker = LayerDynamics(model, str(tmp_path / "failing"), histogram_every=None, sketches=False)
-    gen = torch.Generator().manual_seed(1)
+
+    def break_at_2(step, tracker):
+        if step == 2:
+            tracker._reducer._native = Failing()
+
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        for step in range(6):
-            x = torch.randn(8, 1, 8, 8, generator=gen).to(memory_format=torch.channels_last)
-            F.cross_entropy(model(x), torch.randint(0, 3, (8,), generator=gen)).backward()
-            opt.step()
-            if step == 2:
-                tracker._reducer._native = Failing()
-            tracker.log(step)
-            opt.zero_grad()
-    tracker.flush()
+        _, logged = _log(tmp_path, "failing", monkeypatch, True, before_log=break_at_2)
     failed = [w for w in seen if "native kernel" in str(w.message)]
     assert len(failed) == 1 and "simulated failure" in str(failed[0].message)
-    logged = values_by_step(str(tmp_path / "failing"))
     for step in eager:
         for key, want in eager[step].items():
             got = logged[step][key]

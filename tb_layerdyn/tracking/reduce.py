@@ -189,7 +189,8 @@ class Reducer:
             self._flat_max = min(flat_max_numel, FUSED_MIN_NUMEL - 1)
         # The native flat kernel, when built and wanted (``fused=True`` asked for compiled kernels).
         self._native = None if (fused or elementwise) else native.kernels()
-        self._native_flat = False
+        # Per flat state, the kernel's arguments (views made once), or None: the flat pass is eager.
+        self._native_args = None
         self._params: List[_Param] = []
         self._chunked_params: List[_Param] = []
         self._sharded = False
@@ -277,7 +278,7 @@ class Reducer:
         self._pads = np.asarray(pads, dtype=np.float64)
         self._num_blocks = offset // BLOCK
         self._flat_state = None
-        self._native_flat = False
+        self._native_args = None
         if not offset:
             return
         # Two states, used in turns: a call writes the weights into its state's WEIGHTS row, which
@@ -304,7 +305,6 @@ class Reducer:
             entry.init = _segment(initial, entry.offset, entry.local)
         self._flat_state = state
         self._flat_initial = initial
-        self._native_flat = self._native is not None and device.type == "cpu"
         self._flat_zero = torch.zeros(offset, dtype=torch.bool, device=device) if self._elementwise else None
 
     def _chunk_size(self, device) -> int:
@@ -418,6 +418,14 @@ class Reducer:
                 )
                 for i, s in enumerate(self._flat_state)
             ]
+            if self._native is not None and device.type == "cpu":
+                # weights, gradients, previous weights, initial weights; rows 0..5 of the block
+                # sums: the four sums of squares, then |w - w_prev| and |w_prev|.
+                self._native_args = [
+                    (s[_WEIGHTS], s[_GRADS], self._flat_state[1 - i, _WEIGHTS], self._flat_initial,
+                     self._blocks[: _BLOCK_ROOTED.stop + 2])
+                    for i, s in enumerate(self._flat_state)
+                ]
 
     def _host_buffers(self, num_layers: int) -> None:
         """Preallocates the host side's float64 arrays (reused by every call)."""
@@ -547,7 +555,7 @@ class Reducer:
     def _native_failed(self, error) -> None:
         """Turns the native kernel off for this reducer, once, saying why; the pass goes on eager."""
         self._native = None
-        self._native_flat = False
+        self._native_args = None
         warnings.warn(
             f"the native kernel of the metrics' pass failed ({error}); this tracker uses the "
             "eager pass from now on. TB_LAYERDYN_NATIVE=0 turns it off",
@@ -564,13 +572,9 @@ class Reducer:
         torch._foreach_copy_(self._w_dst[cur], self._w_src)
         if grads:
             self._copy_flat_grads(cur)
-        if self._native_flat:
+        if self._native_args is not None:
             try:
-                # Rows 0..5: the four sums of squares, then |w - w_prev| and |w_prev|.
-                self._native.flat_block_sums(
-                    weights, self._flat_state[cur, _GRADS], previous, self._flat_initial,
-                    blocks[: _BLOCK_ROOTED.stop + 2],
-                )
+                self._native.flat_block_sums(*self._native_args[cur])
                 self._cur = 1 - cur
                 return
             except RuntimeError as error:

@@ -17,6 +17,7 @@ returns ``None`` and the pass stays eager: the values differ only in rounding (t
 another order).
 """
 
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -44,10 +45,15 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def build_dir() -> str:
-    """Where the kernels for this torch, this Python and this source live."""
+@functools.lru_cache(maxsize=None)
+def _source_digest() -> str:
     with open(SOURCE, "rb") as source:
-        digest = hashlib.sha1(source.read()).hexdigest()[:12]
+        return hashlib.sha1(source.read()).hexdigest()[:12]
+
+
+def build_dir() -> str:
+    """Where the kernel for this torch, this Python and this source lives."""
+    digest = _source_digest()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     tag = f"torch{torch.__version__.replace('+', '_')}-py{sys.version_info[0]}{sys.version_info[1]}-{digest}"
     return os.path.join(base, "tb_layerdyn", "native", tag)
@@ -73,7 +79,7 @@ def kernels():
             module = importlib.util.module_from_spec(spec)
             loader.exec_module(module)
         except Exception as error:  # noqa: BLE001 - any failure to load means: stay eager
-            logger.debug("native kernels at %s did not load (%s); the pass stays eager", path, error)
+            logger.debug("the native kernel at %s did not load (%s); the pass stays eager", path, error)
             module = None
     _loaded[directory] = module
     return module
@@ -115,12 +121,12 @@ def build(verbose: bool = False) -> Optional[str]:
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as error:
-        logger.warning("native kernels not built: %s", error)
+        logger.warning("native kernel not built: %s", error)
         if verbose:
             print(f"not built: {error}")
         return None
     if result.returncode != 0:
-        logger.warning("native kernels not built: the compiler said\n%s", result.stderr[-2000:])
+        logger.warning("native kernel not built: the compiler said\n%s", result.stderr[-2000:])
         if verbose:
             print(result.stderr[-2000:])
         return None
