@@ -26,39 +26,121 @@ def kernels():
     return found
 
 
-def test_flat_block_sums_equal_a_float64_reference_per_block(kernels):
+def _layout(gen):
+    """Weights laid out as reduce.py lays them: two layers, each padded to whole blocks, the first
+    with a parameter that straddles a block boundary and a channels_last convolution."""
+    weights = [
+        torch.randn(300, generator=gen),  # blocks 0-1
+        torch.randn(8, 4, 3, 3, generator=gen).to(memory_format=torch.channels_last),  # 288: blocks 1-2
+        torch.randn(17, generator=gen),  # ends layer 0 in block 2 (pad 163)
+        torch.randn(40, 64, generator=gen),  # layer 1: blocks 3-12
+    ]
+    places = [(0, 300), (300, 288), (588, 17), (768, 2560)]
+    return weights, places, 768 + 2560
+
+
+def _storage_order(t, like=None):
+    """A tensor's elements in the order of the storage of ``like`` (itself by default), a tensor
+    of the same shape."""
+    like = t if like is None else like
+    order = sorted(range(like.dim()), key=lambda d: -like.stride(d))
+    return t.permute(*order).reshape(-1)
+
+
+def _reference(weights, grads, places, n, prev, init):
+    """The rows the eager pass would copy, and each block's six sums, in float64."""
+    w_row, g_row = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    for w, g, (offset, numel) in zip(weights, grads, places):
+        w_row[offset:offset + numel] = _storage_order(w).double()
+        if g is not None:
+            # A gradient is copied element by element into its weight's layout.
+            g_row[offset:offset + numel] = _storage_order(g, like=w).double()
+    p, w0 = prev.double(), init.double()
+    blocks = lambda x: x.view(-1, 256)  # noqa: E731
+    want = torch.stack([
+        (blocks(w_row) ** 2).sum(1), (blocks(g_row) ** 2).sum(1), (blocks(w_row - p) ** 2).sum(1),
+        (blocks(w_row - w0) ** 2).sum(1), blocks(w_row - p).abs().sum(1), blocks(p).abs().sum(1),
+    ])
+    return w_row, g_row, want
+
+
+def test_flat_pass_equals_a_float64_reference_per_block(kernels):
     gen = torch.Generator().manual_seed(0)
-    blocks = 300  # several of parallel_for's grains of 64 blocks
-    w, g, prev, init = (torch.randn(blocks * 256, generator=gen) for _ in range(4))
-    out = torch.full((9, blocks), -1.0)
+    weights, places, n = _layout(gen)
+    grads = [
+        torch.randn(300, generator=gen),
+        torch.randn(8, 4, 3, 3, generator=gen),  # contiguous, its weight channels_last: copied first
+        None,  # a missing gradient: zeros
+        torch.randn(40, 64, generator=gen),
+    ]
+    prev, init = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    want_w, want_g, want = _reference(weights, grads, places, n, prev, init)
+    sources = [g if g is not None else torch.zeros_like(w) for w, g in zip(weights, grads)]
+    place_t = torch.tensor(places, dtype=torch.int64)
+    blocks = n // 256
+    results = []
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        kernels.flat_block_sums(w, g, prev, init, out[:6])
-        once = out[:6].clone()
-        torch.set_num_threads(2)
-        kernels.flat_block_sums(w, g, prev, init, out[:6])
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            w_row, g_row = torch.full((n,), 7.0), torch.zeros(n)
+            sums = torch.full((9 * blocks + 5,), -1.0)
+            out = sums[5:].view(9, blocks)
+            keep = torch.zeros_like(sums)
+            totals = kernels.flat_pass(weights, sources, place_t, w_row, g_row, prev, init, out[:6], sums, keep)
+            results.append((w_row, out.clone(), totals, keep))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(once, out[:6])  # fixed blocks: the same bits whatever the thread count
-    by_block = [x.double().view(blocks, 256) for x in (w, g, prev, init)]
-    w, g, prev, init = by_block
-    want = torch.stack([
-        (w * w).sum(1), (g * g).sum(1), ((w - prev) ** 2).sum(1), ((w - init) ** 2).sum(1),
-        (w - prev).abs().sum(1), prev.abs().sum(1),
-    ])
-    np.testing.assert_allclose(out[:6].double().numpy(), want.numpy(), rtol=1e-6)
+    (w_row, out, totals, keep), (_, out_2, totals_2, _) = results
+    assert torch.equal(out, out_2) and totals == totals_2  # the same bits at any thread count
+    # The weights row: every weight in storage order, zeros in the pads (written over the 7s).
+    assert torch.equal(w_row.double(), want_w)
+    np.testing.assert_allclose(out[:6].double().numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     assert (out[6:] == -1.0).all()  # nothing written past the six rows
+    np.testing.assert_allclose(totals, (want.sum().item(), want[1].sum().item()), rtol=1e-5)
+    assert torch.equal(keep, torch.cat([torch.full((5,), -1.0), out.reshape(-1)]))  # the whole buffer
+
+
+def test_flat_pass_reads_the_gradients_row_when_given_no_gradients(kernels):
+    gen = torch.Generator().manual_seed(1)
+    weights, places, n = _layout(gen)
+    blocks = n // 256
+    prev, init = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    g_row = torch.randn(n, generator=gen)
+    g_row[605:768] = 0.0  # the pads hold zeros in every row
+    out = torch.zeros(6, blocks)
+    kernels.flat_pass(weights, [], torch.tensor(places), torch.zeros(n), g_row, prev, init, out, out, torch.empty(0))
+    want = (g_row.double().view(-1, 256) ** 2).sum(1)
+    np.testing.assert_allclose(out[1].double().numpy(), want.numpy(), rtol=1e-5)
 
 
 def test_a_wrong_input_names_itself(kernels):
-    rows = [torch.zeros(512) for _ in range(3)]
+    gen = torch.Generator().manual_seed(2)
+    weights, places, n = _layout(gen)
+    place_t = torch.tensor(places)
+    rows = lambda: [torch.zeros(n) for _ in range(4)]  # noqa: E731
+    out, none = torch.zeros(6, n // 256), torch.empty(0)
+
+    def call(weights=weights, grads=(), places=place_t, rows_=None, out=out):
+        w_row, g_row, prev, init = rows_ or rows()
+        kernels.flat_pass(list(weights), list(grads), places, w_row, g_row, prev, init, out, out, none)
+
     with pytest.raises(RuntimeError, match="prev must be float32"):
-        kernels.flat_block_sums(rows[0], rows[1], torch.zeros(512, dtype=torch.float64), rows[2], torch.zeros(6, 2))
+        call(rows_=[torch.zeros(n), torch.zeros(n), torch.zeros(n, dtype=torch.float64), torch.zeros(n)])
     with pytest.raises(RuntimeError, match="init has 256 elements"):
-        kernels.flat_block_sums(*rows, torch.zeros(256), torch.zeros(6, 2))
+        call(rows_=[torch.zeros(n), torch.zeros(n), torch.zeros(n), torch.zeros(256)])
     with pytest.raises(RuntimeError, match="whole blocks"):
-        kernels.flat_block_sums(*(torch.zeros(300) for _ in range(4)), torch.zeros(6, 1))
+        call(rows_=[torch.zeros(300) for _ in range(4)])
+    with pytest.raises(RuntimeError, match="weight 2 must be a dense CPU float32 tensor of 17"):
+        call(weights=weights[:2] + [torch.zeros(18)] + weights[3:])
+    with pytest.raises(RuntimeError, match="ascending"):
+        call(places=torch.tensor([(0, 300), (200, 288), (588, 17), (768, 2560)]))
+    with pytest.raises(RuntimeError, match="one tensor per weight"):
+        call(grads=[torch.zeros(300)])
+    with pytest.raises(RuntimeError, match="gradient 3 has shape"):
+        call(grads=[torch.zeros_like(w) for w in weights[:3]] + [torch.zeros(64, 40)])
+    with pytest.raises(RuntimeError, match="out must be 6 rows"):
+        call(out=torch.zeros(6, 3))
 
 
 class _Both(nn.Module):
@@ -128,7 +210,7 @@ def test_missing_or_unloadable_kernels_leave_the_pass_eager(tmp_path, monkeypatc
 
 def test_a_failing_kernel_warns_once_and_the_values_stay_right(kernels, tmp_path, monkeypatch):
     class Failing:
-        def flat_block_sums(self, *args):
+        def flat_pass(self, *args):
             raise RuntimeError("simulated failure")
 
     _, eager = _log(tmp_path, "eager", monkeypatch, False)

@@ -336,7 +336,8 @@ class LayerDynamics:
             self._computed.refresh()
         if not attached and self._computed:
             self._computed.read_grads()
-        sums = self._reducer.reduce()
+        batch = self._batch
+        sums = self._reducer.reduce(None if batch is None else self._batch_slots[len(batch[1])])
         if sharded:
             sums = self._all_reduce(sums)
         if fresh or self._all_previous is None:
@@ -410,13 +411,12 @@ class LayerDynamics:
     def _deferrable(self, host, has_previous, has_grad, attached):
         """Whether a CPU call's sums may wait to be turned into values with the next calls': a
         steady call (same layers, every one with previous weights and a gradient) that nothing
-        would warn about (finite sums; some gradient not zero). Two numpy sums decide it."""
+        would warn about (finite sums; some gradient not zero; ``Reducer.steady``)."""
         return (
             self._batch is not None
             and has_previous is self._all_previous
             and has_grad is self._reducer.all_true
-            and bool(np.isfinite(host.sum()))
-            and (attached or host[self._reducer.grad_index].sum() > 0)
+            and self._reducer.steady(host, attached)
         )
 
     def _defer(self, host, step, attached):
@@ -424,7 +424,8 @@ class LayerDynamics:
         calls wait."""
         raw, steps = self._batch
         count = len(steps)
-        np.copyto(raw[count], host)
+        if not self._reducer.kept:  # the native pass copied them into the slot
+            np.copyto(raw[count], host)
         steps.append((step, attached))
         if count == 0:
             self._batch_since = time.monotonic()
@@ -634,6 +635,9 @@ class LayerDynamics:
         self._batch = None
         if self._pack > 1 and self._trainable.all() and not self._computed and not self._reducer.asynchronous:
             self._batch = (np.zeros((self._pack, self._reducer.sums.numel()), dtype=np.float32), [])
+            # Torch views of the batch's rows, made once: the pass may copy a call's sums into its
+            # row itself (``Reducer.reduce``'s ``keep``).
+            self._batch_slots = list(torch.from_numpy(self._batch[0]))
         self._build_layout(found, model)
         return fresh
 
@@ -722,6 +726,13 @@ class LayerDynamics:
 # model (unwrapped, weakly held) -> {writer key: (options, tracker)}
 _registry = weakref.WeakKeyDictionary()
 
+# The last call's model, writer, options and tracker (weak references, like the registry's): a
+# training loop passes the same ones at every step, and comparing them is cheaper than the
+# registry's lookup (unwrapping the model, a weak-keyed dict), which took about 40 us of LeNet-5's
+# call on the cold caches a training step leaves. Writers given as paths always take the lookup
+# (the same string may name another directory after a chdir).
+_last_call = None
+
 
 def _writer_key(writer):
     if isinstance(writer, (str, os.PathLike)):
@@ -756,6 +767,13 @@ def log_layer_dynamics(writer, model, step, **options):
         ValueError: ``options`` differ from those of the first call for this pair, or as
             ``LayerDynamics.log`` raises.
     """
+    global _last_call
+    last = _last_call
+    if last is not None and last[0]() is model and last[1]() is writer and _same_options(last[2], options):
+        tracker = last[3]()
+        if tracker is not None:
+            tracker.log(step)
+            return
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a torch.nn.Module, got {type(model).__name__}; pass the model itself"
@@ -772,4 +790,10 @@ def log_layer_dynamics(writer, model, step, **options):
             f"options {options} differ from the first call's {entry[0]} for this writer and model; "
             "create a LayerDynamics(model, writer, ...) to log with other options"
         )
+    _last_call = None
+    if not isinstance(writer, (str, os.PathLike)):
+        try:
+            _last_call = (weakref.ref(model), weakref.ref(writer), entry[0], weakref.ref(entry[1]))
+        except TypeError:  # a writer that takes no weak reference: the lookup every time
+            pass
     entry[1].log(step)

@@ -1,15 +1,20 @@
 // The flat path of the metrics' pass in one loop, on the CPU (see native/__init__.py).
 //
-// The eager flat pass (tracking/reduce.py) forms the per-block sums with seven torch ops after its
-// two copies in, each a pass over the rows; this reads each row once. Blocks are fixed, so the
-// result does not depend on torch.get_num_threads().
+// The eager flat pass (tracking/reduce.py) copies the weights and gradients into its rows, then
+// forms the per-block sums with seven torch ops, each a pass over the rows. This reads each
+// parameter, gradient and snapshot once, in place, and writes the weights' row once. Blocks are
+// fixed and summed in a fixed order, so the result does not depend on torch.get_num_threads().
 
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <vector>
 
 namespace {
 
@@ -18,6 +23,54 @@ constexpr int64_t kFlatBlock = 256;
 // Independent accumulators per sum, so that the compiler can keep them in one vector register.
 constexpr int kLanes = 8;
 
+// Blocks per task of parallel_for.
+constexpr int64_t kGrain = 64;
+
+// Four float lanes (GCC and Clang vector extensions): SSE2 registers on any x86-64, NEON on arm64,
+// without building for one CPU (a home directory may be shared by machines of several kinds).
+typedef float Lanes4 __attribute__((vector_size(16)));
+typedef int32_t Mask4 __attribute__((vector_size(16)));
+
+inline Lanes4 load4(const float* p) {
+  Lanes4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline Lanes4 abs4(Lanes4 x) {
+  const Mask4 magnitude = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+  return reinterpret_cast<Lanes4>(reinterpret_cast<Mask4>(x) & magnitude);
+}
+
+// One block's six sums (w^2, g^2, (w - p)^2, (w - w0)^2, |w - p|, |p|) into o[0], o[row], ...
+// o[5 * row]: lane l of eight adds the elements k * 8 + l in order, then the lanes are added
+// 0 to 7.
+inline void block_sums(const float* w, const float* g, const float* p, const float* w0, float* o,
+                       int64_t row) {
+  static_assert(kLanes == 8, "two vectors of four lanes");
+  Lanes4 acc[6][2] = {};
+  for (int64_t k = 0; k < kFlatBlock; k += kLanes) {
+    for (int h = 0; h < 2; ++h) {
+      const int64_t i = k + 4 * h;
+      const Lanes4 wv = load4(w + i), gv = load4(g + i), pv = load4(p + i);
+      const Lanes4 d = wv - pv, e = wv - load4(w0 + i);
+      acc[0][h] += wv * wv;
+      acc[1][h] += gv * gv;
+      acc[2][h] += d * d;
+      acc[3][h] += e * e;
+      acc[4][h] += abs4(d);
+      acc[5][h] += abs4(pv);
+    }
+  }
+  for (int j = 0; j < 6; ++j) {
+    float r = 0;
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 4; ++l) r += acc[j][h][l];
+    }
+    o[j * row] = r;
+  }
+}
+
 void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
@@ -25,60 +78,121 @@ void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
   TORCH_CHECK(t.numel() == numel, name, " has ", t.numel(), " elements, expected ", numel);
 }
 
-// The flat path: per block of 256 elements of the rows w, g, p (previous) and w0 (initial), the
-// sums w^2, g^2, (w - p)^2, (w - w0)^2, |w - p| and |p| into rows 0..5 of out (6 x blocks).
-void flat_block_sums(const torch::Tensor& w, const torch::Tensor& g, const torch::Tensor& p,
-                     const torch::Tensor& w0, torch::Tensor& out) {
-  const int64_t n = w.numel();
+// The whole flat pass of one call: the flat parameters' weights and gradients read where they are
+// (no copies in first), the weights written into w_row (the next call's previous weights), and
+// each block's six sums into rows 0..5 of out. places is (parameters x 2) int64: each parameter's offset in the rows and its element
+// count, ascending and apart, as reduce.py lays them out (whole blocks per layer, zero pads).
+//
+// A gradient whose dtype or strides differ from its weight's is first copied into its segment
+// of g_row (where the eager pass copies every gradient); an empty grads list means g_row already
+// holds them (an optimizer pre-hook read them).
+//
+// When keep is not empty, the whole sums buffer (sums, of which out is a part) is then copied
+// into it: a training step leaves the host's caches cold, and this copy costs a torch or numpy
+// call ten times more there than here.
+//
+// Returns the total of the six sums over all blocks and the total of the gradients' squares, for
+// the caller's check of a steady call (finite, some gradient not zero) without another pass.
+std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
+               const torch::Tensor& places, torch::Tensor& w_row, torch::Tensor& g_row,
+               const torch::Tensor& prev, const torch::Tensor& init, torch::Tensor& out,
+               const torch::Tensor& sums, torch::Tensor& keep) {
+  const int64_t n = w_row.numel();
   TORCH_CHECK(n % kFlatBlock == 0, "the flat rows must hold whole blocks of ", kFlatBlock);
   const int64_t blocks = n / kFlatBlock;
-  check_rows(w, "weights", n);
-  check_rows(g, "grads", n);
-  check_rows(p, "prev", n);
-  check_rows(w0, "init", n);
+  if (keep.numel()) {
+    check_rows(sums, "sums", sums.numel());
+    check_rows(keep, "keep", sums.numel());
+  }
+  check_rows(w_row, "the weights row", n);
+  check_rows(g_row, "the gradients row", n);
+  check_rows(prev, "prev", n);
+  check_rows(init, "init", n);
   TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == torch::kFloat32, "out must be CPU float32");
   TORCH_CHECK(out.dim() == 2 && out.size(0) == 6 && out.size(1) == blocks && out.stride(1) == 1,
               "out must be 6 rows of one value per block");
-  const float* wp = w.data_ptr<float>();
-  const float* gp = g.data_ptr<float>();
-  const float* pp = p.data_ptr<float>();
-  const float* ip = w0.data_ptr<float>();
+  const int64_t count = static_cast<int64_t>(weights.size());
+  TORCH_CHECK(places.device().is_cpu() && places.scalar_type() == torch::kInt64 && places.is_contiguous() &&
+                  places.dim() == 2 && places.size(0) == count && places.size(1) == 2,
+              "places must be one (offset, numel) int64 row per weight");
+  TORCH_CHECK(grads.empty() || static_cast<int64_t>(grads.size()) == count,
+              "grads must be empty or hold one tensor per weight");
+  const int64_t* place = places.data_ptr<int64_t>();
+  std::vector<const float*> w_src(count), g_src(count);
+  int64_t end = 0;
+  float* g_base = g_row.data_ptr<float>();
+  for (int64_t j = 0; j < count; ++j) {
+    const torch::Tensor& w = weights[j];
+    const int64_t offset = place[2 * j], numel = place[2 * j + 1];
+    TORCH_CHECK(offset >= end && numel >= 0 && offset + numel <= n, "places must be ascending and inside the rows");
+    end = offset + numel;
+    TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == torch::kFloat32 && w.numel() == numel &&
+                    w.is_non_overlapping_and_dense(),
+                "weight ", j, " must be a dense CPU float32 tensor of ", numel, " elements");
+    w_src[j] = w.data_ptr<float>();
+    if (grads.empty()) {
+      g_src[j] = g_base + offset;
+      continue;
+    }
+    const torch::Tensor& g = grads[j];
+    TORCH_CHECK(g.sizes() == w.sizes(), "gradient ", j, " has shape ", g.sizes(), ", its weight ", w.sizes());
+    if (g.device().is_cpu() && g.scalar_type() == torch::kFloat32 && g.strides() == w.strides()) {
+      g_src[j] = g.data_ptr<float>();
+    } else {
+      g_row.as_strided(w.sizes(), w.strides(), g_row.storage_offset() + offset).copy_(g);
+      g_src[j] = g_base + offset;
+    }
+  }
+  float* wr = w_row.data_ptr<float>();
+  const float* pp = prev.data_ptr<float>();
+  const float* ip = init.data_ptr<float>();
   float* o = out.data_ptr<float>();
   const int64_t row = out.stride(0);
-  at::parallel_for(0, blocks, 64, [&](int64_t first, int64_t last) {
+  at::parallel_for(0, blocks, kGrain, [&](int64_t first, int64_t last) {
+    // The first parameter that ends after this task's first block.
+    int64_t j = 0;
+    {
+      int64_t lo = 0, hi = count;
+      const int64_t start = first * kFlatBlock;
+      while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (place[2 * mid] + place[2 * mid + 1] <= start) lo = mid + 1; else hi = mid;
+      }
+      j = lo;
+    }
+    alignas(64) float wb[kFlatBlock];
+    alignas(64) float gb[kFlatBlock];
     for (int64_t b = first; b < last; ++b) {
-      const int64_t s = b * kFlatBlock;
-      float sw[kLanes] = {0}, sg[kLanes] = {0}, sd[kLanes] = {0}, se[kLanes] = {0};
-      float ad[kLanes] = {0}, ap[kLanes] = {0};
-      for (int64_t k = 0; k < kFlatBlock; k += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const int64_t i = s + k + l;
-          const float wv = wp[i], gv = gp[i], pv = pp[i];
-          const float d = wv - pv, e = wv - ip[i];
-          sw[l] += wv * wv;
-          sg[l] += gv * gv;
-          sd[l] += d * d;
-          se[l] += e * e;
-          ad[l] += std::fabs(d);
-          ap[l] += std::fabs(pv);
+      const int64_t s = b * kFlatBlock, e = s + kFlatBlock;
+      std::memset(wb, 0, sizeof(wb));
+      std::memset(gb, 0, sizeof(gb));
+      while (j < count && place[2 * j] < e) {
+        const int64_t offset = place[2 * j], stop = offset + place[2 * j + 1];
+        const int64_t a = std::max(offset, s), z = std::min(stop, e);
+        if (z > a) {
+          std::memcpy(wb + (a - s), w_src[j] + (a - offset), (z - a) * sizeof(float));
+          std::memcpy(gb + (a - s), g_src[j] + (a - offset), (z - a) * sizeof(float));
         }
+        if (stop > e) break;  // goes on in the next block
+        ++j;
       }
-      float r[6] = {0, 0, 0, 0, 0, 0};
-      for (int l = 0; l < kLanes; ++l) {
-        r[0] += sw[l];
-        r[1] += sg[l];
-        r[2] += sd[l];
-        r[3] += se[l];
-        r[4] += ad[l];
-        r[5] += ap[l];
-      }
-      for (int j = 0; j < 6; ++j) o[j * row + b] = r[j];
+      std::memcpy(wr + s, wb, sizeof(wb));
+      block_sums(wb, gb, pp + s, ip + s, o + b, row);
     }
   });
+  double total = 0, grads_total = 0;
+  for (int j = 0; j < 6; ++j) {
+    double sum = 0;
+    for (int64_t b = 0; b < blocks; ++b) sum += o[j * row + b];
+    total += sum;
+    if (j == 1) grads_total = sum;
+  }
+  if (keep.numel()) std::memcpy(keep.data_ptr<float>(), sums.data_ptr<float>(), sums.numel() * sizeof(float));
+  return {total, grads_total};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("flat_block_sums", &flat_block_sums, "per-block sums of the flat rows");
+  m.def("flat_pass", &flat_pass, "the flat pass of one call, from the parameters themselves");
 }
