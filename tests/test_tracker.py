@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from layerdyn_helpers import ZOO_FORWARD_ORDER, ZOO_LAYERS, Zoo, metric_events, train_step, values_by_step, zoo_batch
 from tb_layerdyn import LayerDynamics, log_layer_dynamics
 from tb_layerdyn.tracking import layers as layers_mod
+from tb_layerdyn.tracking import tracker as tracker_mod
 from tb_layerdyn.format import layer_metrics
 from demo.models import resnet18
 
@@ -109,6 +110,29 @@ def test_registry_does_not_keep_the_model_alive(tmp_path):
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_repeated_calls_with_a_writer_object_keep_the_registry_s_rules(tmp_path):
+    # The last call's (model, writer, options) are compared before the registry's lookup.
+    writer = SummaryWriter(str(tmp_path / "a"))
+    other = SummaryWriter(str(tmp_path / "b"))
+    model = nn.Linear(3, 3)
+    for step in range(3):
+        log_layer_dynamics(writer, model, step, histogram_every=None)
+    with pytest.raises(ValueError, match="differ from the first call"):
+        log_layer_dynamics(writer, model, 3, histogram_every=5)
+    log_layer_dynamics(other, model, 0)  # another writer: another tracker, its own steps
+    log_layer_dynamics(writer, model, 3, histogram_every=None)  # back to the first one
+    trackers = [entry[1] for entry in tracker_mod._registry[model].values()]
+    assert len(trackers) == 2
+    writer.close()
+    other.close()
+    steps = {name: sorted(values_by_step(str(tmp_path / name))) for name in ("a", "b")}
+    assert steps == {"a": [0, 1, 2, 3], "b": [0]}
+    refs = [weakref.ref(model)] + [weakref.ref(t) for t in trackers]
+    del model, trackers
+    gc.collect()
+    assert all(ref() is None for ref in refs)  # the shortcut holds neither the model nor its trackers
 
 
 def test_histograms_at_the_cadence_and_off(tmp_path):
