@@ -114,6 +114,40 @@ def test_flat_pass_reads_the_gradients_row_when_given_no_gradients(kernels):
     np.testing.assert_allclose(out[1].double().numpy(), want.numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("grads", ["given", "not read", "pre-hook"])
+def test_chunked_pass_equals_a_float64_reference_per_chunk(kernels, grads):
+    gen = torch.Generator().manual_seed(3)
+    n, chunk = 5 * 1024 + 13, 1024  # a short last chunk whose tail is not a whole lane group
+    w, g, prev, init = (torch.randn(n, generator=gen) for _ in range(4))
+    old_prev = prev.clone()
+    rows = torch.full((6, 12), -1.0)  # a sums row per chunk, two columns past the six
+    columns = torch.tensor([3, 0, 7, 1, 5, 2])
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            prev_now, rows_now = old_prev.clone(), rows.clone()
+            given = g if grads == "given" else torch.empty(0)
+            kernels.chunked_pass(w, prev_now, init, rows_now, columns, chunk, given, grads != "pre-hook")
+            results.append((prev_now, rows_now))
+    finally:
+        torch.set_num_threads(threads)
+    (prev_after, got), (_, got_2) = results
+    assert torch.equal(got, got_2)  # fixed chunks: the same bits at any thread count
+    assert torch.equal(prev_after, w)  # the previous snapshot moved to the weights
+    for c in range(6):
+        a, z = c * chunk, min(n, (c + 1) * chunk)
+        wd, gd, pd, id_ = (x[a:z].double() for x in (w, g, old_prev, init))
+        want = [(wd ** 2).sum(), (gd ** 2).sum(), ((wd - pd) ** 2).sum(), ((wd - id_) ** 2).sum(),
+                (wd - pd).abs().sum(), pd.abs().sum()]
+        if grads != "given":
+            want[1] = torch.tensor(-1.0 if grads == "pre-hook" and c == 0 else 0.0)
+        np.testing.assert_allclose(got[c, columns].double().numpy(), torch.stack(want).numpy(), rtol=1e-5)
+        untouched = [k for k in range(12) if k not in columns.tolist()]
+        assert (got[c, untouched] == -1.0).all()
+
+
 def test_a_wrong_input_names_itself(kernels):
     gen = torch.Generator().manual_seed(2)
     weights, places, n = _layout(gen)
@@ -141,20 +175,33 @@ def test_a_wrong_input_names_itself(kernels):
         call(grads=[torch.zeros_like(w) for w in weights[:3]] + [torch.zeros(64, 40)])
     with pytest.raises(RuntimeError, match="out must be 6 rows"):
         call(out=torch.zeros(6, 3))
+    w, cols = torch.zeros(1000), torch.tensor([0, 1, 2, 3, 4, 5])
+    with pytest.raises(RuntimeError, match="one CPU float32 sums row per chunk \\(4\\)"):
+        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(3, 9), cols, 256, none, True)
+    with pytest.raises(RuntimeError, match="column 9 is outside"):
+        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols + 4, 256, none, True)
+    with pytest.raises(RuntimeError, match="grad has 999 elements"):
+        kernels.chunked_pass(
+            w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols, 256, torch.zeros(999), True
+        )
+    with pytest.raises(RuntimeError, match="multiple of 8"):
+        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols, 250, none, True)
 
 
 class _Both(nn.Module):
-    """Small parameters (the flat path), one above the flat bound (a chunked parameter) and a
-    channels_last convolution."""
+    """Small parameters (the flat path), two above the flat bound (the chunked path, three chunks
+    each, the last one short) and a channels_last convolution."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3).to(memory_format=torch.channels_last)
         self.big = nn.Linear(144, 512)  # 73,728 weights
-        self.out = nn.Linear(512, 3)
+        self.big2 = nn.Linear(512, 161)  # 82,432 weights
+        self.out = nn.Linear(161, 3)
 
     def forward(self, x):
-        return self.out(F.relu(self.big(F.relu(self.conv(x)).flatten(1)[:, :144])))
+        hidden = F.relu(self.big(F.relu(self.conv(x)).flatten(1)[:, :144]))
+        return self.out(F.relu(self.big2(hidden)))
 
 
 def _log(tmp_path, name, monkeypatch, enabled, steps=6, before_log=None, **options):
@@ -179,7 +226,9 @@ def _log(tmp_path, name, monkeypatch, enabled, steps=6, before_log=None, **optio
 def test_the_native_pass_logs_the_eager_values(kernels, tmp_path, monkeypatch):
     tracker, fast = _log(tmp_path, "native", monkeypatch, True)
     assert tracker._reducer._native is not None and tracker._reducer._native_args is not None
-    assert tracker._reducer._chunked_params  # the large layer stays on the eager chunked path
+    chunked = tracker._reducer._chunked_params
+    assert [entry.name for entry in chunked] == ["big.weight", "big2.weight"]
+    assert all(entry.native_args is not None and len(entry.chunks) == 3 for entry in chunked)
     eager_tracker, eager = _log(tmp_path, "eager", monkeypatch, False)
     assert eager_tracker._reducer._native is None
     assert sorted(fast) == sorted(eager) == list(range(6))
@@ -208,10 +257,24 @@ def test_missing_or_unloadable_kernels_leave_the_pass_eager(tmp_path, monkeypatc
     assert not native.enabled()
 
 
-def test_a_failing_kernel_warns_once_and_the_values_stay_right(kernels, tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["flat_pass", "chunked_pass"])
+def test_a_failing_kernel_warns_once_and_the_values_stay_right(kernels, tmp_path, monkeypatch, failing):
     class Failing:
+        """The real kernels, but one fails at step 2: the flat pass, or the chunked pass of the
+        second large parameter (after the first one's)."""
+
+        calls = 0
+
         def flat_pass(self, *args):
-            raise RuntimeError("simulated failure")
+            if failing == "flat_pass":
+                raise RuntimeError("simulated failure")
+            return kernels.flat_pass(*args)
+
+        def chunked_pass(self, *args):
+            Failing.calls += 1
+            if Failing.calls == 2:
+                raise RuntimeError("simulated failure")
+            return kernels.chunked_pass(*args)
 
     _, eager = _log(tmp_path, "eager", monkeypatch, False)
 

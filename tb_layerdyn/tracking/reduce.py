@@ -25,8 +25,10 @@ Two paths share that buffer (measured on a 2-core CPU, see PERFORMANCE_NOTES):
 Every op writes into preallocated scratch (``out=``, in place): allocation churn on the hot path
 slows the *next* training step more than the call itself costs.
 
-On the CPU, when the native kernel is built (``tracking/native``), the flat path's seven ops after
-its copies are one loop, ``flat_block_sums``. The element-wise variant stays eager.
+On the CPU, when the native kernels are built (``tracking/native``), each path is one loop that
+reads every element once: ``flat_pass`` for all the flat parameters (no copies in first), and
+``chunked_pass`` per large parameter (in fixed ``NATIVE_CHUNK`` chunks). The element-wise variant
+and ``fused=True`` stay eager.
 """
 
 import math
@@ -51,6 +53,12 @@ CHUNK = 1 << 18
 # and 6% faster on the MLP, while 64K (one 32K-element grain per thread) was 10-15% slower.
 CPU_CHUNK_PER_THREAD = 1 << 16
 
+# Elements per chunk of the native chunked pass on CPU (``native.chunked_pass``), whatever the
+# thread count, so that its bits do not depend on it: a chunk is one task of its loop, which reads
+# every element once, so the chunk need not fit a cache; 32K elements balance ResNet-18's and the
+# MLP's large parameters over two threads.
+NATIVE_CHUNK = 1 << 15
+
 # Parameters with at most this many elements take the flat path. Above it, the flat path's extra
 # passes over memory cost more than the per-tensor op overhead they save (measured alone: about
 # 0.6 ns more per element against 25-30 us of ops per tensor; inside a training loop, where every op
@@ -69,7 +77,8 @@ FUSED_MIN_NUMEL = 1 << 12
 # their copy is done, so a host that runs this many calls ahead of the device waits for the oldest.
 HOST_DEPTH = 3
 
-# ``keep`` of the native flat pass when nothing is to be kept.
+# ``keep`` of the native flat pass when nothing is to be kept, and the gradient of the native
+# chunked pass when it does not read one.
 _NO_KEEP = torch.empty(0)
 
 # Columns the device fills; SUM_NUMEL is added on the host.
@@ -91,6 +100,8 @@ _BLOCK_COLUMNS = np.array([
     metrics.SUM_ABS_DIFF, metrics.SUM_ABS_PREV, metrics.SUM_RATIO, metrics.SUM_ZERO_PREV,
     metrics.SUM_SQ_INIT,
 ], dtype=np.intp)
+# The sums columns of the native chunked pass's six sums, in the order of its loop (the block rows').
+_NATIVE_COLUMNS = torch.tensor(_BLOCK_COLUMNS[:6].tolist(), dtype=torch.int64)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -144,6 +155,7 @@ class _Param:
         self.chunks = [None]
         self.outs = []
         self.fused_args = None
+        self.native_args = None
 
     @property
     def rows(self) -> int:
@@ -319,6 +331,8 @@ class Reducer:
         """Elements per chunk for parameters reduced on ``device``."""
         if self._chunk is not None:
             return max(1, self._chunk)
+        if torch.device(device).type == "cpu" and self._native is not None:
+            return NATIVE_CHUNK
         if torch.device(device).type == "cpu":
             return CPU_CHUNK_PER_THREAD * max(1, torch.get_num_threads())
         return CHUNK
@@ -326,7 +340,7 @@ class Reducer:
     def _build_chunked(self, per_layer, sources, device) -> None:
         """Allocates the snapshots, sums rows and scratch of the chunked path; fills the constant
         sums (the initial weights' squares)."""
-        chunk = self._chunk_size(device)
+        chunk = chunk_size = self._chunk_size(device)
         row = 0
         layer_rows = []
         for entries in per_layer:
@@ -393,6 +407,15 @@ class Reducer:
             for r, (_w, _prev, init) in enumerate(self._chunk_tensors(entry)):
                 torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
             entry.fused_args = None
+            entry.native_args = None
+            if self._native is not None and entry.fast and entry.local.device.type == "cpu" and chunk_size % 8 == 0:
+                # The weights, both snapshots (1-D, in storage order), the parameter's sums rows, the
+                # columns of the six sums, the chunk.
+                entry.native_args = (
+                    _flat(entry.local), _flat(entry.prev), _flat(entry.init),
+                    self._rows[entry.first_row: entry.first_row + len(entry.chunks)],
+                    _NATIVE_COLUMNS, chunk_size,
+                )
             if self._fused is not None and entry.fast and entry.numel >= FUSED_MIN_NUMEL:
                 # The kernel writes the whole parameter's sums into its first row; the other rows
                 # keep zeros in those columns (they only hold the initial weights' squares).
@@ -547,10 +570,18 @@ class Reducer:
                 self._grad_presence = None
             if self._flat_state is not None:
                 self._reduce_flat(grads, keep if keep is not None and not self._num_rows else _NO_KEEP)
-            for entry in self._chunked_params:
+            for i, entry in enumerate(self._chunked_params):
                 if entry.fused_args is not None and self._fused(*entry.fused_args):
                     if grads:
                         self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+                elif entry.native_args is not None and self._native is not None:
+                    if not self._reduce_native(entry, grads):
+                        # Failed (and off from now on): the parameters before it keep their sums;
+                        # their gradients, left chunk by chunk in rows now zeroed, are summed again.
+                        for done in self._chunked_params[:i] if grads else ():
+                            if done.native_args is not None:
+                                self._grad_sum(done, done.outs[0][0][metrics.SUM_SQ_GRAD])
+                        self._reduce_chunked(entry, grads)
                 else:
                     self._reduce_chunked(entry, grads)
         finally:
@@ -581,6 +612,11 @@ class Reducer:
         """Turns the native kernel off for this reducer, once, saying why; the pass goes on eager."""
         self._native = None
         self._native_args = None
+        # The native chunked pass leaves each chunk's gradient sum in its row; the eager pass sums
+        # a gradient into its first row alone.
+        for entry in self._chunked_params:
+            if entry.native_args is not None:
+                self._rows[entry.first_row + 1: entry.first_row + len(entry.chunks), metrics.SUM_SQ_GRAD].zero_()
         warnings.warn(
             f"the native kernel of the metrics' pass failed ({error}); this tracker uses the "
             "eager pass from now on. TB_LAYERDYN_NATIVE=0 turns it off",
@@ -635,6 +671,24 @@ class Reducer:
             zero_count.copy_(zero)
         torch.sum(sums, 2, out=blocks[self._summed_rows])
         self._cur = 1 - cur
+
+    def _reduce_native(self, entry: _Param, grads: bool) -> bool:
+        """One parameter of the chunked path in one native loop (``native.chunked_pass``); its
+        gradient too when it is a dense float32 tensor on the CPU, else ``_grad_sum`` adds it.
+        Returns False when the kernel failed (then nothing of this parameter is summed yet)."""
+        grad = entry.param.grad if grads else None
+        if grad is not None and not (
+            grad.dtype == torch.float32 and grad.device.type == "cpu" and grad.layout is torch.strided and _dense(grad)
+        ):
+            grad = None
+        try:
+            self._native.chunked_pass(*entry.native_args, _NO_KEEP if grad is None else _flat(grad), grads)
+        except RuntimeError as error:
+            self._native_failed(error)
+            return False
+        if grads and grad is None:  # missing, or not one the loop reads
+            self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
+        return True
 
     def _dense_grad(self, grad: torch.Tensor) -> torch.Tensor:
         """A strided copy of a sparse (or otherwise non-strided) gradient of a flat parameter."""

@@ -191,8 +191,92 @@ std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights, 
   return {total, grads_total};
 }
 
+// The chunked path's pass over one large parameter, in place: per chunk of `chunk` elements of the
+// flat rows w (the weights), prev and init (its snapshots) and g (its gradient, when given), the
+// sums w^2, g^2, (w - p)^2, (w - w0)^2, |w - p| and |p| into the columns `columns` (six, in that
+// order) of the chunk's sums row, then prev = w. Each element is read once and prev written once:
+// the 20 bytes per parameter of the memory-traffic bound. Chunks are fixed, so the bits do not
+// depend on the thread count.
+//
+// With `grads` and no g (empty), the gradient's column is zeroed (the caller sums that gradient
+// itself, into row 0); without `grads`, row 0's gradient column is left as it is (an optimizer
+// pre-hook filled it) and the other rows' are zeroed.
+void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tensor& init,
+                  torch::Tensor& rows, const torch::Tensor& columns, int64_t chunk,
+                  const torch::Tensor& g, bool grads) {
+  const int64_t n = w.numel();
+  check_rows(w, "weights", n);
+  check_rows(prev, "prev", n);
+  check_rows(init, "init", n);
+  const bool with_g = g.numel() > 0;
+  if (with_g) check_rows(g, "grad", n);
+  TORCH_CHECK(chunk > 0 && chunk % kLanes == 0, "chunk must be a positive multiple of ", kLanes);
+  const int64_t chunks = std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  TORCH_CHECK(rows.device().is_cpu() && rows.scalar_type() == torch::kFloat32 && rows.dim() == 2 &&
+                  rows.size(0) == chunks && rows.stride(1) == 1,
+              "rows must be one CPU float32 sums row per chunk (", chunks, ")");
+  TORCH_CHECK(columns.device().is_cpu() && columns.scalar_type() == torch::kInt64 && columns.numel() == 6 &&
+                  columns.is_contiguous(),
+              "columns must be six int64 column indices");
+  const int64_t* col = columns.data_ptr<int64_t>();
+  for (int j = 0; j < 6; ++j) {
+    TORCH_CHECK(col[j] >= 0 && col[j] < rows.size(1), "column ", col[j], " is outside the sums rows");
+  }
+  const float* wp = w.data_ptr<float>();
+  const float* gp = with_g ? g.data_ptr<float>() : nullptr;
+  float* pp = prev.data_ptr<float>();
+  const float* ip = init.data_ptr<float>();
+  float* r0 = rows.data_ptr<float>();
+  const int64_t stride = rows.stride(0);
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const int64_t a = c * chunk, z = std::min(n, a + chunk);
+      Lanes4 acc[6][2] = {};
+      int64_t i = a;
+      for (; i + kLanes <= z; i += kLanes) {
+        for (int h = 0; h < 2; ++h) {
+          const int64_t k = i + 4 * h;
+          const Lanes4 wv = load4(wp + k), pv = load4(pp + k);
+          const Lanes4 d = wv - pv, e = wv - load4(ip + k);
+          acc[0][h] += wv * wv;
+          if (gp) {
+            const Lanes4 gv = load4(gp + k);
+            acc[1][h] += gv * gv;
+          }
+          acc[2][h] += d * d;
+          acc[3][h] += e * e;
+          acc[4][h] += abs4(d);
+          acc[5][h] += abs4(pv);
+          std::memcpy(pp + k, &wv, sizeof(wv));
+        }
+      }
+      for (int l = 0; i < z; ++i, ++l) {  // the last chunk's tail, lane by lane
+        const float wv = wp[i], pv = pp[i], d = wv - pv, e = wv - ip[i];
+        const int h = l / 4, q = l % 4;
+        acc[0][h][q] += wv * wv;
+        if (gp) acc[1][h][q] += gp[i] * gp[i];
+        acc[2][h][q] += d * d;
+        acc[3][h][q] += e * e;
+        acc[4][h][q] += std::fabs(d);
+        acc[5][h][q] += std::fabs(pv);
+        pp[i] = wv;
+      }
+      float* row = r0 + c * stride;
+      for (int j = 0; j < 6; ++j) {
+        if (j == 1 && !gp && !grads && c == 0) continue;  // the pre-hook's gradient sum
+        float r = 0;
+        for (int h = 0; h < 2; ++h) {
+          for (int l = 0; l < 4; ++l) r += acc[j][h][l];
+        }
+        row[col[j]] = r;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("flat_pass", &flat_pass, "the flat pass of one call, from the parameters themselves");
+  m.def("chunked_pass", &chunked_pass, "the pass over one large parameter, chunk by chunk");
 }
