@@ -259,12 +259,12 @@ class Reducer:
                 entries.append(entry)
             per_layer.append(entries)
 
+        self._sharded = sharded
         with torch.no_grad():
             self._build_flat(per_layer, sources, compute_device)
             self._build_chunked(per_layer, sources, compute_device)
         self._params = [entry for entries in per_layer for entry in entries]
         self._chunked_params = [entry for entry in self._params if not entry.flat]
-        self._sharded = sharded
         self._data_ptrs = [entry.data_ptr for entry in self._params]
         self._every_layer_reduced = all(per_layer)
         self._missing_grads = len(self._params)  # nothing known before the first pass
@@ -331,7 +331,8 @@ class Reducer:
         """Elements per chunk for parameters reduced on ``device``."""
         if self._chunk is not None:
             return max(1, self._chunk)
-        if torch.device(device).type == "cpu" and self._native is not None:
+        if torch.device(device).type == "cpu" and self._native is not None and not self._sharded:
+            # (Sharded: the chunk sizes as before, so that every rank's buffer keeps its length.)
             return NATIVE_CHUNK
         if torch.device(device).type == "cpu":
             return CPU_CHUNK_PER_THREAD * max(1, torch.get_num_threads())
@@ -677,6 +678,8 @@ class Reducer:
         gradient too when it is a dense float32 tensor on the CPU, else ``_grad_sum`` adds it.
         Returns False when the kernel failed (then nothing of this parameter is summed yet)."""
         grad = entry.param.grad if grads else None
+        if grad is not None:
+            grad = self._local(grad)[0]  # a DTensor's local shard
         if grad is not None and not (
             grad.dtype == torch.float32 and grad.device.type == "cpu" and grad.layout is torch.strided and _dense(grad)
         ):

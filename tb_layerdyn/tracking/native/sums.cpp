@@ -80,8 +80,9 @@ void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
 
 // The whole flat pass of one call: the flat parameters' weights and gradients read where they are
 // (no copies in first), the weights written into w_row (the next call's previous weights), and
-// each block's six sums into rows 0..5 of out. places is (parameters x 2) int64: each parameter's offset in the rows and its element
-// count, ascending and apart, as reduce.py lays them out (whole blocks per layer, zero pads).
+// each block's six sums into rows 0..5 of out. places is (parameters x 2) int64: each
+// parameter's offset in the rows and its element count, ascending and apart, as reduce.py lays
+// them out (whole blocks per layer, zero pads).
 //
 // A gradient whose dtype or strides differ from its weight's is first copied into its segment
 // of g_row (where the eager pass copies every gradient); an empty grads list means g_row already
@@ -93,10 +94,11 @@ void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
 //
 // Returns the total of the six sums over all blocks and the total of the gradients' squares, for
 // the caller's check of a steady call (finite, some gradient not zero) without another pass.
-std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
-               const torch::Tensor& places, torch::Tensor& w_row, torch::Tensor& g_row,
-               const torch::Tensor& prev, const torch::Tensor& init, torch::Tensor& out,
-               const torch::Tensor& sums, torch::Tensor& keep) {
+std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights,
+                                     const std::vector<torch::Tensor>& grads, const torch::Tensor& places,
+                                     torch::Tensor& w_row, torch::Tensor& g_row, const torch::Tensor& prev,
+                                     const torch::Tensor& init, torch::Tensor& out, const torch::Tensor& sums,
+                                     torch::Tensor& keep) {
   const int64_t n = w_row.numel();
   TORCH_CHECK(n % kFlatBlock == 0, "the flat rows must hold whole blocks of ", kFlatBlock);
   const int64_t blocks = n / kFlatBlock;
