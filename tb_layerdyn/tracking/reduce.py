@@ -203,10 +203,13 @@ class Reducer:
             self._fused = FusedSums(elementwise, fused if isinstance(fused, dict) else None)
             # Every parameter the kernel can take goes to it, whatever the flat path's bound.
             self._flat_max = min(flat_max_numel, FUSED_MIN_NUMEL - 1)
-        # The native flat kernel, when built and wanted (``fused=True`` asked for compiled kernels).
+        # The native kernels, when built and wanted (``fused=True`` asked for compiled kernels).
         self._native = None if (fused or elementwise) else native.kernels()
         # Per flat state, the kernel's arguments (views made once), or None: the flat pass is eager.
         self._native_args = None
+        # The last native flat pass's totals (for ``steady``), and whether it filled ``keep``.
+        self._flat_totals = None
+        self.kept = False
         self._params: List[_Param] = []
         self._chunked_params: List[_Param] = []
         self._sharded = False
@@ -295,7 +298,6 @@ class Reducer:
         self._num_blocks = offset // BLOCK
         self._flat_state = None
         self._native_args = None
-        self._flat_totals = None
         if not offset:
             return
         # Two states, used in turns: a call writes the weights into its state's WEIGHTS row, which
@@ -565,23 +567,24 @@ class Reducer:
         self._grads_read = False
         self._flat_totals = None
         self.kept = False
+        if keep is None or self._num_rows:  # chunked rows are filled after the flat pass
+            keep = _NO_KEEP
         try:
             if grads:
                 self._missing_grads = 0
                 self._grad_presence = None
             if self._flat_state is not None:
-                self._reduce_flat(grads, keep if keep is not None and not self._num_rows else _NO_KEEP)
+                self._reduce_flat(grads, keep)
             for i, entry in enumerate(self._chunked_params):
                 if entry.fused_args is not None and self._fused(*entry.fused_args):
                     if grads:
                         self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
                 elif entry.native_args is not None and self._native is not None:
                     if not self._reduce_native(entry, grads):
-                        # Failed (and off from now on): the parameters before it keep their sums;
-                        # their gradients, left chunk by chunk in rows now zeroed, are summed again.
-                        for done in self._chunked_params[:i] if grads else ():
-                            if done.native_args is not None:
-                                self._grad_sum(done, done.outs[0][0][metrics.SUM_SQ_GRAD])
+                        # Failed (and off from now on): the parameters before it keep their sums
+                        # but their gradients', which it left chunk by chunk in rows now zeroed.
+                        if grads:
+                            self._resum_grads(self._chunked_params[:i])
                         self._reduce_chunked(entry, grads)
                 else:
                     self._reduce_chunked(entry, grads)
@@ -625,7 +628,7 @@ class Reducer:
             stacklevel=guards.user_stacklevel(),
         )
 
-    def _reduce_flat(self, grads: bool = True, keep: torch.Tensor = None) -> None:
+    def _reduce_flat(self, grads: bool = True, keep: torch.Tensor = _NO_KEEP) -> None:
         cur = self._cur
         weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
         blocks = self._blocks
@@ -634,10 +637,9 @@ class Reducer:
             sources, missing = self._flat_grads() if grads else ([], 0)
             try:
                 self._flat_totals = self._native.flat_pass(
-                    self._w_src, sources, self._places, *self._native_args[cur],
-                    _NO_KEEP if keep is None else keep,
+                    self._w_src, sources, self._places, *self._native_args[cur], keep
                 )
-                self.kept = keep is not None and keep is not _NO_KEEP
+                self.kept = keep is not _NO_KEEP
                 self._missing_grads += missing
                 self._cur = 1 - cur
                 return
@@ -692,6 +694,12 @@ class Reducer:
         if grads and grad is None:  # missing, or not one the loop reads
             self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
         return True
+
+    def _resum_grads(self, entries) -> None:
+        """Sums the gradients of ``entries`` reduced natively into their first rows, the eager way."""
+        for entry in entries:
+            if entry.native_args is not None:
+                self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
 
     def _dense_grad(self, grad: torch.Tensor) -> torch.Tensor:
         """A strided copy of a sparse (or otherwise non-strided) gradient of a flat parameter."""

@@ -42,33 +42,41 @@ inline Lanes4 abs4(Lanes4 x) {
   return reinterpret_cast<Lanes4>(reinterpret_cast<Mask4>(x) & magnitude);
 }
 
-// One block's six sums (w^2, g^2, (w - p)^2, (w - w0)^2, |w - p|, |p|) into o[0], o[row], ...
-// o[5 * row]: lane l of eight adds the elements k * 8 + l in order, then the lanes are added
-// 0 to 7.
+// The six sums of both kernels, in eight lanes held as two vectors: w^2, g^2, (w - p)^2,
+// (w - w0)^2, |w - p|, |p|. Lane l adds the elements k * 8 + l in order; lane_total adds the
+// lanes 0 to 7. The order is fixed, so the bits do not depend on how the work is split.
+typedef Lanes4 Sums[6][2];
+
+inline void add_lanes(Sums& acc, int h, Lanes4 w, Lanes4 g, Lanes4 p, Lanes4 w0) {
+  const Lanes4 d = w - p, e = w - w0;
+  acc[0][h] += w * w;
+  acc[1][h] += g * g;
+  acc[2][h] += d * d;
+  acc[3][h] += e * e;
+  acc[4][h] += abs4(d);
+  acc[5][h] += abs4(p);
+}
+
+inline float lane_total(const Lanes4 (&sum)[2]) {
+  float r = 0;
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 4; ++l) r += sum[h][l];
+  }
+  return r;
+}
+
+// One block's six sums into o[0], o[row], ... o[5 * row].
 inline void block_sums(const float* w, const float* g, const float* p, const float* w0, float* o,
                        int64_t row) {
   static_assert(kLanes == 8, "two vectors of four lanes");
-  Lanes4 acc[6][2] = {};
+  Sums acc = {};
   for (int64_t k = 0; k < kFlatBlock; k += kLanes) {
     for (int h = 0; h < 2; ++h) {
       const int64_t i = k + 4 * h;
-      const Lanes4 wv = load4(w + i), gv = load4(g + i), pv = load4(p + i);
-      const Lanes4 d = wv - pv, e = wv - load4(w0 + i);
-      acc[0][h] += wv * wv;
-      acc[1][h] += gv * gv;
-      acc[2][h] += d * d;
-      acc[3][h] += e * e;
-      acc[4][h] += abs4(d);
-      acc[5][h] += abs4(pv);
+      add_lanes(acc, h, load4(w + i), load4(g + i), load4(p + i), load4(w0 + i));
     }
   }
-  for (int j = 0; j < 6; ++j) {
-    float r = 0;
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 4; ++l) r += acc[j][h][l];
-    }
-    o[j * row] = r;
-  }
+  for (int j = 0; j < 6; ++j) o[j * row] = lane_total(acc[j]);
 }
 
 void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
@@ -233,22 +241,14 @@ void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tens
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       const int64_t a = c * chunk, z = std::min(n, a + chunk);
-      Lanes4 acc[6][2] = {};
+      Sums acc = {};
+      const Lanes4 no_grad = {0, 0, 0, 0};
       int64_t i = a;
       for (; i + kLanes <= z; i += kLanes) {
         for (int h = 0; h < 2; ++h) {
           const int64_t k = i + 4 * h;
-          const Lanes4 wv = load4(wp + k), pv = load4(pp + k);
-          const Lanes4 d = wv - pv, e = wv - load4(ip + k);
-          acc[0][h] += wv * wv;
-          if (gp) {
-            const Lanes4 gv = load4(gp + k);
-            acc[1][h] += gv * gv;
-          }
-          acc[2][h] += d * d;
-          acc[3][h] += e * e;
-          acc[4][h] += abs4(d);
-          acc[5][h] += abs4(pv);
+          const Lanes4 wv = load4(wp + k);
+          add_lanes(acc, h, wv, gp ? load4(gp + k) : no_grad, load4(pp + k), load4(ip + k));
           std::memcpy(pp + k, &wv, sizeof(wv));
         }
       }
@@ -265,12 +265,8 @@ void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tens
       }
       float* row = r0 + c * stride;
       for (int j = 0; j < 6; ++j) {
-        if (j == 1 && !gp && !grads && c == 0) continue;  // the pre-hook's gradient sum
-        float r = 0;
-        for (int h = 0; h < 2; ++h) {
-          for (int l = 0; l < 4; ++l) r += acc[j][h][l];
-        }
-        row[col[j]] = r;
+        if (j == 1 && !grads && c == 0) continue;  // the pre-hook's gradient sum
+        row[col[j]] = lane_total(acc[j]);
       }
     }
   });
