@@ -129,13 +129,23 @@ def test_chunked_pass_equals_a_float64_reference_per_chunk(kernels, grads):
             torch.set_num_threads(count)
             prev_now, rows_now = old_prev.clone(), rows.clone()
             given = g if grads == "given" else torch.empty(0)
-            kernels.chunked_pass(w, prev_now, init, rows_now, columns, chunk, given, grads != "pre-hook")
-            results.append((prev_now, rows_now))
+            # The rows lie inside a larger sums buffer, which the pass copies whole into keep.
+            sums = torch.cat([torch.full((5,), 2.0), rows_now.reshape(-1)])
+            rows_now = sums[5:].view(6, 12)
+            keep = torch.zeros_like(sums)
+            totals = kernels.chunked_pass(
+                w, prev_now, init, rows_now, columns, chunk, given, grads != "pre-hook", sums, keep
+            )
+            results.append((prev_now, rows_now, totals, keep, sums))
     finally:
         torch.set_num_threads(threads)
-    (prev_after, got), (_, got_2) = results
+    (prev_after, got, totals, keep, sums), (_, got_2, _, _, _) = results
     assert torch.equal(got, got_2)  # fixed chunks: the same bits at any thread count
     assert torch.equal(prev_after, w)  # the previous snapshot moved to the weights
+    assert torch.equal(keep, sums)
+    # The totals of what it left in its six columns (row 0's gradient column as it is then).
+    written = got[:, columns].double()
+    np.testing.assert_allclose(totals, (written.sum().item(), written[:, 1].sum().item()), rtol=1e-6)
     for c in range(6):
         a, z = c * chunk, min(n, (c + 1) * chunk)
         wd, gd, pd, id_ = (x[a:z].double() for x in (w, g, old_prev, init))
@@ -176,16 +186,21 @@ def test_a_wrong_input_names_itself(kernels):
     with pytest.raises(RuntimeError, match="out must be 6 rows"):
         call(out=torch.zeros(6, 3))
     w, cols = torch.zeros(1000), torch.tensor([0, 1, 2, 3, 4, 5])
+
+    def chunked(rows, columns=cols, chunk=256, grad=none, sums=none, keep=none):
+        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), rows, columns, chunk, grad, True, sums, keep)
+
     with pytest.raises(RuntimeError, match="one CPU float32 sums row per chunk \\(4\\)"):
-        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(3, 9), cols, 256, none, True)
+        chunked(torch.zeros(3, 9))
     with pytest.raises(RuntimeError, match="column 9 is outside"):
-        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols + 4, 256, none, True)
+        chunked(torch.zeros(4, 9), columns=cols + 4)
     with pytest.raises(RuntimeError, match="grad has 999 elements"):
-        kernels.chunked_pass(
-            w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols, 256, torch.zeros(999), True
-        )
+        chunked(torch.zeros(4, 9), grad=torch.zeros(999))
+    with pytest.raises(RuntimeError, match="keep has 35 elements"):
+        sums = torch.zeros(36)
+        chunked(sums.view(4, 9), sums=sums, keep=torch.zeros(35))
     with pytest.raises(RuntimeError, match="multiple of 8"):
-        kernels.chunked_pass(w, torch.zeros(1000), torch.zeros(1000), torch.zeros(4, 9), cols, 250, none, True)
+        chunked(torch.zeros(4, 9), chunk=250)
 
 
 class _Both(nn.Module):
@@ -237,6 +252,90 @@ def test_the_native_pass_logs_the_eager_values(kernels, tmp_path, monkeypatch):
         for key, want in eager[step].items():
             got = fast[step][key]
             assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-5, abs=1e-12), key
+
+
+@pytest.mark.parametrize("trouble", ["NaN in a chunked weight", "zero gradients"])
+def test_the_native_totals_catch_what_the_steady_check_must(kernels, tmp_path, monkeypatch, trouble):
+    """With chunked parameters the steady check reads the kernels' totals instead of summing the
+    host buffer: a NaN in a large weight and an all-zero gradient still leave the steady path, so
+    the call warns (as eager) and logs the same values."""
+
+    def disturb(step, tracker):
+        if step != 3:
+            return
+        model = tracker._model()
+        if trouble == "zero gradients":
+            for param in model.parameters():
+                param.grad.zero_()
+        else:
+            with torch.no_grad():
+                model.big2.weight[7, 11] = float("nan")
+
+    logged, seen = {}, {}
+    for enabled in (True, False):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker, logged[enabled] = _log(
+                tmp_path, f"native-{enabled}", monkeypatch, enabled, before_log=disturb
+            )
+        seen[enabled] = sorted({str(w.message).split(";")[0].split(",")[0] for w in caught})
+        if enabled:
+            assert tracker._reducer._native is not None  # the kernels ran the whole time
+    want = "hold NaN or Inf weights" if trouble.startswith("NaN") else "saw only zero gradients"
+    assert any(want in message for message in seen[True]), seen[True]
+    assert seen[True] == seen[False]
+    for step, values in logged[False].items():
+        for key, want in values.items():
+            got = logged[True][step][key]
+            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-5, abs=1e-12), key
+
+
+def test_the_native_sketch_is_the_eager_sketch_bit_for_bit(kernels):
+    from tb_layerdyn.tracking import layers, sketch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last),  # read in reshape(-1) order
+        nn.Flatten(),
+        nn.Linear(8, 300),
+        nn.Linear(300, 10).double(),  # read through a float32 copy, as the eager ops read it
+    )
+    found = layers.find_layers(model)
+    capture = sketch.SketchCapture(64)
+    assert capture._native is not None
+    (native_sketch, _), = capture._sketch(found)
+    buffer, total, entries = capture._plans[0]
+    assert any(not p.is_contiguous() for _, p in entries)  # the channels_last convolution
+    eager = capture._sketch_eager(buffer, total, entries).numpy()
+    assert np.array_equal(native_sketch, eager)
+    # And both are the sketch of the format's own reference, layer by layer.
+    content = capture._content
+    start = 0
+    for lay, dim, seed in zip(found, content["dims"], content["seeds"]):
+        values = torch.cat([p.detach().reshape(-1).double() for _, p in lay.params]).numpy()
+        np.testing.assert_allclose(
+            native_sketch[start:start + dim], sketch.payload.sketch_reference(values, seed, dim), rtol=1e-4, atol=1e-5
+        )
+        start += dim
+
+
+def test_a_failing_sketch_kernel_warns_once_and_sketches_the_same(kernels):
+    from tb_layerdyn.tracking import layers, sketch
+
+    class Failing:
+        def sketch_pass(self, *args):
+            raise RuntimeError("simulated failure")
+
+    torch.manual_seed(0)
+    found = layers.find_layers(_Both())
+    want = sketch.SketchCapture(64)._sketch(found)[0][0]
+    capture = sketch.SketchCapture(64)
+    capture._native = Failing()
+    with pytest.warns(RuntimeWarning, match="native sketch kernel failed .*simulated failure") as caught:
+        first = capture._sketch(found)[0][0]
+        second = capture._sketch(found)[0][0]
+    assert len([w for w in caught if "sketch kernel" in str(w.message)]) == 1
+    assert np.array_equal(first, want) and np.array_equal(second, want)
 
 
 def test_the_elementwise_variant_and_fused_stay_off_the_native_kernels(kernels, tmp_path, monkeypatch):

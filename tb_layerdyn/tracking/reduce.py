@@ -207,8 +207,9 @@ class Reducer:
         self._native = None if (fused or elementwise) else native.kernels()
         # Per flat state, the kernel's arguments (views made once), or None: the flat pass is eager.
         self._native_args = None
-        # The last native flat pass's totals (for ``steady``), and whether it filled ``keep``.
-        self._flat_totals = None
+        # The last pass's totals when every part of it was native (for ``steady``), and whether it
+        # filled ``keep``.
+        self._totals = None
         self.kept = False
         self._params: List[_Param] = []
         self._chunked_params: List[_Param] = []
@@ -430,14 +431,16 @@ class Reducer:
                     row[MAIN_COLUMNS],
                     row[ELEMENTWISE_COLUMNS] if self._elementwise else None,
                 )
+        # The sums the native passes do not write (the initial weights' squares; zeros where the
+        # element-wise variant is off), for ``steady``.
+        unwritten = [c for c in range(_DEVICE_SUMS) if c not in _NATIVE_COLUMNS.tolist()]
+        self._unwritten_finite = not row or bool(torch.isfinite(self._rows[:, unwritten].sum()))
         if self._flat_state is not None:
             square = self._flat_state[0, _DIFF]
             torch.mul(self._flat_initial, self._flat_initial, out=square)
             torch.sum(square.view(-1, BLOCK), 1, out=self._blocks[_BLOCK_SQ_INIT])
             square.zero_()
-            # The block rows the pass does not write (the initial weights' squares; zeros where
-            # the element-wise variant is off), for ``steady``.
-            self._unwritten_finite = bool(torch.isfinite(self._blocks[_BLOCK_ROOTED.stop + 2:].sum()))
+            self._unwritten_finite &= bool(torch.isfinite(self._blocks[_BLOCK_ROOTED.stop + 2:].sum()))
             # Per state, the views a call uses, made once (views cost a dispatch each): its weights
             # row, the other state's (the previous weights), its scratch rows, its rows as blocks
             # for the one norm op and the one sum op, and the element-wise rows.
@@ -565,31 +568,45 @@ class Reducer:
         torch.set_grad_enabled(False)
         grads = not self._grads_read
         self._grads_read = False
-        self._flat_totals = None
+        self._totals = None
         self.kept = False
-        if keep is None or self._num_rows:  # chunked rows are filled after the flat pass
+        if keep is None or self._sharded:  # a sharded call's sums are all-reduced after
             keep = _NO_KEEP
+        chunked = self._chunked_params
         try:
             if grads:
                 self._missing_grads = 0
                 self._grad_presence = None
+            # The totals of what the native passes wrote, while every pass so far was native.
+            totals = (0.0, 0.0)
             if self._flat_state is not None:
-                self._reduce_flat(grads, keep)
-            for i, entry in enumerate(self._chunked_params):
+                # Chunked rows are filled after the flat pass: the last of them keeps the sums.
+                totals = self._reduce_flat(grads, _NO_KEEP if chunked else keep)
+            for i, entry in enumerate(chunked):
                 if entry.fused_args is not None and self._fused(*entry.fused_args):
+                    totals = None
                     if grads:
                         self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
                 elif entry.native_args is not None and self._native is not None:
-                    if not self._reduce_native(entry, grads):
+                    last = i == len(chunked) - 1 and totals is not None
+                    done = self._reduce_native(entry, grads, keep if last else _NO_KEEP)
+                    if done is None:
                         # Failed (and off from now on): the parameters before it keep their sums
                         # but their gradients', which it left chunk by chunk in rows now zeroed.
                         if grads:
-                            self._resum_grads(self._chunked_params[:i])
+                            self._resum_grads(chunked[:i])
                         self._reduce_chunked(entry, grads)
+                        totals = None
+                    elif totals is not None:
+                        totals = None if done is False else (totals[0] + done[0], totals[1] + done[1])
                 else:
+                    totals = None
                     self._reduce_chunked(entry, grads)
         finally:
             torch.set_grad_enabled(grad_enabled)
+        if totals is not None and not self._sharded:
+            self._totals = totals
+            self.kept = keep is not _NO_KEEP
         return self.sums
 
     def _flat_grads(self):
@@ -636,13 +653,10 @@ class Reducer:
             # One loop reads the weights and gradients where they are: no copies in first.
             sources, missing = self._flat_grads() if grads else ([], 0)
             try:
-                self._flat_totals = self._native.flat_pass(
-                    self._w_src, sources, self._places, *self._native_args[cur], keep
-                )
-                self.kept = keep is not _NO_KEEP
+                totals = self._native.flat_pass(self._w_src, sources, self._places, *self._native_args[cur], keep)
                 self._missing_grads += missing
                 self._cur = 1 - cur
-                return
+                return totals
             except RuntimeError as error:
                 self._native_failed(error)
             finally:
@@ -674,26 +688,34 @@ class Reducer:
             zero_count.copy_(zero)
         torch.sum(sums, 2, out=blocks[self._summed_rows])
         self._cur = 1 - cur
+        return None
 
-    def _reduce_native(self, entry: _Param, grads: bool) -> bool:
+    def _reduce_native(self, entry: _Param, grads: bool, keep: torch.Tensor):
         """One parameter of the chunked path in one native loop (``native.chunked_pass``); its
         gradient too when it is a dense float32 tensor on the CPU, else ``_grad_sum`` adds it.
-        Returns False when the kernel failed (then nothing of this parameter is summed yet)."""
+
+        Returns:
+            The kernel's ``(total, gradients' total)``; False when ``_grad_sum`` added the
+            gradient after it (its totals and ``keep``'s copy miss that sum); None when the kernel
+            failed (then nothing of this parameter is summed yet).
+        """
         grad = entry.param.grad if grads else None
         if grad is not None:
             grad = self._local(grad)[0]  # a DTensor's local shard
-        if grad is not None and not (
+        read = grad is None or (
             grad.dtype == torch.float32 and grad.device.type == "cpu" and grad.layout is torch.strided and _dense(grad)
-        ):
-            grad = None
+        )
         try:
-            self._native.chunked_pass(*entry.native_args, _NO_KEEP if grad is None else _flat(grad), grads)
+            totals = self._native.chunked_pass(
+                *entry.native_args, _flat(grad) if read and grad is not None else _NO_KEEP, grads,
+                self.sums, keep if read else _NO_KEEP,
+            )
         except RuntimeError as error:
             self._native_failed(error)
-            return False
-        if grads and grad is None:  # missing, or not one the loop reads
+            return None
+        if grads and (grad is None or not read):  # missing, or not one the loop reads
             self._grad_sum(entry, entry.outs[0][0][metrics.SUM_SQ_GRAD])
-        return True
+        return totals if read else False
 
     def _resum_grads(self, entries) -> None:
         """Sums the gradients of ``entries`` reduced natively into their first rows, the eager way."""
@@ -773,12 +795,12 @@ class Reducer:
         """Whether every sum of the last pass is finite and, unless ``attached`` (whose gradients
         are checked elsewhere), some gradient's square is not zero.
 
-        Two numpy sums over ``host``; none when every parameter took the native flat pass, which
-        returned its totals. Inside a training loop the first numpy call after the step runs on
-        cold caches: 40-60 us for these two on LeNet-5, against the kernel's own loop.
+        Two numpy sums over ``host``; none when every part of the pass was native (the kernels
+        return their totals). Inside a training loop the first numpy call after the step runs on
+        cold caches: 40-60 us for these two on LeNet-5 and the MLP, against the kernels' own loops.
         """
-        totals = self._flat_totals
-        if totals is not None and not self._num_rows:
+        totals = self._totals
+        if totals is not None:
             total, grads = totals
             return math.isfinite(total) and self._unwritten_finite and (attached or grads > 0)
         return bool(np.isfinite(host.sum())) and (attached or host[self.grad_index].sum() > 0)

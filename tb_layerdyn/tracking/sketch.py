@@ -7,16 +7,17 @@ generator, so every run of one architecture sketches the same way and logging le
 numpy's RNG streams alone.
 
 Cost: built once per layout (a hash of every parameter index, on the host), then per call one
-``index_add_`` per parameter into one buffer beside the parameters, one subtraction and one copy
-to the host of ``sum(k)`` floats. Memory: one int32 index per scalar parameter (the bucket, plus
-``K`` for a minus sign, so no sign tensor and no product is needed) and a float32 buffer of
-``2 K`` values, ``K`` the total sketch size: O(parameters). A parameter that is not float32 is
-cast for the call (a temporary copy of that parameter). On an accelerator the sketch is copied to
-pinned host memory behind the device's work and written at a later call, once its copy has landed,
-or at ``complete`` (the tracker's ``flush``, a layout change, the writer's ``flush``/``close``):
-the call itself never waits for the device. On CUDA ``index_add_`` adds with atomics,
-so the last bits of a sketch may differ between two identical runs (far below the sketch's own
-error), unless ``torch.use_deterministic_algorithms(True)`` makes it deterministic.
+``index_add_`` per parameter into one buffer beside the parameters, one subtraction and one copy to
+the host of ``sum(k)`` floats; on the CPU, with the native kernels built, one call does all of it
+(``native.sketch_pass``, the same additions in the same order). Memory: one int32 index per scalar
+parameter (the bucket, plus ``K`` for a minus sign, so no sign tensor and no product is needed) and
+a float32 buffer of ``2 K`` values, ``K`` the total sketch size: O(parameters). A parameter that is
+not float32 is cast for the call (a temporary copy of that parameter). On an accelerator the sketch
+is copied to pinned host memory behind the device's work and written at a later call, once its copy
+has landed, or at ``complete`` (the tracker's ``flush``, a layout change, the writer's
+``flush``/``close``): the call itself never waits for the device. On CUDA ``index_add_`` adds with
+atomics, so the last bits of a sketch may differ between two identical runs (far below the sketch's
+own error), unless ``torch.use_deterministic_algorithms(True)`` makes it deterministic.
 """
 
 import warnings
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from tb_layerdyn.format import sketches as payload
-from tb_layerdyn.tracking import guards
+from tb_layerdyn.tracking import guards, native
 
 
 # Sketches on their way to the host before a call waits for the oldest (as the metrics' sums do).
@@ -63,6 +64,8 @@ class SketchCapture:
         self._tag = None
         self._plans = None
         self._failed = False
+        # On the CPU, every parameter in one native call (``native.sketch_pass``) when it is built.
+        self._native = native.kernels()
         # (step, [(host values, copy event or None) per device], layout, tag) not yet written.
         self._pending = []
         self._free = []  # pinned buffers whose sketches are written
@@ -137,16 +140,13 @@ class SketchCapture:
             self._key = key
         parts = []
         for buffer, total, entries in self._plans:
-            buffer.zero_()
-            for index, param in entries:
-                flat = param.detach().reshape(-1)
-                if flat.dtype != buffer.dtype:
-                    flat = flat.to(buffer.dtype)
-                buffer.index_add_(0, index, flat)
-            sketch = buffer[:total] - buffer[total:]
             if buffer.device.type == "cpu":
+                sketch = self._sketch_native(buffer, total, entries)
+                if sketch is None:
+                    sketch = self._sketch_eager(buffer, total, entries)
                 parts.append((sketch.numpy(), None))
                 continue
+            sketch = self._sketch_eager(buffer, total, entries)
             host = self._pinned(total)
             host.copy_(sketch, non_blocking=True)
             event = torch.cuda.Event() if buffer.device.type == "cuda" else None
@@ -154,6 +154,37 @@ class SketchCapture:
                 event.record()
             parts.append((host, event))
         return parts
+
+    @staticmethod
+    def _sketch_eager(buffer, total, entries):
+        """One device's sketch by torch ops: one ``index_add_`` per parameter."""
+        buffer.zero_()
+        for index, param in entries:
+            flat = param.detach().reshape(-1)
+            if flat.dtype != buffer.dtype:
+                flat = flat.to(buffer.dtype)
+            buffer.index_add_(0, index, flat)
+        return buffer[:total] - buffer[total:]
+
+    def _sketch_native(self, buffer, total, entries):
+        """The CPU's sketch in one native call (the same additions in the same order as
+        ``_sketch_eager``), or None without the kernel. A failing kernel is warned about once and
+        left for the eager ops."""
+        if self._native is None:
+            return None
+        sketch = torch.empty(total, dtype=torch.float32)
+        try:
+            self._native.sketch_pass([p for _, p in entries], [i for i, _ in entries], buffer, sketch)
+        except Exception as error:  # noqa: BLE001 - any failure: the eager ops give the same sketch
+            self._native = None
+            warnings.warn(
+                f"the native sketch kernel failed ({type(error).__name__}: {error}); sketches go on "
+                "with torch ops (the same values)",
+                RuntimeWarning,
+                stacklevel=guards.user_stacklevel(),
+            )
+            return None
+        return sketch
 
     def _pinned(self, total):
         """A page-locked host buffer of ``total`` floats, reused once its sketch is written."""

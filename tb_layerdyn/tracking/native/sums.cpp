@@ -1,4 +1,5 @@
-// The flat path of the metrics' pass in one loop, on the CPU (see native/__init__.py).
+// The metrics' pass in one loop per path, and the weight sketches in one call, on the CPU (see
+// native/__init__.py).
 //
 // The eager flat pass (tracking/reduce.py) copies the weights and gradients into its rows, then
 // forms the per-block sums with seven torch ops, each a pass over the rows. This reads each
@@ -211,9 +212,16 @@ std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights,
 // With `grads` and no g (empty), the gradient's column is zeroed (the caller sums that gradient
 // itself, into row 0); without `grads`, row 0's gradient column is left as it is (an optimizer
 // pre-hook filled it) and the other rows' are zeroed.
-void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tensor& init,
-                  torch::Tensor& rows, const torch::Tensor& columns, int64_t chunk,
-                  const torch::Tensor& g, bool grads) {
+//
+// When keep is not empty, the whole sums buffer (sums, of which rows is a part) is then copied
+// into it, as flat_pass does: the caller passes it to the last pass of a call only.
+//
+// Returns the total of the six columns over the parameter's rows (row 0's gradient column as it
+// is then) and the total of the gradient column, as flat_pass does.
+std::tuple<double, double> chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tensor& init,
+                                        torch::Tensor& rows, const torch::Tensor& columns, int64_t chunk,
+                                        const torch::Tensor& g, bool grads, const torch::Tensor& sums,
+                                        torch::Tensor& keep) {
   const int64_t n = w.numel();
   check_rows(w, "weights", n);
   check_rows(prev, "prev", n);
@@ -231,6 +239,10 @@ void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tens
   const int64_t* col = columns.data_ptr<int64_t>();
   for (int j = 0; j < 6; ++j) {
     TORCH_CHECK(col[j] >= 0 && col[j] < rows.size(1), "column ", col[j], " is outside the sums rows");
+  }
+  if (keep.numel()) {
+    check_rows(sums, "sums", sums.numel());
+    check_rows(keep, "keep", sums.numel());
   }
   const float* wp = w.data_ptr<float>();
   const float* gp = with_g ? g.data_ptr<float>() : nullptr;
@@ -270,6 +282,53 @@ void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tens
       }
     }
   });
+  double total = 0, grads_total = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* row = r0 + c * stride;
+    for (int j = 0; j < 6; ++j) total += row[col[j]];
+    grads_total += row[col[1]];
+  }
+  if (keep.numel()) std::memcpy(keep.data_ptr<float>(), sums.data_ptr<float>(), sums.numel() * sizeof(float));
+  return {total, grads_total};
+}
+
+// The weight sketches of one call (tracking/sketch.py): for every CPU parameter, in order, each
+// element added into its bucket of buffer (2 * total floats; an index of total or more stands for
+// a minus sign, the bucket total places lower), then out = buffer[:total] - buffer[total:]. The
+// same additions in the same order as the eager pass's index_add_ per parameter, in one call: a
+// training step leaves ATen's dispatch cold, and ten index_add_ calls there cost five times what
+// they cost in a warm loop. A weight that is not contiguous float32 is read through a contiguous
+// float32 copy (its elements in reshape(-1) order, as the eager pass reads them).
+void sketch_pass(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& indices,
+                 torch::Tensor& buffer, torch::Tensor& out) {
+  TORCH_CHECK(weights.size() == indices.size(), "weights and indices must pair up (", weights.size(),
+              " weights, ", indices.size(), " indices)");
+  const int64_t total = out.numel();
+  check_rows(out, "out", total);
+  check_rows(buffer, "buffer", 2 * total);
+  float* b = buffer.data_ptr<float>();
+  std::memset(b, 0, 2 * total * sizeof(float));
+  for (size_t j = 0; j < weights.size(); ++j) {
+    const torch::Tensor& index = indices[j];
+    torch::Tensor w = weights[j];
+    TORCH_CHECK(w.device().is_cpu(), "weight ", j, " must be on the CPU");
+    TORCH_CHECK(index.device().is_cpu() && index.scalar_type() == torch::kInt32 && index.is_contiguous() &&
+                    index.numel() == w.numel(),
+                "index ", j, " must be contiguous CPU int32 with one entry per element of its weight");
+    if (w.scalar_type() != torch::kFloat32 || !w.is_contiguous()) {
+      w = w.reshape(-1).to(torch::kFloat32).contiguous();
+    }
+    const float* wp = w.data_ptr<float>();
+    const int32_t* ip = index.data_ptr<int32_t>();
+    const int64_t n = w.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t k = ip[i];
+      TORCH_CHECK(k >= 0 && k < 2 * total, "index ", j, " holds ", k, ", outside the buffer");
+      b[k] += wp[i];
+    }
+  }
+  float* o = out.data_ptr<float>();
+  for (int64_t k = 0; k < total; ++k) o[k] = b[k] - b[total + k];
 }
 
 }  // namespace
@@ -277,4 +336,5 @@ void chunked_pass(const torch::Tensor& w, torch::Tensor& prev, const torch::Tens
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("flat_pass", &flat_pass, "the flat pass of one call, from the parameters themselves");
   m.def("chunked_pass", &chunked_pass, "the pass over one large parameter, chunk by chunk");
+  m.def("sketch_pass", &sketch_pass, "the weight sketches of one call, every CPU parameter at once");
 }
