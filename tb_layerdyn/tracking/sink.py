@@ -205,6 +205,7 @@ class EventSink:
         # (monotonic seconds), and the longest they may wait (the writer's flush_secs).
         self._pack = max(1, int(pack))
         self._held_values = None
+        self._packed_event = None  # the Event of packed records, refilled (``_write_packed``)
         self._held_steps = np.zeros(self._pack, dtype=np.int64)
         self._held = 0
         self._held_since = 0.0
@@ -310,6 +311,9 @@ class EventSink:
         step = int(self._held_steps[0])
         steps_tag = self._tag + layer_metrics.STEPS_SUFFIX
         tagged = self._tagged.setdefault(file_writer, set())
+        if steps_tag in tagged:
+            self._write_packed(file_writer, held, step)
+            return
         proto = layer_metrics.summary(
             self._held_values[:held], self._layout, steps=self._held_steps[:held],
             with_metadata=False, tag_name=self._tag,
@@ -317,6 +321,24 @@ class EventSink:
         )
         file_writer.add_summary(proto, global_step=step)
         tagged.add(steps_tag)
+
+    def _write_packed(self, file_writer, held: int, step: int) -> None:
+        """A packed record after the first of its tag in this event file (which carried the steps'
+        metadata): like ``_write_steady``, one Event built once per layout is refilled, its two
+        tensors' bytes and lengths, and handed over (serialized at once). Building the ``Summary``
+        anew cost about 170 us on the cold caches a training step leaves (LeNet-5, 2-core EPYC)."""
+        event = self._packed_event
+        if event is None:
+            event = self._packed_event = event_pb2.Event(summary=layer_metrics.summary(
+                np.zeros((2,) + self._shape), self._layout, steps=[0, 1], with_metadata=False,
+                tag_name=self._tag, steps_metadata=False,
+            ))
+        values, steps = event.summary.value
+        values.tensor.tensor_content = self._held_values[:held].tobytes()
+        values.tensor.tensor_shape.dim[0].size = held
+        steps.tensor.tensor_content = self._held_steps[:held].astype("<i8", copy=False).tobytes()
+        steps.tensor.tensor_shape.dim[0].size = held
+        file_writer.add_event(event, step=step)
 
     def write_held(self) -> None:
         """Writes the held calls now, as one record."""
@@ -371,6 +393,7 @@ class EventSink:
             self._layout, self._tag = layout, layer_metrics.tag(layout)
             self._shape = (len(layout["metrics"]), len(layout["layers"]) + len(layout["groups"]))
             self._held_values = None
+            self._packed_event = None
             self._event = event_pb2.Event(
                 summary=layer_metrics.summary(
                     np.zeros(self._shape), layout, with_metadata=False, tag_name=self._tag
