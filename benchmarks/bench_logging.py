@@ -29,18 +29,22 @@ hook counts its own calls, so its steps and its histogram cadence do not depend 
 ``ours, fused`` (ResNet-18 only) the metrics alone with ``fused=True``: large parameters reduced
                by one compiled kernel each; its first call, which compiles, is reported apart;
 ``traffic``    not a training loop: an equivalent streaming op over tensors of the model's
-               parameter sizes, to measure the bandwidth for the memory-traffic lower bound.
+               parameter sizes (in the caches when they fit there), for the in-cache bound;
+``memory``     not a training loop: the same op over four tensors of 64 MB, far past the
+               last-level cache, for memory's own bandwidth and the memory-traffic bound.
 
 Columns: ``<variant> %`` is the extra wall time of the whole loop over ``plain`` (median of paired
 repetitions) and ``<variant> CPU %`` the same in this process's CPU time, which leaves out the time
 other processes held the cores; ``call ms`` and ``call mean ms`` are the median and the mean time
-of one call without histograms (``ours, no histograms``: metrics and the default sketches)
-measured inside its loop (the mean includes the calls that sketch, write a packed record or turn a
-batch into values); ``no sketches call ms`` the same without sketches, and ``sketch ratio`` the
-median call with a sketch at every call over it (timed in the same interleaved repetitions);
-``bound ms`` is the memory-traffic bound of one
-call (of the metrics' pass), measured in the same interleaved repetitions; ``call/bound`` and
-``mean call/bound`` their ratios; ``histograms/ours`` is the extra time per step of the histogram
+of one call without histograms (``ours, no histograms``: metrics and the default sketches) measured
+inside its loop (the mean includes the calls that sketch, write a packed record or turn a batch
+into values); ``no sketches call ms`` the same without sketches, and ``sketch ratio`` the median
+call with a sketch at every call over it (timed in the same interleaved repetitions); ``bound ms``
+is the memory-traffic bound of one call (of the metrics' pass), measured in the same interleaved
+repetitions; ``call/bound`` and ``mean call/bound`` their ratios; ``in-cache bound ms`` and ``mean
+call/in-cache bound`` the same with the bandwidth reached on tensors of the model's own sizes,
+which a small model's fit in the caches (a call after a training step finds its snapshots evicted:
+it cannot reach that figure); ``histograms/ours`` is the extra time per step of the histogram
 practice over ours (ours counted as at least one call's time).
 
 Targets (issue 13): logging LeNet-5 every step with the defaults costs at most 10% of its step,
@@ -55,8 +59,12 @@ each other), so the one-thread rows are the steadier ratios. The thread count is
 Variants are timed in interleaved repetitions (see ``timing``). Loops that write flush their
 writer inside the timed region, so the writer thread's work is counted. The traffic bound is the
 20 bytes per parameter that one logging call must move at least (read the weight, the previous and
-initial snapshots and the gradient; write the previous snapshot) divided by the bandwidth that
-``torch.addcmul(a, b, c, out=d)`` (16 bytes per parameter) reaches on the same tensors.
+initial snapshots and the gradient; write the previous snapshot) divided by memory's bandwidth: what
+``torch.addcmul(a, b, c, out=d)`` (16 bytes per element) reaches on four tensors of 64 MB. The
+in-cache bound divides by what it reaches on tensors of the parameters' sizes instead: the same for
+ResNet-18 (its 11M parameters do not fit in any cache), three to four times less for the MLP, whose
+8.6 MB of tensors stay in a 32 MB L3 when streamed back to back, while right after a training step
+the same op took 2.9x (one thread) and 3.8x (two) its back-to-back time (2-core EPYC, 2026-12-07).
 """
 
 import tempfile
@@ -72,6 +80,8 @@ from demo import models
 
 BOUND_BYTES_PER_PARAM = 20
 STREAM_BYTES_PER_PARAM = 16  # addcmul: reads three tensors, writes one
+# Elements of each tensor of the memory stream: 64 MB, past the last-level caches of these machines.
+MEMORY_STREAM_ELEMENTS = 1 << 24
 
 # name -> (model factory, input shape with the batch first)
 MODELS = {
@@ -175,7 +185,7 @@ def naive_hook(trainer):
 
 
 class StreamingOp:
-    """``addcmul`` over tensors shaped like a model's parameters, for the bandwidth figure."""
+    """``addcmul`` over tensors shaped like a model's parameters, for the in-cache bound."""
 
     def __init__(self, model):
         shapes = [p.shape for p in model.parameters()]
@@ -185,6 +195,17 @@ class StreamingOp:
     def __call__(self):
         for a, b, c, out in self.tensors:
             torch.addcmul(a, b, c, out=out)
+
+
+class MemoryStream:
+    """``addcmul`` over four tensors far larger than the caches, for memory's own bandwidth."""
+
+    def __init__(self, elements=MEMORY_STREAM_ELEMENTS):
+        self.a, self.b, self.c, self.out = (torch.rand(elements) for _ in range(4))
+        self.elements = elements
+
+    def __call__(self):
+        torch.addcmul(self.a, self.b, self.c, out=self.out)
 
 
 def own_steps(hook):
@@ -198,8 +219,11 @@ def own_steps(hook):
     return counted
 
 
-def measure_model(name, factory, input_shape, steps, repetitions, logdir):
+def measure_model(name, factory, input_shape, steps, repetitions, logdir, memory=None):
+    """One row: every loop of ``LOOPS`` timed side by side on one model (``memory``: a
+    ``MemoryStream`` to reuse, else one is made)."""
     loops = LOOPS + ((FUSED,) if name in FUSED_MODELS else ())
+    memory = memory or MemoryStream()
     trainer = Trainer(factory, input_shape)
     writers = {
         key: SummaryWriter(f"{logdir}/{name}-{key}")
@@ -209,6 +233,7 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     stream = StreamingOp(trainer.model)
     call_seconds = {"ours": [], "ours, no histograms": [], SKETCH_EVERY: [], NO_SKETCHES: [], PACK1: [], FUSED: []}
     stream_seconds = []
+    memory_seconds = []
 
     def logging_hook(key, **options):
         writer, calls = writers[key], call_seconds[key]
@@ -250,12 +275,20 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
             stream_seconds.append(time.perf_counter() - started)
         return 0.0
 
+    def memory_stream():
+        for _ in range(2):
+            started = time.perf_counter()
+            memory()
+            memory_seconds.append(time.perf_counter() - started)
+        return 0.0
+
     # Warm-up: first calls allocate snapshots, caches and the writers' files, and the first packed
     # record and second sketch (at the 11th call) set up what later ones reuse (measured on
     # ResNet-18: 200-260 ms once, against about 50 ms for each later sketching call).
     for key in loops:
         trainer.steps(WARMUP_CALLS, hooks[key])
     stream()
+    memory()
     # The fused loop's first call compiled the kernel (or loaded it from inductor's disk cache).
     first_fused_s = call_seconds[FUSED][0] if call_seconds[FUSED] else None
     for calls in call_seconds.values():
@@ -263,6 +296,7 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
 
     variants = {key: training_loop(key) for key in loops}
     variants["traffic"] = streaming
+    variants["memory"] = memory_stream
     cpu_seconds = {}
     seconds = timing.interleaved(variants, repetitions, cpu=cpu_seconds)
     for writer in writers.values():
@@ -274,7 +308,9 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
     call_mean_s = sum(call_seconds["ours, no histograms"]) / len(call_seconds["ours, no histograms"])
     pack1_s = timing.median(call_seconds[PACK1])
     pack1_mean_s = sum(call_seconds[PACK1]) / len(call_seconds[PACK1])
-    bound_s = timing.median(stream_seconds) * BOUND_BYTES_PER_PARAM / STREAM_BYTES_PER_PARAM
+    cache_bound_s = timing.median(stream_seconds) * BOUND_BYTES_PER_PARAM / STREAM_BYTES_PER_PARAM
+    bytes_per_s = STREAM_BYTES_PER_PARAM * memory.elements / timing.median(memory_seconds)
+    bound_s = BOUND_BYTES_PER_PARAM * stream.params / bytes_per_s
 
     def extra_per_step(key):
         return timing.median([(s - b) / steps for s, b in zip(seconds[key], seconds["plain"])])
@@ -301,10 +337,14 @@ def measure_model(name, factory, input_shape, steps, repetitions, logdir):
         "pack=1 call ms": 1e3 * pack1_s,
         "pack=1 call mean ms": 1e3 * pack1_mean_s,
         "call/step": call_mean_s / step_s,
+        "memory GB/s": bytes_per_s / 1e9,
         "bound ms": 1e3 * bound_s,
         "call/bound": call_s / bound_s,
         "mean call/bound": call_mean_s / bound_s,
         "pack=1 mean call/bound": pack1_mean_s / bound_s,
+        "in-cache bound ms": 1e3 * cache_bound_s,
+        "call/in-cache bound": call_s / cache_bound_s,
+        "mean call/in-cache bound": call_mean_s / cache_bound_s,
         "histograms/ours": extra_per_step("histograms") / ours_cost_s,
         "steps x reps": f"{steps}x{repetitions}",
     })
@@ -345,6 +385,7 @@ def run(quick):
     timing.steady_heap()  # else page faults of the plain step outweigh what is measured
     rows = []
     default = torch.get_num_threads()
+    memory = MemoryStream()
     try:
         with tempfile.TemporaryDirectory(prefix="bench_logging_") as logdir:
             for threads in thread_counts():
@@ -352,7 +393,7 @@ def run(quick):
                 for name, (factory, input_shape) in MODELS.items():
                     steps, repetitions = plan.get(name, plan["small"])
                     row = measure_model(
-                        name, factory, input_shape, steps, repetitions, f"{logdir}/{threads}"
+                        name, factory, input_shape, steps, repetitions, f"{logdir}/{threads}", memory
                     )
                     rows.append({"model": row.pop("model"), "threads": threads, **row})
     finally:
