@@ -434,7 +434,7 @@ class Reducer:
         # The sums the native passes do not write (the initial weights' squares; zeros where the
         # element-wise variant is off), for ``steady``.
         unwritten = [c for c in range(_DEVICE_SUMS) if c not in _NATIVE_COLUMNS.tolist()]
-        self._unwritten_finite = not row or bool(torch.isfinite(self._rows[:, unwritten].sum()))
+        self._unwritten_finite = not self._num_rows or bool(torch.isfinite(self._rows[:, unwritten].sum()))
         if self._flat_state is not None:
             square = self._flat_state[0, _DIFF]
             torch.mul(self._flat_initial, self._flat_initial, out=square)
