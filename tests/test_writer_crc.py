@@ -12,7 +12,7 @@ from tensorboard.summary.writer import record_writer
 
 from tb_layerdyn import LayerDynamics
 from tb_layerdyn.format import framing
-from tb_layerdyn.tracking import writer_crc
+from tb_layerdyn.tracking import native, writer_crc
 
 from picture_helpers import LeNet
 
@@ -39,23 +39,50 @@ def test_the_known_check_value():
     # Around the switch to lanes, lane lengths and their multiples, with tails of every size mod 4.
     [0, 1, 3, 4, 5, 255, 1023, 1024, 1025, 1027, 2047, 4096, 4099, 8191, 9000, 20011, 65537],
 )
-def test_equal_to_a_bitwise_reference(length):
+@pytest.mark.parametrize("ours", ["lanes", "native"])
+def test_equal_to_a_bitwise_reference(length, ours):
+    checksum = _checksum(ours)
     data = np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8).tobytes()
-    assert framing.masked_crc32c_of(data) == slow_masked_crc32c(data)
+    assert checksum(data) == slow_masked_crc32c(data)
+    if length > 3:  # a record that starts off an 8-byte boundary
+        assert checksum(memoryview(data)[3:]) == slow_masked_crc32c(data[3:])
 
 
-def test_equal_to_tensorboards_own_on_structured_bytes():
+@pytest.mark.parametrize("ours", ["lanes", "native"])
+def test_equal_to_tensorboards_own_on_structured_bytes(ours):
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
+    checksum = _checksum(ours)
     for data in (bytes(5000), b"\xff" * 7777, bytes(range(256)) * 40 + b"abc", memoryview(b"xy" * 3000)):
-        assert framing.masked_crc32c_of(data) == masked_crc32c(bytes(data))
+        assert checksum(data) == masked_crc32c(bytes(data))
+
+
+def _checksum(ours):
+    """framing's numpy lanes, or the native kernels' (built here when they are not yet)."""
+    if ours == "lanes":
+        return framing.masked_crc32c_of
+    if native.kernels() is None and native.build() is None:
+        pytest.skip("the native kernels could not be built here (no C++ compiler?)")
+    return native.kernels().masked_crc32c
+
+
+def test_the_native_checksum_is_installed_when_built():
+    _checksum("native")
+    writer_crc.uninstall()
+    assert writer_crc.fastest() is native.kernels().masked_crc32c
+    assert writer_crc.install() and record_writer.masked_crc32c is native.kernels().masked_crc32c
+    writer_crc.uninstall()
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure
+
+    assert record_writer.masked_crc32c is pure
+    writer_crc.install()
 
 
 def test_a_tracker_installs_it_and_tensorboard_reads_what_it_wrote(tmp_path):
     writer_crc.uninstall()
     model = LeNet()
     tracker = LayerDynamics(model, str(tmp_path), histogram_every=1, images_every=1)
-    assert record_writer.masked_crc32c is framing.masked_crc32c_of
+    assert record_writer.masked_crc32c is writer_crc.fastest()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in range(3):
         model(torch.randn(4, 1, 32, 32)).square().mean().backward()
