@@ -77,7 +77,7 @@ class LayerDynamics:
             about eleven eager passes. Compiled at the first ``log`` (seconds; cached on disk by
             inductor) and needs a C++ compiler; if compiling fails, one warning says why and the
             eager pass is used. A dict turns it on and is passed to ``torch.compile`` as inductor
-            ``options``.
+            ``options``. On the CPU the native kernels, when built, are faster than this.
         name: the model's name, when several models log into one writer (a GAN's generator and
             discriminator, an EMA copy, teacher and student): each name is kept apart (its own
             tags, its own entry in ``read()`` and in the tab). Without names a second model on
