@@ -116,6 +116,18 @@ def free_port(start):
     raise RuntimeError(f"no free port in {start}..{start + 99}; pass --port")
 
 
+def wait_for(server, every_s=0.2):
+    """Waits for ``server`` to exit, looking again every ``every_s`` seconds.
+
+    Ctrl+C is delivered to one thread of this process, any that does not block it: torch's own
+    threads are candidates. Python then raises ``KeyboardInterrupt`` in the main thread at its next
+    bytecode, which a blocking ``Popen.wait()`` does not reach before TensorBoard has exited (in a
+    full test run the demo was still waiting 30 s after Ctrl+C).
+    """
+    while server.poll() is None:
+        time.sleep(every_s)
+
+
 def serve(logdir, port):
     """Runs TensorBoard on 127.0.0.1 over ``logdir`` until Ctrl+C."""
     port = port or free_port(DEFAULT_PORT)
@@ -126,7 +138,7 @@ def serve(logdir, port):
     server = subprocess.Popen(command)
     print(f"\nTensorBoard: http://127.0.0.1:{port}/#layer_dynamics  (Ctrl+C to stop)")
     try:
-        server.wait()
+        wait_for(server)
     except KeyboardInterrupt:
         # Ctrl+C reached TensorBoard too (one process group); asked again, it has a few seconds
         # to exit before it is killed, so that the demo never hangs on its way out.

@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -685,6 +686,45 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ctrl_c_on_another_thread_still_stops_the_wait_for_tensorboard():
+    """A process-directed SIGINT may be delivered to any thread; here it is sent to a thread other
+    than the main one, while the main thread waits for a child that would run for a minute. The
+    wait must end with KeyboardInterrupt at once (a blocking ``Popen.wait()`` would sit out the
+    minute)."""
+    code = textwrap.dedent(
+        """
+        import signal, subprocess, sys, threading, time
+        from demo.__main__ import wait_for
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+        def interrupt():
+            time.sleep(1)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # this thread, not main
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        try:
+            wait_for(child)
+            print("returned")
+        except KeyboardInterrupt:
+            print(f"interrupted after {time.monotonic() - started:.2f} s")
+        finally:
+            child.kill()
+            child.wait()
+        """
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert words[:2] == ["interrupted", "after"], result.stdout
+    assert float(words[2]) < 5
 
 
 def test_demo_serves_tensorboard_on_localhost_at_the_printed_url(tmp_path):
