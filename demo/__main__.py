@@ -121,8 +121,7 @@ def wait_for(server, every_s=0.2):
 
     Ctrl+C is delivered to one thread of this process, any that does not block it: torch's own
     threads are candidates. Python then raises ``KeyboardInterrupt`` in the main thread at its next
-    bytecode, which a blocking ``Popen.wait()`` does not reach before TensorBoard has exited (in a
-    full test run the demo was still waiting 30 s after Ctrl+C).
+    bytecode, which a blocking ``Popen.wait()`` does not reach before TensorBoard has exited.
     """
     while server.poll() is None:
         time.sleep(every_s)

@@ -688,6 +688,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _as_in_a_terminal():
+    """Ctrl+C's default action for the child, as in a terminal: a shell's background job (``cmd &``
+    without job control) ignores SIGINT, and a child process inherits that (Python then installs
+    no handler), so a test suite run that way would otherwise see Ctrl+C do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_another_thread_still_stops_the_wait_for_tensorboard():
     """A process-directed SIGINT may be delivered to any thread; here it is sent to a thread other
     than the main one, while the main thread waits for a child that would run for a minute. The
@@ -719,7 +726,8 @@ def test_ctrl_c_on_another_thread_still_stops_the_wait_for_tensorboard():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+        preexec_fn=_as_in_a_terminal,
     )
     assert result.returncode == 0, result.stderr
     words = result.stdout.split()
@@ -737,7 +745,7 @@ def test_demo_serves_tensorboard_on_localhost_at_the_printed_url(tmp_path):
     ]
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_as_in_a_terminal,
     )
     lines = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
