@@ -316,7 +316,7 @@ void sketch_pass(const std::vector<torch::Tensor>& weights, const std::vector<to
                     index.numel() == w.numel(),
                 "index ", j, " must be contiguous CPU int32 with one entry per element of its weight");
     if (w.scalar_type() != torch::kFloat32 || !w.is_contiguous()) {
-      w = w.reshape(-1).to(torch::kFloat32).contiguous();
+      w = w.detach().reshape(-1).to(torch::kFloat32).contiguous();  // no autograd record
     }
     const float* wp = w.data_ptr<float>();
     const int32_t* ip = index.data_ptr<int32_t>();
