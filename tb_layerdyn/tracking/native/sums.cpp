@@ -87,6 +87,19 @@ void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
   TORCH_CHECK(t.numel() == numel, name, " has ", t.numel(), " elements, expected ", numel);
 }
 
+// keep, when not empty, receives a copy of the whole sums buffer at the end of a pass (the slot of
+// a packed record's batch): a training step leaves the host's caches cold, and this copy costs a
+// torch or numpy call ten times more there than here.
+void check_keep(const torch::Tensor& sums, const torch::Tensor& keep) {
+  if (!keep.numel()) return;
+  check_rows(sums, "sums", sums.numel());
+  check_rows(keep, "keep", sums.numel());
+}
+
+void copy_kept(const torch::Tensor& sums, torch::Tensor& keep) {
+  if (keep.numel()) std::memcpy(keep.data_ptr<float>(), sums.data_ptr<float>(), sums.numel() * sizeof(float));
+}
+
 // The whole flat pass of one call: the flat parameters' weights and gradients read where they are
 // (no copies in first), the weights written into w_row (the next call's previous weights), and
 // each block's six sums into rows 0..5 of out. places is (parameters x 2) int64: each
@@ -98,8 +111,7 @@ void check_rows(const torch::Tensor& t, const char* name, int64_t numel) {
 // holds them (an optimizer pre-hook read them).
 //
 // When keep is not empty, the whole sums buffer (sums, of which out is a part) is then copied
-// into it: a training step leaves the host's caches cold, and this copy costs a torch or numpy
-// call ten times more there than here.
+// into it (copy_kept).
 //
 // Returns the total of the six sums over all blocks and the total of the gradients' squares, for
 // the caller's check of a steady call (finite, some gradient not zero) without another pass.
@@ -111,10 +123,7 @@ std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights,
   const int64_t n = w_row.numel();
   TORCH_CHECK(n % kFlatBlock == 0, "the flat rows must hold whole blocks of ", kFlatBlock);
   const int64_t blocks = n / kFlatBlock;
-  if (keep.numel()) {
-    check_rows(sums, "sums", sums.numel());
-    check_rows(keep, "keep", sums.numel());
-  }
+  check_keep(sums, keep);
   check_rows(w_row, "the weights row", n);
   check_rows(g_row, "the gradients row", n);
   check_rows(prev, "prev", n);
@@ -198,7 +207,7 @@ std::tuple<double, double> flat_pass(const std::vector<torch::Tensor>& weights,
     total += sum;
     if (j == 1) grads_total = sum;
   }
-  if (keep.numel()) std::memcpy(keep.data_ptr<float>(), sums.data_ptr<float>(), sums.numel() * sizeof(float));
+  copy_kept(sums, keep);
   return {total, grads_total};
 }
 
@@ -240,10 +249,7 @@ std::tuple<double, double> chunked_pass(const torch::Tensor& w, torch::Tensor& p
   for (int j = 0; j < 6; ++j) {
     TORCH_CHECK(col[j] >= 0 && col[j] < rows.size(1), "column ", col[j], " is outside the sums rows");
   }
-  if (keep.numel()) {
-    check_rows(sums, "sums", sums.numel());
-    check_rows(keep, "keep", sums.numel());
-  }
+  check_keep(sums, keep);
   const float* wp = w.data_ptr<float>();
   const float* gp = with_g ? g.data_ptr<float>() : nullptr;
   float* pp = prev.data_ptr<float>();
@@ -288,7 +294,7 @@ std::tuple<double, double> chunked_pass(const torch::Tensor& w, torch::Tensor& p
     for (int j = 0; j < 6; ++j) total += row[col[j]];
     grads_total += row[col[1]];
   }
-  if (keep.numel()) std::memcpy(keep.data_ptr<float>(), sums.data_ptr<float>(), sums.numel() * sizeof(float));
+  copy_kept(sums, keep);
   return {total, grads_total};
 }
 
