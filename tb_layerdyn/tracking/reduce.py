@@ -77,8 +77,8 @@ FUSED_MIN_NUMEL = 1 << 12
 # their copy is done, so a host that runs this many calls ahead of the device waits for the oldest.
 HOST_DEPTH = 3
 
-# ``keep`` of the native flat pass when nothing is to be kept, and the gradient of the native
-# chunked pass when it does not read one.
+# ``keep`` of a native pass when nothing is to be kept, and the gradient of the native chunked
+# pass when it does not read one.
 _NO_KEEP = torch.empty(0)
 
 # Columns the device fills; SUM_NUMEL is added on the host.
@@ -102,6 +102,9 @@ _BLOCK_COLUMNS = np.array([
 ], dtype=np.intp)
 # The sums columns of the native chunked pass's six sums, in the order of its loop (the block rows').
 _NATIVE_COLUMNS = torch.tensor(_BLOCK_COLUMNS[:6].tolist(), dtype=torch.int64)
+# The sums columns the native chunked pass leaves as they are (the initial weights' squares; zeros
+# where the element-wise variant is off).
+_UNWRITTEN_COLUMNS = [c for c in range(_DEVICE_SUMS) if c not in _BLOCK_COLUMNS[:6]]
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -344,7 +347,7 @@ class Reducer:
     def _build_chunked(self, per_layer, sources, device) -> None:
         """Allocates the snapshots, sums rows and scratch of the chunked path; fills the constant
         sums (the initial weights' squares)."""
-        chunk = chunk_size = self._chunk_size(device)
+        chunk = self._chunk_size(device)
         row = 0
         layer_rows = []
         for entries in per_layer:
@@ -401,8 +404,8 @@ class Reducer:
         # Views made once: slicing on every call would allocate tensor objects on the hot path.
         for entry in chunked:
             entry.outs = []
-            for r, chunk in enumerate(entry.chunks):
-                n = entry.numel if chunk is None else chunk[0].numel()
+            for r, part in enumerate(entry.chunks):
+                n = entry.numel if part is None else part[0].numel()
                 entry.outs.append((
                     [self._rows[entry.first_row + r, c] for c in range(_DEVICE_SUMS)],
                     diff_all[:n],
@@ -412,13 +415,13 @@ class Reducer:
                 torch.dot(init, init, out=entry.outs[r][0][metrics.SUM_SQ_INIT])
             entry.fused_args = None
             entry.native_args = None
-            if self._native is not None and entry.fast and entry.local.device.type == "cpu" and chunk_size % 8 == 0:
+            if self._native is not None and entry.fast and entry.local.device.type == "cpu" and chunk % 8 == 0:
                 # The weights, both snapshots (1-D, in storage order), the parameter's sums rows, the
                 # columns of the six sums, the chunk.
                 entry.native_args = (
                     _flat(entry.local), _flat(entry.prev), _flat(entry.init),
                     self._rows[entry.first_row: entry.first_row + len(entry.chunks)],
-                    _NATIVE_COLUMNS, chunk_size,
+                    _NATIVE_COLUMNS, chunk,
                 )
             if self._fused is not None and entry.fast and entry.numel >= FUSED_MIN_NUMEL:
                 # The kernel writes the whole parameter's sums into its first row; the other rows
@@ -431,10 +434,10 @@ class Reducer:
                     row[MAIN_COLUMNS],
                     row[ELEMENTWISE_COLUMNS] if self._elementwise else None,
                 )
-        # The sums the native passes do not write (the initial weights' squares; zeros where the
-        # element-wise variant is off), for ``steady``.
-        unwritten = [c for c in range(_DEVICE_SUMS) if c not in _NATIVE_COLUMNS.tolist()]
-        self._unwritten_finite = not self._num_rows or bool(torch.isfinite(self._rows[:, unwritten].sum()))
+        # The sums the native passes do not write, for ``steady``.
+        self._unwritten_finite = not self._num_rows or bool(
+            torch.isfinite(self._rows[:, _UNWRITTEN_COLUMNS].sum())
+        )
         if self._flat_state is not None:
             square = self._flat_state[0, _DIFF]
             torch.mul(self._flat_initial, self._flat_initial, out=square)
@@ -559,8 +562,9 @@ class Reducer:
 
         Args:
             keep: a float32 tensor shaped like ``self.sums`` that may receive a copy of them (the
-                slot of a packed record's batch). ``self.kept`` says whether it did: only the
-                native flat pass of a model without chunked parameters copies.
+                slot of a packed record's batch). ``self.kept`` says whether it did: the last
+                native pass copies when every part of the pass was native and the model is not
+                sharded.
         """
         # Grad mode off for the pass, switched directly: ``@torch.no_grad()`` builds a context
         # manager on every call, and this runs on every call of a training loop.
@@ -645,7 +649,9 @@ class Reducer:
             stacklevel=guards.user_stacklevel(),
         )
 
-    def _reduce_flat(self, grads: bool = True, keep: torch.Tensor = _NO_KEEP) -> None:
+    def _reduce_flat(self, grads: bool = True, keep: torch.Tensor = _NO_KEEP):
+        """The flat path; returns the native kernel's ``(total, gradients' total)``, or None when
+        the pass was eager."""
         cur = self._cur
         weights, previous, diff, init_diff, norms, sums, extra = self._flat_rows[cur]
         blocks = self._blocks
